@@ -1,0 +1,299 @@
+//! Snapshots plus self metrics become one valid text exposition.
+//!
+//! Families from every check are merged by name so each gets one HELP and one TYPE
+//! line. The part built from snapshots is cached until a check publishes or the config
+//! reloads (the store's generation changes); `process_*` metrics are read fresh on each
+//! scrape and appended.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use crate::metrics::{FamilySet, MetricType, escape_help, format_value};
+use crate::results::{Store, lock};
+
+/// Version reported by `--version` and `sonde_build_info`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Source revision, stamped by build.rs from git when available.
+pub const REVISION: &str = match option_env!("SONDE_REVISION") {
+    Some(r) => r,
+    None => "unknown",
+};
+
+/// Content type of the text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Renders and caches the exposition of a store.
+#[derive(Debug)]
+pub struct Exposition {
+    store: Arc<Store>,
+    cache: Mutex<Option<(u64, Arc<String>)>>,
+}
+
+impl Exposition {
+    /// An exposition of `store`.
+    pub fn new(store: Arc<Store>) -> Self {
+        Exposition {
+            store,
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// Everything but the `process_*` metrics; rebuilt only when something changed.
+    pub fn checks_part(&self) -> Arc<String> {
+        let mut cache = lock(&self.cache);
+        let generation = self.store.generation();
+        if let Some((g, text)) = cache.as_ref()
+            && *g == generation
+        {
+            return Arc::clone(text);
+        }
+        let text = Arc::new(render_store(&self.store));
+        *cache = Some((generation, Arc::clone(&text)));
+        text
+    }
+
+    /// The full `/metrics` body.
+    pub fn scrape(&self) -> String {
+        let checks = self.checks_part();
+        let process = process_metrics();
+        let mut out = String::with_capacity(checks.len() + process.len());
+        out.push_str(&checks);
+        out.push_str(&process);
+        out
+    }
+}
+
+/// Merges every check's families and sonde's own metrics, sorted by name.
+pub fn render_store(store: &Store) -> String {
+    let slots = store.slots();
+    let snapshots: Vec<_> = slots.iter().map(|s| (Arc::clone(s), s.latest())).collect();
+    let mut own = FamilySet::new();
+    let success = own.family("sonde_check_success", "1 if the last run of the check succeeded, else 0.", MetricType::Gauge);
+    let duration = own.family("sonde_check_duration_seconds", "Duration of the last run of the check in seconds.", MetricType::Gauge);
+    let last_run = own.family("sonde_check_last_run_timestamp_seconds", "Unix time the last run of the check started.", MetricType::Gauge);
+    let last_ok = own.family(
+        "sonde_check_last_success_timestamp_seconds",
+        "Unix time the last successful run of the check started; 0 if none has succeeded.",
+        MetricType::Gauge,
+    );
+    let interval = own.family("sonde_check_interval_seconds", "Configured interval of the check in seconds.", MetricType::Gauge);
+    let runs = own.family("sonde_check_runs_total", "Runs of the check since it was started.", MetricType::Counter);
+    let failures = own.family("sonde_check_failures_total", "Runs of the check that did not succeed.", MetricType::Counter);
+    for (slot, snap) in &snapshots {
+        let labels = [("check", slot.meta.name.as_str()), ("kind", slot.meta.kind)];
+        own.sample(interval, &labels, slot.meta.interval.as_secs_f64());
+        let Some(snap) = snap else {
+            own.sample(runs, &labels, 0.0);
+            own.sample(failures, &labels, 0.0);
+            continue;
+        };
+        own.sample(success, &labels, if snap.success { 1.0 } else { 0.0 });
+        own.sample(duration, &labels, snap.duration.as_secs_f64());
+        own.sample(last_run, &labels, snap.started_unix_ms as f64 / 1000.0);
+        own.sample(last_ok, &labels, snap.last_success_unix_ms.map_or(0.0, |ms| ms as f64 / 1000.0));
+        own.sample(runs, &labels, snap.runs_total as f64);
+        own.sample(failures, &labels, snap.failures_total as f64);
+    }
+    let build = own.family("sonde_build_info", "Version and revision sonde was built from; always 1.", MetricType::Gauge);
+    own.sample(build, &[("revision", REVISION), ("version", VERSION)], 1.0);
+    let reload = store.reload_status();
+    let ok = own.family(
+        "sonde_config_last_reload_successful",
+        "1 if the last config load or reload succeeded, else 0.",
+        MetricType::Gauge,
+    );
+    own.sample(ok, &[], if reload.successful { 1.0 } else { 0.0 });
+    let ok_at = own.family(
+        "sonde_config_last_reload_success_timestamp_seconds",
+        "Unix time of the last successful config load or reload.",
+        MetricType::Gauge,
+    );
+    own.sample(ok_at, &[], reload.last_success_unix_ms as f64 / 1000.0);
+
+    let mut merged: BTreeMap<&str, (&str, MetricType, Vec<&str>)> = BTreeMap::new();
+    let sets = snapshots
+        .iter()
+        .filter_map(|(_, s)| s.as_ref().map(|s| &s.families))
+        .chain(std::iter::once(&own));
+    for set in sets {
+        for family in set.families() {
+            let entry = merged
+                .entry(family.name.as_ref())
+                .or_insert_with(|| (family.help.as_ref(), family.mtype, Vec::new()));
+            if entry.1 == family.mtype {
+                entry.2.push(&family.lines);
+            } else {
+                log::warn!("msg=\"metric family has two types; dropping the second\" family={}", family.name);
+            }
+        }
+    }
+    let size: usize = merged.values().flat_map(|(_, _, l)| l.iter().map(|s| s.len())).sum();
+    let mut out = String::with_capacity(size + merged.len() * 96);
+    for (name, (help, mtype, chunks)) in merged {
+        write_header(&mut out, name, help, mtype);
+        for chunk in chunks {
+            out.push_str(chunk);
+        }
+    }
+    out
+}
+
+fn write_header(out: &mut String, name: &str, help: &str, mtype: MetricType) {
+    out.push_str("# HELP ");
+    out.push_str(name);
+    out.push(' ');
+    out.push_str(&escape_help(help));
+    out.push_str("\n# TYPE ");
+    out.push_str(name);
+    out.push(' ');
+    out.push_str(mtype.as_str());
+    out.push('\n');
+}
+
+/// The standard `process_*` metrics of this process, read from /proc.
+pub fn process_metrics() -> String {
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, mtype: MetricType, value: f64| {
+        write_header(&mut out, name, help, mtype);
+        out.push_str(name);
+        out.push(' ');
+        out.push_str(&format_value(value));
+        out.push('\n');
+    };
+    if let Some(stat) = read_self_stat() {
+        gauge("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", MetricType::Counter, stat.cpu_seconds);
+        gauge("process_resident_memory_bytes", "Resident memory size in bytes.", MetricType::Gauge, stat.rss_bytes);
+        if let Some(start) = stat.start_time_seconds {
+            gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", MetricType::Gauge, start);
+        }
+        gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", MetricType::Gauge, stat.vsize_bytes);
+    }
+    if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+        gauge("process_open_fds", "Number of open file descriptors.", MetricType::Gauge, entries.count() as f64);
+    }
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        gauge("process_max_fds", "Maximum number of open file descriptors.", MetricType::Gauge, limit.rlim_cur as f64);
+    }
+    // SAFETY: as above.
+    if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) } == 0 {
+        let max = limit.rlim_cur as f64;
+        gauge("process_virtual_memory_max_bytes", "Maximum amount of virtual memory available in bytes.", MetricType::Gauge, max);
+    }
+    out
+}
+
+struct SelfStat {
+    cpu_seconds: f64,
+    rss_bytes: f64,
+    vsize_bytes: f64,
+    start_time_seconds: Option<f64>,
+}
+
+fn read_self_stat() -> Option<SelfStat> {
+    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may contain spaces and parentheses; fields follow the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    // SAFETY: sysconf has no preconditions; it only reads configuration values.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    // SAFETY: as above.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as f64;
+    if ticks <= 0.0 || page <= 0.0 {
+        return None;
+    }
+    let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    });
+    Some(SelfStat {
+        cpu_seconds: (field(11)? + field(12)?) / ticks,
+        vsize_bytes: field(20)?,
+        rss_bytes: field(21)? * page,
+        start_time_seconds: boot.zip(field(19)).map(|(b, s)| b + s / ticks),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{CheckMeta, Snapshot};
+    use std::time::Duration;
+
+    fn snapshot(families: FamilySet, success: bool) -> Snapshot {
+        Snapshot {
+            started_unix_ms: 1_700_000_000_500,
+            duration: Duration::from_millis(250),
+            success,
+            error: None,
+            families,
+            targets: vec![],
+            runs_total: 3,
+            failures_total: 1,
+            last_success_unix_ms: Some(1_700_000_000_000),
+        }
+    }
+
+    #[test]
+    fn families_shared_by_checks_get_one_header() {
+        let store = Store::new();
+        let mut slots = vec![];
+        for name in ["a", "b"] {
+            let slot = store.new_slot(CheckMeta {
+                name: name.into(),
+                kind: "http",
+                interval: Duration::from_secs(30),
+                timeout: Duration::from_secs(10),
+            });
+            let mut set = FamilySet::new();
+            let id = set.family("sonde_http_up", "Up.", MetricType::Gauge);
+            set.sample(id, &[("check", name)], 1.0);
+            slot.publish(snapshot(set, name == "a"));
+            slots.push(slot);
+        }
+        let pending = store.new_slot(CheckMeta {
+            name: "c".into(),
+            kind: "http",
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(5),
+        });
+        slots.push(pending);
+        store.set_slots(slots);
+        let text = render_store(&store);
+        assert_eq!(text.matches("# TYPE sonde_http_up gauge").count(), 1, "{text}");
+        assert!(text.contains("sonde_http_up{check=\"a\"} 1\nsonde_http_up{check=\"b\"} 1\n"));
+        assert!(text.contains("sonde_check_success{check=\"a\",kind=\"http\"} 1\n"));
+        assert!(text.contains("sonde_check_success{check=\"b\",kind=\"http\"} 0\n"));
+        assert!(!text.contains("sonde_check_success{check=\"c\""));
+        assert!(text.contains("sonde_check_interval_seconds{check=\"c\",kind=\"http\"} 5\n"));
+        assert!(text.contains("sonde_check_last_run_timestamp_seconds{check=\"a\",kind=\"http\"} 1700000000.5\n"));
+        assert!(text.contains("sonde_config_last_reload_successful 1\n"));
+        let names: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+    }
+
+    #[test]
+    fn the_cache_follows_the_generation() {
+        let store = Arc::new(Store::new());
+        let e = Exposition::new(Arc::clone(&store));
+        let first = e.checks_part();
+        assert!(Arc::ptr_eq(&first, &e.checks_part()));
+        store.record_reload(false);
+        let second = e.checks_part();
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(second.contains("sonde_config_last_reload_successful 0\n"));
+    }
+
+    #[test]
+    fn process_metrics_are_read() {
+        let text = process_metrics();
+        for name in ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "process_max_fds", "process_start_time_seconds"] {
+            assert!(text.contains(&format!("\n{name} ")), "{name} missing in {text}");
+        }
+    }
+}

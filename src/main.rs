@@ -1,0 +1,207 @@
+//! The entry point: parse flags, load the config, then serve, check once or validate.
+//! Errors become one `sonde:` line on stderr and an exit code of 0, 1 or 2.
+
+mod checks;
+mod cli;
+mod client;
+mod config;
+mod exposition;
+mod logger;
+mod metrics;
+mod results;
+mod scheduler;
+mod units;
+mod web;
+
+use std::process::ExitCode;
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use config::{Problem, Settings};
+use exposition::{Exposition, REVISION, VERSION};
+use results::Store;
+use scheduler::Scheduler;
+use web::routes::{App, ReloadReply};
+
+/// How sonde ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exit {
+    /// Everything went well.
+    Success = 0,
+    /// Something failed at run time (port taken, a check failed with `--once`).
+    Failure = 1,
+    /// The flags or the config are wrong.
+    Usage = 2,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}
+
+fn main() -> ExitCode {
+    run().into()
+}
+
+fn run() -> Exit {
+    let raw = match cli::parse(std::env::args_os().skip(1).collect()) {
+        Ok(raw) => raw,
+        Err(e) => {
+            eprintln!("sonde: {e}");
+            return Exit::Usage;
+        }
+    };
+    if raw.help {
+        print!("{}", cli::HELP);
+        return Exit::Success;
+    }
+    if raw.version {
+        println!("sonde {VERSION} (revision {REVISION})");
+        return Exit::Success;
+    }
+    let settings = match config::settings_from_args(raw) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sonde: {e}");
+            return Exit::Usage;
+        }
+    };
+    logger::init(settings.log_level);
+    let checks = match config::load(&settings) {
+        Ok(c) => c,
+        Err(problems) => {
+            print_problems(&problems);
+            return Exit::Usage;
+        }
+    };
+    if settings.config_check {
+        let source = settings
+            .config_file
+            .as_ref()
+            .map_or_else(|| "the built-in default config".to_string(), |p| p.display().to_string());
+        println!("sonde: {source} is valid: {} check(s)", checks.len());
+        return Exit::Success;
+    }
+    if settings.once {
+        return run_once(checks);
+    }
+    serve(&settings, checks)
+}
+
+fn print_problems(problems: &[Problem]) {
+    for p in problems {
+        eprintln!("sonde: {p}");
+    }
+}
+
+/// Runs every check once and prints the exposition (without `process_*`, which would
+/// collide with node_exporter's own when the output feeds its textfile collector).
+fn run_once(checks: Vec<config::LoadedCheck>) -> Exit {
+    let store = Store::new();
+    Scheduler::start(&store, checks, true).wait();
+    print!("{}", exposition::render_store(&store));
+    let all_ok = store
+        .slots()
+        .iter()
+        .all(|s| s.latest().is_some_and(|snap| snap.success));
+    if all_ok { Exit::Success } else { Exit::Failure }
+}
+
+/// What the main thread reacts to while serving.
+enum Control {
+    Stop(&'static str),
+    Reload(Option<ReloadReply>),
+}
+
+fn serve(settings: &Settings, checks: Vec<config::LoadedCheck>) -> Exit {
+    let (control_tx, control_rx) = mpsc::channel::<Control>();
+    if let Err(e) = watch_signals(control_tx.clone()) {
+        eprintln!("sonde: cannot install signal handlers: {e}");
+        return Exit::Failure;
+    }
+    let listener = match web::bind(&settings.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("sonde: cannot listen on {}: {e}", settings.listen_text);
+            return Exit::Failure;
+        }
+    };
+    let store = Arc::new(Store::new());
+    let mut scheduler = Scheduler::start(&store, checks, false);
+    let reload_tx = std::sync::Mutex::new(control_tx);
+    let app = App {
+        store: Arc::clone(&store),
+        exposition: Arc::new(Exposition::new(Arc::clone(&store))),
+        telemetry_path: settings.telemetry_path.clone(),
+        reload: Box::new(move |reply| {
+            results::lock(&reload_tx).send(Control::Reload(Some(reply))).is_ok()
+        }),
+    };
+    let server = match web::server::Server::start(listener, Arc::new(app), web::server::Limits::default()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sonde: cannot start the web server: {e}");
+            return Exit::Failure;
+        }
+    };
+    log::info!(
+        "msg=\"sonde started\" version={VERSION} revision={REVISION} address={} checks={}",
+        server.local_addr(),
+        store.slots().len()
+    );
+    loop {
+        match control_rx.recv() {
+            Ok(Control::Stop(signal)) => {
+                log::info!("msg=\"shutting down\" signal={signal}");
+                break;
+            }
+            Err(_) => break,
+            Ok(Control::Reload(reply)) => {
+                let outcome = match config::load(settings) {
+                    Ok(checks) => {
+                        scheduler.reload(&store, checks);
+                        store.record_reload(true);
+                        log::info!("msg=\"config reloaded\" checks={}", store.slots().len());
+                        Ok(())
+                    }
+                    Err(problems) => {
+                        store.record_reload(false);
+                        for p in &problems {
+                            log::error!("msg=\"config reload failed; keeping the running config\" problem={:?}", p.to_string());
+                        }
+                        Err(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+                    }
+                };
+                if let Some(reply) = reply {
+                    let _ = reply.send(outcome);
+                }
+            }
+        }
+    }
+    server.stop();
+    scheduler.stop(Duration::from_millis(1500));
+    Exit::Success
+}
+
+/// Forwards SIGTERM/SIGINT (stop) and SIGHUP (reload) to the main thread.
+fn watch_signals(tx: mpsc::Sender<Control>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    std::thread::Builder::new()
+        .name("sonde-signals".into())
+        .stack_size(64 << 10)
+        .spawn(move || {
+            for signal in signals.forever() {
+                let control = match signal {
+                    SIGHUP => Control::Reload(None),
+                    SIGINT => Control::Stop("SIGINT"),
+                    _ => Control::Stop("SIGTERM"),
+                };
+                if tx.send(control).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok(())
+}

@@ -1,0 +1,319 @@
+//! HTTP/1.1 messages: requests parsed with `httparse`, responses serialized by hand.
+
+use std::borrow::Cow;
+
+/// Largest request line plus headers accepted.
+pub const MAX_HEAD_BYTES: usize = 8 << 10;
+/// Largest request body accepted (only `POST /-/reload` takes one, and ignores it).
+pub const MAX_BODY_BYTES: usize = 64 << 10;
+/// Most headers accepted in one request.
+const MAX_HEADERS: usize = 64;
+
+/// A parsed request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The path, without the query.
+    pub path: String,
+    /// The raw query string (after `?`), possibly empty.
+    pub query: String,
+    /// Headers with lower-cased names.
+    pub headers: Vec<(String, String)>,
+    /// Whether the connection stays open after the response.
+    pub keep_alive: bool,
+    /// The body, if any.
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The first header with this (lower-case) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A query parameter, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode_component(k) == name).then(|| decode_component(v))
+        })
+    }
+
+    /// Whether the client accepts a gzip-encoded response.
+    pub fn accepts_gzip(&self) -> bool {
+        self.header("accept-encoding").is_some_and(|v| {
+            v.split(',').any(|item| {
+                let mut parts = item.split(';');
+                let coding = parts.next().unwrap_or("").trim();
+                let q = parts
+                    .find_map(|p| p.trim().strip_prefix("q="))
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                (coding.eq_ignore_ascii_case("gzip") || coding == "*") && q > 0.0
+            })
+        })
+    }
+}
+
+fn decode_component(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What parsing the bytes received so far gave.
+#[derive(Debug, PartialEq)]
+pub enum Parsed {
+    /// A whole request, and how many bytes of the buffer it used.
+    Complete(Request, usize),
+    /// More bytes are needed; `expects_continue` when the client waits for `100 Continue`.
+    Partial {
+        /// The head is complete and the client sent `Expect: 100-continue`.
+        expects_continue: bool,
+    },
+    /// The request is unacceptable; answer with this status and close.
+    Reject(u16, &'static str),
+}
+
+/// Tries to parse one request from the front of `buf`.
+pub fn parse(buf: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return if buf.len() > MAX_HEAD_BYTES {
+                Parsed::Reject(431, "request header fields too large")
+            } else {
+                Parsed::Partial {
+                    expects_continue: false,
+                }
+            };
+        }
+        Err(httparse::Error::TooManyHeaders) => return Parsed::Reject(431, "too many header fields"),
+        Err(_) => return Parsed::Reject(400, "malformed request"),
+    };
+    if head_len > MAX_HEAD_BYTES {
+        return Parsed::Reject(431, "request header fields too large");
+    }
+    let method = req.method.unwrap_or("").to_string();
+    let target = req.path.unwrap_or("/");
+    let minor = req.version.unwrap_or(1);
+    let mut out_headers = Vec::with_capacity(req.headers.len());
+    let mut content_length: Option<usize> = None;
+    for h in req.headers.iter() {
+        let name = h.name.to_ascii_lowercase();
+        let Ok(value) = std::str::from_utf8(h.value) else {
+            return Parsed::Reject(400, "header value is not UTF-8");
+        };
+        if name == "transfer-encoding" {
+            return Parsed::Reject(501, "chunked request bodies are not supported");
+        }
+        if name == "content-length" {
+            match value.trim().parse::<usize>() {
+                Ok(n) if content_length.is_none_or(|c| c == n) => content_length = Some(n),
+                _ => return Parsed::Reject(400, "invalid Content-Length"),
+            }
+        }
+        out_headers.push((name, value.to_string()));
+    }
+    let body_len = content_length.unwrap_or(0);
+    if body_len > MAX_BODY_BYTES {
+        return Parsed::Reject(413, "request body too large");
+    }
+    if buf.len() < head_len + body_len {
+        let expects_continue = out_headers
+            .iter()
+            .any(|(k, v)| k == "expect" && v.eq_ignore_ascii_case("100-continue"));
+        return Parsed::Partial { expects_continue };
+    }
+    let connection = out_headers
+        .iter()
+        .find(|(k, _)| k == "connection")
+        .map(|(_, v)| v.to_ascii_lowercase());
+    let keep_alive = match (minor, connection.as_deref()) {
+        (_, Some(c)) if c.split(',').any(|t| t.trim() == "close") => false,
+        (0, Some(c)) => c.split(',').any(|t| t.trim() == "keep-alive"),
+        (0, None) => false,
+        _ => true,
+    };
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    Parsed::Complete(
+        Request {
+            method,
+            path: path.to_string(),
+            query: query.to_string(),
+            headers: out_headers,
+            keep_alive,
+            body: buf[head_len..head_len + body_len].to_vec(),
+        },
+        head_len + body_len,
+    )
+}
+
+/// A response to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// Extra headers.
+    pub headers: Vec<(&'static str, Cow<'static, str>)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A response with a body of the given type.
+    pub fn new(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Response {
+        Response {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// A plain-text response.
+    pub fn text(status: u16, body: impl Into<String>) -> Response {
+        let mut body = body.into();
+        if !body.ends_with('\n') {
+            body.push('\n');
+        }
+        Response::new(status, "text/plain; charset=utf-8", body)
+    }
+
+    /// A JSON response.
+    pub fn json(status: u16, value: &serde_json::Value) -> Response {
+        let mut body = value.to_string();
+        body.push('\n');
+        Response::new(status, "application/json", body)
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The status line and headers.
+    pub fn head(&self, keep_alive: bool) -> Vec<u8> {
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+            self.status,
+            reason_phrase(self.status),
+            self.content_type,
+            self.body.len()
+        );
+        for (name, value) in &self.headers {
+            head.push_str(name);
+            head.push_str(": ");
+            head.push_str(value);
+            head.push_str("\r\n");
+        }
+        head.push_str(if keep_alive {
+            "Connection: keep-alive\r\n\r\n"
+        } else {
+            "Connection: close\r\n\r\n"
+        });
+        head.into_bytes()
+    }
+}
+
+/// The standard reason phrase of a status code.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_requests_with_and_without_bodies() {
+        let raw = b"GET /queryurl?check=web%2D1&x HTTP/1.1\r\nHost: a\r\nAccept-Encoding: deflate, gzip;q=0.5\r\n\r\nGET / HTTP/1.1\r\n";
+        let Parsed::Complete(req, used) = parse(raw) else { panic!() };
+        assert_eq!(req.path, "/queryurl");
+        assert_eq!(req.query_param("check").as_deref(), Some("web-1"));
+        assert_eq!(req.query_param("x").as_deref(), Some(""));
+        assert!(req.keep_alive && req.accepts_gzip());
+        assert_eq!(&raw[used..], b"GET / HTTP/1.1\r\n");
+        let raw = b"POST /-/reload HTTP/1.0\r\nContent-Length: 3\r\n\r\nab";
+        assert_eq!(parse(raw), Parsed::Partial { expects_continue: false });
+        let raw = b"POST /-/reload HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc";
+        let Parsed::Complete(req, _) = parse(raw) else { panic!() };
+        assert_eq!(req.body, b"abc");
+        assert!(!req.keep_alive);
+    }
+
+    #[test]
+    fn rejects_what_it_must() {
+        assert_eq!(parse(b"GET / HTTP/1.1\r\nX: "), Parsed::Partial { expects_continue: false });
+        let mut huge = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        huge.extend(std::iter::repeat_n(b'a', MAX_HEAD_BYTES));
+        assert!(matches!(parse(&huge), Parsed::Reject(431, _)));
+        assert!(matches!(parse(b"\x01\x02 / HTTP/1.1\r\n\r\n"), Parsed::Reject(400, _)));
+        assert!(matches!(parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), Parsed::Reject(501, _)));
+        assert!(matches!(parse(b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n"), Parsed::Reject(413, _)));
+        assert!(matches!(parse(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"), Parsed::Reject(400, _)));
+        let Parsed::Partial { expects_continue } =
+            parse(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        else {
+            panic!()
+        };
+        assert!(expects_continue);
+    }
+
+    #[test]
+    fn decoding_never_panics_on_odd_input() {
+        for q in ["%", "%4", "%zz", "a=%E2%82", "%%%", "=", "&&", "x=%C3%A9"] {
+            let req = Request {
+                method: "GET".into(),
+                path: "/".into(),
+                query: q.into(),
+                headers: vec![],
+                keep_alive: true,
+                body: vec![],
+            };
+            let _ = req.query_param("x");
+        }
+        assert_eq!(decode_component("%C3%A9+a%"), "é a%");
+    }
+}
