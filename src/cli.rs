@@ -72,13 +72,21 @@ pub fn parse(args: Vec<OsString>) -> Result<RawArgs, String> {
             Ok::<_, std::convert::Infallible>(PathBuf::from(s))
         })
         .map_err(describe)?;
-    let listen = p.opt_value_from_str::<_, String>("--web.listen-address").map_err(describe)?;
-    let alias = p.opt_value_from_str::<_, String>("--bind-address").map_err(describe)?;
+    let listen = p
+        .opt_value_from_str::<_, String>("--web.listen-address")
+        .map_err(describe)?;
+    let alias = p
+        .opt_value_from_str::<_, String>("--bind-address")
+        .map_err(describe)?;
     if listen.is_some() && alias.is_some() {
-        return Err("--web.listen-address and --bind-address are the same flag; give it once".into());
+        return Err(
+            "--web.listen-address and --bind-address are the same flag; give it once".into(),
+        );
     }
     raw.listen_address = listen.or(alias);
-    raw.telemetry_path = p.opt_value_from_str("--web.telemetry-path").map_err(describe)?;
+    raw.telemetry_path = p
+        .opt_value_from_str("--web.telemetry-path")
+        .map_err(describe)?;
     raw.check_interval = p.opt_value_from_str("--check-interval").map_err(describe)?;
     raw.log_level = p.opt_value_from_str("--log.level").map_err(describe)?;
     let rest = p.finish();

@@ -107,13 +107,20 @@ pub struct TlsSettings {
 
 impl TlsSettings {
     /// Loads the CA file (relative to `base`) and validates the server name.
-    pub fn load(spec: &TlsSpec, base: &Path) -> Result<TlsSettings, (serde_saphyr::Location, String)> {
+    pub fn load(
+        spec: &TlsSpec,
+        base: &Path,
+    ) -> Result<TlsSettings, (serde_saphyr::Location, String)> {
         let roots = match &spec.ca_file {
             None => None,
             Some(file) => {
                 let path = base.join(&file.value);
-                let pem = read_capped(&path, 1 << 20)
-                    .map_err(|e| (file.referenced, format!("tls.ca_file {}: {e}", path.display())))?;
+                let pem = read_capped(&path, 1 << 20).map_err(|e| {
+                    (
+                        file.referenced,
+                        format!("tls.ca_file {}: {e}", path.display()),
+                    )
+                })?;
                 let certs = parse_pem_certificates(&pem);
                 if certs.is_empty() {
                     return Err((
@@ -127,7 +134,13 @@ impl TlsSettings {
         let server_name = match &spec.server_name {
             None => None,
             Some(name) => Some(ServerName::try_from(name.value.clone()).map_err(|_| {
-                (name.referenced, format!("tls.server_name {:?} is not a valid DNS name or IP", name.value))
+                (
+                    name.referenced,
+                    format!(
+                        "tls.server_name {:?} is not a valid DNS name or IP",
+                        name.value
+                    ),
+                )
             })?),
         };
         Ok(TlsSettings {
@@ -217,7 +230,9 @@ impl Resolver for SondeResolver {
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, Error> {
         with_trace(|t| t.connected = false);
-        let host = uri.host().ok_or_else(|| Error::BadUri(format!("{uri}: no host")))?;
+        let host = uri
+            .host()
+            .ok_or_else(|| Error::BadUri(format!("{uri}: no host")))?;
         let port = uri
             .port_u16()
             .or_else(|| match uri.scheme_str() {
@@ -305,10 +320,13 @@ impl<In: Transport> Connector<In> for TlsConnector {
         let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
         sock.set_timeout(details.timeout);
         if let Err(e) = conn.complete_io(&mut sock) {
-            let timed_out = matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock)
-                || e.get_ref()
-                    .and_then(|inner| inner.downcast_ref::<Error>())
-                    .is_some_and(|inner| matches!(inner, Error::Timeout(_)));
+            let timed_out = matches!(
+                e.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ) || e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<Error>())
+                .is_some_and(|inner| matches!(inner, Error::Timeout(_)));
             if !timed_out {
                 with_trace(|t| t.tls_failed = true);
             }
@@ -393,9 +411,10 @@ impl RecordingVerifier {
             }
             None => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         }
-        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(store), Arc::clone(&provider))
-            .build()
-            .map_err(|e| format!("TLS verifier: {e}"))?;
+        let inner =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(store), Arc::clone(&provider))
+                .build()
+                .map_err(|e| format!("TLS verifier: {e}"))?;
         Ok(RecordingVerifier {
             inner: Some(inner),
             provider,
@@ -474,7 +493,9 @@ fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         if n == 0 || n > 4 || rest.len() < n {
             return None;
         }
-        let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
         (len, &rest[n..])
     };
     if rest.len() < len {
@@ -528,8 +549,14 @@ fn parse_asn1_time(tag: u8, text: &[u8]) -> Option<i64> {
         _ => return None,
     };
     let field = |i: usize| rest[i..i + 2].parse::<u32>().ok();
-    let (month, day, hour, minute, second) = (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    let (month, day, hour, minute, second) =
+        (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     let days = crate::units::days_from_civil(year, month, day);
@@ -551,7 +578,10 @@ mod tests {
         // GeneralizedTime is used from 2050 on.
         params.not_after = rcgen::date_time_ymd(2061, 1, 2);
         let cert = params.self_signed(&key).unwrap();
-        assert_eq!(not_after(cert.der()), Some(crate::units::days_from_civil(2061, 1, 2) * 86_400));
+        assert_eq!(
+            not_after(cert.der()),
+            Some(crate::units::days_from_civil(2061, 1, 2) * 86_400)
+        );
     }
 
     #[test]

@@ -113,7 +113,9 @@ pub struct Settings {
 
 /// Validates the flags (not the config file).
 pub fn settings_from_args(raw: RawArgs) -> Result<Settings, String> {
-    let listen_text = raw.listen_address.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    let listen_text = raw
+        .listen_address
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
     let listen = parse_listen_address(&listen_text)?;
     let telemetry_path = raw.telemetry_path.unwrap_or_else(|| "/metrics".to_string());
     if !telemetry_path.starts_with('/') || telemetry_path.len() < 2 {
@@ -310,7 +312,8 @@ struct OutlineEntry {
 }
 
 fn read_outline(text: &str) -> Result<Vec<OutlineEntry>, Vec<Problem>> {
-    let outline: Outline = serde_saphyr::from_str(text).map_err(|e| vec![yaml_problem(&e, None)])?;
+    let outline: Outline =
+        serde_saphyr::from_str(text).map_err(|e| vec![yaml_problem(&e, None)])?;
     let Some(checks) = outline.checks else {
         return Err(vec![Problem {
             line: 1,
@@ -413,7 +416,9 @@ fn read_document(text: &str, outline: &[OutlineEntry]) -> Result<Document, Vec<P
     let current = CURRENT_CHECK.with(Cell::take);
     OUTLINE_KINDS.with(|k| k.borrow_mut().clear());
     result.map_err(|e| {
-        let check = current.and_then(|i| outline.get(i)).and_then(|o| o.name.as_deref());
+        let check = current
+            .and_then(|i| outline.get(i))
+            .and_then(|o| o.name.as_deref());
         vec![yaml_problem(&e, check)]
     })
 }
@@ -427,7 +432,8 @@ impl<'de> Deserialize<'de> for CheckDoc {
         });
         CURRENT_CHECK.with(|c| c.set(Some(index)));
         let kind = OUTLINE_KINDS.with(|k| k.borrow().get(index).copied());
-        let kind = kind.ok_or_else(|| de::Error::custom("the list of checks changed while reading"))?;
+        let kind =
+            kind.ok_or_else(|| de::Error::custom("the list of checks changed while reading"))?;
         let doc = deserializer.deserialize_map(CheckVisitor { kind })?;
         CURRENT_CHECK.with(|c| c.set(None));
         Ok(doc)
@@ -516,9 +522,7 @@ fn yaml_problem(e: &serde_saphyr::Error, check: Option<&str>) -> Problem {
     let message: String = message.chars().flat_map(char::escape_default).collect();
     // escape_default turns quotes into \" which reads badly; keep them plain.
     let message = message.replace("\\\"", "\"").replace("\\'", "'");
-    let (line, column) = e
-        .location()
-        .map_or((0, 0), |l| (l.line(), l.column()));
+    let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
     Problem {
         file: None,
         line,
@@ -546,7 +550,10 @@ fn validate(
     base_dir: &Path,
 ) -> Result<Vec<LoadedCheck>, Vec<Problem>> {
     let mut problems = Vec::new();
-    for (what, value) in [("interval", &doc.global.interval), ("timeout", &doc.global.timeout)] {
+    for (what, value) in [
+        ("interval", &doc.global.interval),
+        ("timeout", &doc.global.timeout),
+    ] {
         if let Some(v) = value
             && v.value.0.is_zero()
         {
@@ -603,12 +610,25 @@ fn validate(
         if let Some(i) = &check.common.interval
             && i.value.0.is_zero()
         {
-            problems.push(Problem::at(i.referenced, Some(&name), "interval must be greater than 0"));
+            problems.push(Problem::at(
+                i.referenced,
+                Some(&name),
+                "interval must be greater than 0",
+            ));
             continue;
         }
-        let timeout = match check.common.timeout.as_ref().or(doc.global.timeout.as_ref()) {
+        let timeout = match check
+            .common
+            .timeout
+            .as_ref()
+            .or(doc.global.timeout.as_ref())
+        {
             Some(t) if t.value.0.is_zero() => {
-                problems.push(Problem::at(t.referenced, Some(&name), "timeout must be greater than 0"));
+                problems.push(Problem::at(
+                    t.referenced,
+                    Some(&name),
+                    "timeout must be greater than 0",
+                ));
                 continue;
             }
             Some(t) if t.value.0 > interval => {
@@ -664,7 +684,10 @@ mod tests {
     fn problems(text: &str) -> Vec<String> {
         match parse(text, None, Path::new(".")) {
             Ok(_) => vec![],
-            Err(p) => p.iter().map(|p| format!("{}:{}: {p}", p.line, p.column)).collect(),
+            Err(p) => p
+                .iter()
+                .map(|p| format!("{}:{}: {p}", p.line, p.column))
+                .collect(),
         }
     }
 
@@ -676,9 +699,14 @@ mod tests {
 
     #[test]
     fn unknown_keys_point_at_the_key_and_name_the_check() {
-        let p = problems("checks:\n  - name: web\n    kind: http\n    urls: [http://a/]\n    urlz: 3\n");
+        let p = problems(
+            "checks:\n  - name: web\n    kind: http\n    urls: [http://a/]\n    urlz: 3\n",
+        );
         assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].starts_with("5:5: check \"web\": unknown field `urlz`"), "{p:?}");
+        assert!(
+            p[0].starts_with("5:5: check \"web\": unknown field `urlz`"),
+            "{p:?}"
+        );
         let p = problems("globl: {}\nchecks: []\n");
         assert!(p[0].starts_with("1:1: unknown field `globl`"), "{p:?}");
         let p = problems("global: {intervl: 5s}\nchecks: []\n");
@@ -687,12 +715,23 @@ mod tests {
 
     #[test]
     fn bad_values_are_located() {
-        let p = problems("checks:\n  - name: web\n    kind: http\n    interval: 5x\n    urls: [http://a/]\n");
-        assert!(p[0].starts_with("4:15: check \"web\": invalid duration \"5x\""), "{p:?}");
+        let p = problems(
+            "checks:\n  - name: web\n    kind: http\n    interval: 5x\n    urls: [http://a/]\n",
+        );
+        assert!(
+            p[0].starts_with("4:15: check \"web\": invalid duration \"5x\""),
+            "{p:?}"
+        );
         let p = problems("checks:\n  - name: web\n    kind: gopher\n");
-        assert!(p[0].starts_with("3:11: check \"web\": unknown kind \"gopher\""), "{p:?}");
+        assert!(
+            p[0].starts_with("3:11: check \"web\": unknown kind \"gopher\""),
+            "{p:?}"
+        );
         let p = problems("checks:\n  - name: web\n    urls: [http://a/]\n");
-        assert!(p[0].starts_with("2:5: check \"web\": missing key `kind`"), "{p:?}");
+        assert!(
+            p[0].starts_with("2:5: check \"web\": missing key `kind`"),
+            "{p:?}"
+        );
         let p = problems("checks:\n  - kind: http\n    urls: [http://a/]\n");
         assert!(p[0].starts_with("2:5: missing key `name`"), "{p:?}");
     }
@@ -720,14 +759,27 @@ mod tests {
         let text = "checks:\n  - {name: a, kind: http, urls: [http://a/], interval: 5s, timeout: 10s}\n  - {name: a, kind: http, urls: [http://a/]}\n  - {name: 9x, kind: http, urls: [http://a/]}\n";
         let p = problems(text);
         assert_eq!(p.len(), 3, "{p:?}");
-        assert!(p[0].contains("timeout 10s exceeds the interval 5s"), "{p:?}");
+        assert!(
+            p[0].contains("timeout 10s exceeds the interval 5s"),
+            "{p:?}"
+        );
         assert!(p[1].contains("duplicate check name \"a\""), "{p:?}");
         assert!(p[2].contains("invalid name \"9x\""), "{p:?}");
     }
 
     #[test]
     fn empty_and_non_yaml_inputs_are_errors_not_panics() {
-        for text in ["", "# only a comment\n", "{{{", "checks: 5", "- a\n- b\n", "checks: []\n", "\u{0}", "checks:\n  - 5\n", "checks:\n  - name: [1]\n    kind: http\n"] {
+        for text in [
+            "",
+            "# only a comment\n",
+            "{{{",
+            "checks: 5",
+            "- a\n- b\n",
+            "checks: []\n",
+            "\u{0}",
+            "checks:\n  - 5\n",
+            "checks:\n  - name: [1]\n    kind: http\n",
+        ] {
             let p = problems(text);
             assert!(!p.is_empty(), "{text:?} was accepted");
             assert!(p.iter().all(|p| !p.contains('\n')), "{p:?}");
@@ -736,8 +788,14 @@ mod tests {
 
     #[test]
     fn listen_addresses() {
-        assert_eq!(parse_listen_address("127.0.0.1:80").unwrap(), vec!["127.0.0.1:80".parse().unwrap()]);
-        assert_eq!(parse_listen_address("[::1]:80").unwrap(), vec!["[::1]:80".parse().unwrap()]);
+        assert_eq!(
+            parse_listen_address("127.0.0.1:80").unwrap(),
+            vec!["127.0.0.1:80".parse().unwrap()]
+        );
+        assert_eq!(
+            parse_listen_address("[::1]:80").unwrap(),
+            vec!["[::1]:80".parse().unwrap()]
+        );
         assert_eq!(parse_listen_address(":80").unwrap().len(), 2);
         assert!(parse_listen_address("localhost:80").is_ok());
         for bad in ["80", ":x", "::1:80", "host:99999", ""] {

@@ -68,17 +68,41 @@ pub fn render_store(store: &Store) -> String {
     let slots = store.slots();
     let snapshots: Vec<_> = slots.iter().map(|s| (Arc::clone(s), s.latest())).collect();
     let mut own = FamilySet::new();
-    let success = own.family("sonde_check_success", "1 if the last run of the check succeeded, else 0.", MetricType::Gauge);
-    let duration = own.family("sonde_check_duration_seconds", "Duration of the last run of the check in seconds.", MetricType::Gauge);
-    let last_run = own.family("sonde_check_last_run_timestamp_seconds", "Unix time the last run of the check started.", MetricType::Gauge);
+    let success = own.family(
+        "sonde_check_success",
+        "1 if the last run of the check succeeded, else 0.",
+        MetricType::Gauge,
+    );
+    let duration = own.family(
+        "sonde_check_duration_seconds",
+        "Duration of the last run of the check in seconds.",
+        MetricType::Gauge,
+    );
+    let last_run = own.family(
+        "sonde_check_last_run_timestamp_seconds",
+        "Unix time the last run of the check started.",
+        MetricType::Gauge,
+    );
     let last_ok = own.family(
         "sonde_check_last_success_timestamp_seconds",
         "Unix time the last successful run of the check started; 0 if none has succeeded.",
         MetricType::Gauge,
     );
-    let interval = own.family("sonde_check_interval_seconds", "Configured interval of the check in seconds.", MetricType::Gauge);
-    let runs = own.family("sonde_check_runs_total", "Runs of the check since it was started.", MetricType::Counter);
-    let failures = own.family("sonde_check_failures_total", "Runs of the check that did not succeed.", MetricType::Counter);
+    let interval = own.family(
+        "sonde_check_interval_seconds",
+        "Configured interval of the check in seconds.",
+        MetricType::Gauge,
+    );
+    let runs = own.family(
+        "sonde_check_runs_total",
+        "Runs of the check since it was started.",
+        MetricType::Counter,
+    );
+    let failures = own.family(
+        "sonde_check_failures_total",
+        "Runs of the check that did not succeed.",
+        MetricType::Counter,
+    );
     for (slot, snap) in &snapshots {
         let labels = [("check", slot.meta.name.as_str()), ("kind", slot.meta.kind)];
         own.sample(interval, &labels, slot.meta.interval.as_secs_f64());
@@ -90,11 +114,20 @@ pub fn render_store(store: &Store) -> String {
         own.sample(success, &labels, if snap.success { 1.0 } else { 0.0 });
         own.sample(duration, &labels, snap.duration.as_secs_f64());
         own.sample(last_run, &labels, snap.started_unix_ms as f64 / 1000.0);
-        own.sample(last_ok, &labels, snap.last_success_unix_ms.map_or(0.0, |ms| ms as f64 / 1000.0));
+        own.sample(
+            last_ok,
+            &labels,
+            snap.last_success_unix_ms
+                .map_or(0.0, |ms| ms as f64 / 1000.0),
+        );
         own.sample(runs, &labels, snap.runs_total as f64);
         own.sample(failures, &labels, snap.failures_total as f64);
     }
-    let build = own.family("sonde_build_info", "Version and revision sonde was built from; always 1.", MetricType::Gauge);
+    let build = own.family(
+        "sonde_build_info",
+        "Version and revision sonde was built from; always 1.",
+        MetricType::Gauge,
+    );
     own.sample(build, &[("revision", REVISION), ("version", VERSION)], 1.0);
     let reload = store.reload_status();
     let ok = own.family(
@@ -123,11 +156,17 @@ pub fn render_store(store: &Store) -> String {
             if entry.1 == family.mtype {
                 entry.2.push(&family.lines);
             } else {
-                log::warn!("msg=\"metric family has two types; dropping the second\" family={}", family.name);
+                log::warn!(
+                    "msg=\"metric family has two types; dropping the second\" family={}",
+                    family.name
+                );
             }
         }
     }
-    let size: usize = merged.values().flat_map(|(_, _, l)| l.iter().map(|s| s.len())).sum();
+    let size: usize = merged
+        .values()
+        .flat_map(|(_, _, l)| l.iter().map(|s| s.len()))
+        .sum();
     let mut out = String::with_capacity(size + merged.len() * 96);
     for (name, (help, mtype, chunks)) in merged {
         write_header(&mut out, name, help, mtype);
@@ -161,25 +200,63 @@ pub fn process_metrics() -> String {
         out.push('\n');
     };
     if let Some(stat) = read_self_stat() {
-        gauge("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", MetricType::Counter, stat.cpu_seconds);
-        gauge("process_resident_memory_bytes", "Resident memory size in bytes.", MetricType::Gauge, stat.rss_bytes);
+        gauge(
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+            MetricType::Counter,
+            stat.cpu_seconds,
+        );
+        gauge(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            MetricType::Gauge,
+            stat.rss_bytes,
+        );
         if let Some(start) = stat.start_time_seconds {
-            gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", MetricType::Gauge, start);
+            gauge(
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                MetricType::Gauge,
+                start,
+            );
         }
-        gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", MetricType::Gauge, stat.vsize_bytes);
+        gauge(
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            MetricType::Gauge,
+            stat.vsize_bytes,
+        );
     }
     if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
-        gauge("process_open_fds", "Number of open file descriptors.", MetricType::Gauge, entries.count() as f64);
+        gauge(
+            "process_open_fds",
+            "Number of open file descriptors.",
+            MetricType::Gauge,
+            entries.count() as f64,
+        );
     }
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit only writes into the struct we pass.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-        gauge("process_max_fds", "Maximum number of open file descriptors.", MetricType::Gauge, limit.rlim_cur as f64);
+        gauge(
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            MetricType::Gauge,
+            limit.rlim_cur as f64,
+        );
     }
     // SAFETY: as above.
     if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) } == 0 {
         let max = limit.rlim_cur as f64;
-        gauge("process_virtual_memory_max_bytes", "Maximum amount of virtual memory available in bytes.", MetricType::Gauge, max);
+        gauge(
+            "process_virtual_memory_max_bytes",
+            "Maximum amount of virtual memory available in bytes.",
+            MetricType::Gauge,
+            max,
+        );
     }
     out
 }
@@ -263,15 +340,24 @@ mod tests {
         slots.push(pending);
         store.set_slots(slots);
         let text = render_store(&store);
-        assert_eq!(text.matches("# TYPE sonde_http_up gauge").count(), 1, "{text}");
+        assert_eq!(
+            text.matches("# TYPE sonde_http_up gauge").count(),
+            1,
+            "{text}"
+        );
         assert!(text.contains("sonde_http_up{check=\"a\"} 1\nsonde_http_up{check=\"b\"} 1\n"));
         assert!(text.contains("sonde_check_success{check=\"a\",kind=\"http\"} 1\n"));
         assert!(text.contains("sonde_check_success{check=\"b\",kind=\"http\"} 0\n"));
         assert!(!text.contains("sonde_check_success{check=\"c\""));
         assert!(text.contains("sonde_check_interval_seconds{check=\"c\",kind=\"http\"} 5\n"));
-        assert!(text.contains("sonde_check_last_run_timestamp_seconds{check=\"a\",kind=\"http\"} 1700000000.5\n"));
+        assert!(text.contains(
+            "sonde_check_last_run_timestamp_seconds{check=\"a\",kind=\"http\"} 1700000000.5\n"
+        ));
         assert!(text.contains("sonde_config_last_reload_successful 1\n"));
-        let names: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .collect();
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted);
@@ -292,8 +378,17 @@ mod tests {
     #[test]
     fn process_metrics_are_read() {
         let text = process_metrics();
-        for name in ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "process_max_fds", "process_start_time_seconds"] {
-            assert!(text.contains(&format!("\n{name} ")), "{name} missing in {text}");
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(
+                text.contains(&format!("\n{name} ")),
+                "{name} missing in {text}"
+            );
         }
     }
 }

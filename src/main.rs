@@ -76,10 +76,10 @@ fn run() -> Exit {
         }
     };
     if settings.config_check {
-        let source = settings
-            .config_file
-            .as_ref()
-            .map_or_else(|| "the built-in default config".to_string(), |p| p.display().to_string());
+        let source = settings.config_file.as_ref().map_or_else(
+            || "the built-in default config".to_string(),
+            |p| p.display().to_string(),
+        );
         println!("sonde: {source} is valid: {} check(s)", checks.len());
         return Exit::Success;
     }
@@ -135,16 +135,19 @@ fn serve(settings: &Settings, checks: Vec<config::LoadedCheck>) -> Exit {
         exposition: Arc::new(Exposition::new(Arc::clone(&store))),
         telemetry_path: settings.telemetry_path.clone(),
         reload: Box::new(move |reply| {
-            results::lock(&reload_tx).send(Control::Reload(Some(reply))).is_ok()
+            results::lock(&reload_tx)
+                .send(Control::Reload(Some(reply)))
+                .is_ok()
         }),
     };
-    let server = match web::server::Server::start(listener, Arc::new(app), web::server::Limits::default()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("sonde: cannot start the web server: {e}");
-            return Exit::Failure;
-        }
-    };
+    let server =
+        match web::server::Server::start(listener, Arc::new(app), web::server::Limits::default()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("sonde: cannot start the web server: {e}");
+                return Exit::Failure;
+            }
+        };
     log::info!(
         "msg=\"sonde started\" version={VERSION} revision={REVISION} address={} checks={}",
         server.local_addr(),
@@ -168,9 +171,16 @@ fn serve(settings: &Settings, checks: Vec<config::LoadedCheck>) -> Exit {
                     Err(problems) => {
                         store.record_reload(false);
                         for p in &problems {
-                            log::error!("msg=\"config reload failed; keeping the running config\" problem={:?}", p.to_string());
+                            log::error!(
+                                "msg=\"config reload failed; keeping the running config\" problem={:?}",
+                                p.to_string()
+                            );
                         }
-                        Err(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+                        Err(problems
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("\n"))
                     }
                 };
                 if let Some(reply) = reply {

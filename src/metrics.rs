@@ -112,9 +112,23 @@ impl FamilySet {
             );
         }
         let total = cumulative + h.counts.last().copied().unwrap_or(0);
-        write_sample(&mut family.lines, &family.name, "_bucket", labels, Some("+Inf"), total as f64);
+        write_sample(
+            &mut family.lines,
+            &family.name,
+            "_bucket",
+            labels,
+            Some("+Inf"),
+            total as f64,
+        );
         write_sample(&mut family.lines, &family.name, "_sum", labels, None, h.sum);
-        write_sample(&mut family.lines, &family.name, "_count", labels, None, total as f64);
+        write_sample(
+            &mut family.lines,
+            &family.name,
+            "_count",
+            labels,
+            None,
+            total as f64,
+        );
     }
 
     /// The families with at least one sample.

@@ -5,9 +5,9 @@
 //! is stuck, and a slow check never delays another. A run still busy at the next tick
 //! makes that tick fail instead of piling up threads.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -56,9 +56,10 @@ impl Scheduler {
     pub fn reload(&mut self, store: &Store, checks: Vec<LoadedCheck>) {
         let mut old: Vec<Option<Running>> = self.running.drain(..).map(Some).collect();
         for loaded in checks {
-            let same = old
-                .iter_mut()
-                .find(|r| r.as_ref().is_some_and(|r| r.config == loaded.config && !r.handle.is_finished()));
+            let same = old.iter_mut().find(|r| {
+                r.as_ref()
+                    .is_some_and(|r| r.config == loaded.config && !r.handle.is_finished())
+            });
             match same.and_then(Option::take) {
                 Some(kept) => self.running.push(kept),
                 None => self.running.push(spawn(store, loaded, false)),
@@ -124,9 +125,9 @@ fn spawn(store: &Store, loaded: LoadedCheck, once: bool) -> Running {
 
 /// The start-up delay of a check, fixed per name so restarts keep their phase.
 fn jitter(name: &str, interval: Duration) -> Duration {
-    let hash = name
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
     let span = (interval / 10).min(MAX_JITTER).as_millis() as u64;
     if span == 0 {
         Duration::ZERO
@@ -165,7 +166,10 @@ impl Timer {
         let mut run_id = 0u64;
         loop {
             let wake = in_flight.as_ref().map_or(next, |f| f.deadline + GRACE);
-            match self.rx.recv_timeout(wake.saturating_duration_since(Instant::now())) {
+            match self
+                .rx
+                .recv_timeout(wake.saturating_duration_since(Instant::now()))
+            {
                 Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => {
                     self.cancel.store(true, Ordering::Relaxed);
                     return;
@@ -181,7 +185,10 @@ impl Timer {
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if let Some(f) = in_flight.take() {
-                        let why = format!("the run exceeded its timeout of {}", format_duration(meta.timeout));
+                        let why = format!(
+                            "the run exceeded its timeout of {}",
+                            format_duration(meta.timeout)
+                        );
                         self.publish(&f, Err(why));
                         if self.once {
                             return;
@@ -262,9 +269,17 @@ impl Timer {
         let started_ms = unix_ms(flight.started_wall);
         let was_ok = previous.as_ref().is_none_or(|p| p.success);
         match (&error, success) {
-            (_, true) if !was_ok => log::info!("check={} kind={} msg=\"check recovered\"", meta.name, meta.kind),
+            (_, true) if !was_ok => log::info!(
+                "check={} kind={} msg=\"check recovered\"",
+                meta.name,
+                meta.kind
+            ),
             (Some(e), false) if was_ok => {
-                log::warn!("check={} kind={} msg=\"check failed\" error={e:?}", meta.name, meta.kind)
+                log::warn!(
+                    "check={} kind={} msg=\"check failed\" error={e:?}",
+                    meta.name,
+                    meta.kind
+                )
             }
             _ => log::debug!(
                 "check={} kind={} msg=\"run finished\" success={success} duration={:?}",
@@ -323,7 +338,12 @@ mod tests {
         }
     }
 
-    fn loaded(name: &str, interval_ms: u64, timeout_ms: u64, sleep_ms: u64) -> (LoadedCheck, Arc<Fake>) {
+    fn loaded(
+        name: &str,
+        interval_ms: u64,
+        timeout_ms: u64,
+        sleep_ms: u64,
+    ) -> (LoadedCheck, Arc<Fake>) {
         let fake = Arc::new(Fake {
             runs: AtomicU64::new(0),
             sleep: Duration::from_millis(sleep_ms),
@@ -375,7 +395,12 @@ mod tests {
         assert!(elapsed < Duration::from_millis(1_500), "{elapsed:?}");
         let snap = store.slots()[0].latest().unwrap();
         assert!(!snap.success);
-        assert!(snap.error.as_deref().unwrap().contains("exceeded its timeout of 100ms"));
+        assert!(
+            snap.error
+                .as_deref()
+                .unwrap()
+                .contains("exceeded its timeout of 100ms")
+        );
     }
 
     #[test]

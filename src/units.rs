@@ -22,7 +22,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .map_err(|_| format!("duration {text:?} is too large"));
     }
     let bad = || {
-        format!("invalid duration {text:?}: use a number with a unit (ms, s, m, h, d, w), e.g. 30s or 1m30s")
+        format!(
+            "invalid duration {text:?}: use a number with a unit (ms, s, m, h, d, w), e.g. 30s or 1m30s"
+        )
     };
     let mut total_ms: u128 = 0;
     let mut rest = text;
@@ -87,7 +89,8 @@ pub fn format_duration(d: Duration) -> String {
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    let bad = || format!("invalid size {text:?}: use bytes or a KiB, MiB or GiB suffix, e.g. 10MiB");
+    let bad =
+        || format!("invalid size {text:?}: use bytes or a KiB, MiB or GiB suffix, e.g. 10MiB");
     if digits == 0 {
         return Err(bad());
     }
@@ -219,14 +222,33 @@ mod tests {
 
     #[test]
     fn bad_durations_are_refused_not_guessed() {
-        for bad in ["", "s", "5x", "1.5s", "-5s", "5s1m", "5s5s", "m5", "99999999999999999999w"] {
+        for bad in [
+            "",
+            "s",
+            "5x",
+            "1.5s",
+            "-5s",
+            "5s1m",
+            "5s5s",
+            "m5",
+            "99999999999999999999w",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
         }
     }
 
     #[test]
     fn durations_print_as_they_parse() {
-        for text in ["250ms", "5s", "1m30s", "1h", "2d", "1w", "1d2h3m4s5ms", "0s"] {
+        for text in [
+            "250ms",
+            "5s",
+            "1m30s",
+            "1h",
+            "2d",
+            "1w",
+            "1d2h3m4s5ms",
+            "0s",
+        ] {
             assert_eq!(format_duration(parse_duration(text).unwrap()), text);
         }
     }
@@ -251,6 +273,9 @@ mod tests {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);
         }
-        assert_eq!(rfc3339_millis(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            rfc3339_millis(1_700_000_000_123),
+            "2023-11-14T22:13:20.123Z"
+        );
     }
 }

@@ -49,7 +49,9 @@ const LEGACY_MS: &str = "sample_external_url_response_ms";
 const LEGACY_MS_HELP: &str = "Response Time";
 
 /// Upper bounds of the probe duration histogram, in seconds.
-static BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+static BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Default number of URLs probed at once by one check.
 const DEFAULT_CONCURRENCY: usize = 32;
@@ -221,7 +223,10 @@ impl HttpCheck {
     pub fn build(spec: &HttpSpec, ctx: &BuildContext) -> Result<HttpCheck, Vec<Problem>> {
         let mut problems = Vec::new();
         if spec.urls.value.is_empty() {
-            problems.push(ctx.problem(spec.urls.referenced, "`urls` is empty; list at least one URL"));
+            problems.push(ctx.problem(
+                spec.urls.referenced,
+                "`urls` is empty; list at least one URL",
+            ));
         }
         let mut targets = Vec::new();
         let mut seen = HashMap::new();
@@ -229,7 +234,12 @@ impl HttpCheck {
             match parse_target(&url.value) {
                 Ok(t) => {
                     if seen.insert(t.label.clone(), ()).is_some() {
-                        problems.push(ctx.problem(url.referenced, format!("URL {:?} is listed twice", t.label)));
+                        problems.push(
+                            ctx.problem(
+                                url.referenced,
+                                format!("URL {:?} is listed twice", t.label),
+                            ),
+                        );
                     }
                     targets.push(t);
                 }
@@ -249,7 +259,10 @@ impl HttpCheck {
                 _ => {
                     problems.push(ctx.problem(
                         m.referenced,
-                        format!("method {:?}: use GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS", m.value),
+                        format!(
+                            "method {:?}: use GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS",
+                            m.value
+                        ),
                     ));
                     Method::GET
                 }
@@ -258,18 +271,30 @@ impl HttpCheck {
         let mut headers = Vec::new();
         if let Some(h) = &spec.headers {
             for (name, value) in &h.value {
-                match (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
+                match (
+                    HeaderName::try_from(name.as_str()),
+                    HeaderValue::try_from(value.as_str()),
+                ) {
                     (Ok(n), Ok(v)) => headers.push((n, v)),
-                    _ => problems.push(ctx.problem(h.referenced, format!("header {name:?} is not a valid HTTP header"))),
+                    _ => problems.push(ctx.problem(
+                        h.referenced,
+                        format!("header {name:?} is not a valid HTTP header"),
+                    )),
                 }
             }
         }
         if let Some(codes) = &spec.valid_status_codes {
             if let Some(bad) = codes.value.iter().find(|c| !(100..=599).contains(*c)) {
-                problems.push(ctx.problem(codes.referenced, format!("valid_status_codes: {bad} is not an HTTP status")));
+                problems.push(ctx.problem(
+                    codes.referenced,
+                    format!("valid_status_codes: {bad} is not an HTTP status"),
+                ));
             }
             if codes.value.is_empty() {
-                problems.push(ctx.problem(codes.referenced, "valid_status_codes is empty; omit it to accept any 2xx"));
+                problems.push(ctx.problem(
+                    codes.referenced,
+                    "valid_status_codes is empty; omit it to accept any 2xx",
+                ));
             }
         }
         let mut compile = |list: &[Spanned<String>]| -> Vec<Regex> {
@@ -277,8 +302,17 @@ impl HttpCheck {
                 .filter_map(|r| match Regex::new(&r.value) {
                     Ok(re) => Some(re),
                     Err(e) => {
-                        let first = e.to_string().lines().last().unwrap_or_default().trim().to_string();
-                        problems.push(ctx.problem(r.referenced, format!("invalid regular expression {:?}: {first}", r.value)));
+                        let first = e
+                            .to_string()
+                            .lines()
+                            .last()
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string();
+                        problems.push(ctx.problem(
+                            r.referenced,
+                            format!("invalid regular expression {:?}: {first}", r.value),
+                        ));
                         None
                     }
                 })
@@ -288,13 +322,20 @@ impl HttpCheck {
         let must_match = compile(&spec.fail_if_body_not_matches_regexp);
         let auth = match (&spec.basic_auth, &spec.bearer_token_file) {
             (Some(b), Some(t)) => {
-                problems.push(ctx.problem(t.referenced, "basic_auth and bearer_token_file cannot both be set"));
+                problems.push(ctx.problem(
+                    t.referenced,
+                    "basic_auth and bearer_token_file cannot both be set",
+                ));
                 let _ = b;
                 Auth::None
             }
             (Some(b), None) => Auth::Basic {
                 username: b.value.username.clone(),
-                password_file: b.value.password_file.as_ref().map(|p| ctx.resolve(&p.value)),
+                password_file: b
+                    .value
+                    .password_file
+                    .as_ref()
+                    .map(|p| ctx.resolve(&p.value)),
             },
             (None, Some(t)) => Auth::Bearer {
                 token_file: ctx.resolve(&t.value),
@@ -325,7 +366,11 @@ impl HttpCheck {
                 1
             }
         };
-        let tls = match spec.tls.as_ref().map(|t| TlsSettings::load(t, ctx.base_dir)) {
+        let tls = match spec
+            .tls
+            .as_ref()
+            .map(|t| TlsSettings::load(t, ctx.base_dir))
+        {
             None => TlsSettings::webpki(),
             Some(Ok(t)) => t,
             Some(Err((at, e))) => {
@@ -341,7 +386,11 @@ impl HttpCheck {
         let agent = match client::agent(&tls, &agent_options) {
             Ok(a) => Some(a),
             Err(e) => {
-                let at = spec.tls.as_ref().and_then(|t| t.ca_file.as_ref()).map_or(spec.urls.referenced, |c| c.referenced);
+                let at = spec
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.ca_file.as_ref())
+                    .map_or(spec.urls.referenced, |c| c.referenced);
                 problems.push(ctx.problem(at, e));
                 None
             }
@@ -380,7 +429,10 @@ impl HttpCheck {
     /// The `Authorization` header for this run, re-reading the secret file.
     fn authorization(&self) -> Option<String> {
         let path = auth_secret_path(&self.auth)?;
-        let mut last = self.last_secret.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut last = self
+            .last_secret
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         match client::read_secret(path) {
             Ok(secret) => *last = Some(secret),
             Err(e) => log::warn!(
@@ -396,7 +448,12 @@ impl HttpCheck {
         }
     }
 
-    fn probe(&self, target: &Target, deadline: Instant, authorization: Option<&str>) -> ProbeResult {
+    fn probe(
+        &self,
+        target: &Target,
+        deadline: Instant,
+        authorization: Option<&str>,
+    ) -> ProbeResult {
         let start = Instant::now();
         let budget = deadline.saturating_duration_since(start).min(self.timeout);
         let mut result = ProbeResult {
@@ -432,7 +489,9 @@ impl HttpCheck {
         authorization: Option<&str>,
         result: &mut ProbeResult,
     ) -> Result<(), ureq::Error> {
-        let mut builder = Request::builder().method(self.method.clone()).uri(target.uri.clone());
+        let mut builder = Request::builder()
+            .method(self.method.clone())
+            .uri(target.uri.clone());
         for (name, value) in &self.headers {
             builder = builder.header(name, value);
         }
@@ -442,12 +501,20 @@ impl HttpCheck {
         let response = match &self.body {
             Some(body) => {
                 let request = builder.body(body.as_slice())?;
-                let request = self.agent.configure_request(request).timeout_global(Some(budget)).build();
+                let request = self
+                    .agent
+                    .configure_request(request)
+                    .timeout_global(Some(budget))
+                    .build();
                 self.agent.run(request)
             }
             None => {
                 let request = builder.body(())?;
-                let request = self.agent.configure_request(request).timeout_global(Some(budget)).build();
+                let request = self
+                    .agent
+                    .configure_request(request)
+                    .timeout_global(Some(budget))
+                    .build();
                 self.agent.run(request)
             }
         };
@@ -520,7 +587,10 @@ impl HttpCheck {
                 }
             }
             s.durations.observe(secs);
-            let labels = [("check", self.check.as_str()), ("url", target.label.as_str())];
+            let labels = [
+                ("check", self.check.as_str()),
+                ("url", target.label.as_str()),
+            ];
             let is_up = if r.failure.is_none() { 1.0 } else { 0.0 };
             m.sample(up, &labels, is_up);
             m.sample(duration, &labels, secs);
@@ -531,18 +601,34 @@ impl HttpCheck {
                 m.sample(cert, &labels, t as f64);
             }
             let total_failures: u64 = s.failures.iter().sum();
-            m.sample(probes, &[labels[0], labels[1], ("result", "success")], s.successes as f64);
-            m.sample(probes, &[labels[0], labels[1], ("result", "failure")], total_failures as f64);
+            m.sample(
+                probes,
+                &[labels[0], labels[1], ("result", "success")],
+                s.successes as f64,
+            );
+            m.sample(
+                probes,
+                &[labels[0], labels[1], ("result", "failure")],
+                total_failures as f64,
+            );
             for (reason, count) in Reason::ALL.iter().zip(s.failures) {
                 if count > 0 {
-                    m.sample(failures, &[labels[0], labels[1], ("reason", reason.as_str())], count as f64);
+                    m.sample(
+                        failures,
+                        &[labels[0], labels[1], ("reason", reason.as_str())],
+                        count as f64,
+                    );
                 }
             }
             m.histogram(histogram, &labels, &s.durations);
             if let (Some(lu), Some(lm)) = (legacy_up, legacy_ms) {
                 let url_only = [("url", target.label.as_str())];
                 m.sample(lu, &url_only, is_up);
-                let ms = if r.failure == Some(Reason::Timeout) { f64::INFINITY } else { secs * 1000.0 };
+                let ms = if r.failure == Some(Reason::Timeout) {
+                    f64::INFINITY
+                } else {
+                    secs * 1000.0
+                };
                 m.sample(lm, &url_only, ms);
             }
             targets.push(TargetReport {
@@ -575,12 +661,15 @@ impl HttpCheck {
 impl Check for HttpCheck {
     fn run(&self, ctx: &RunContext) -> RunOutput {
         let authorization = self.authorization();
-        let slots: Vec<Mutex<Option<ProbeResult>>> = self.targets.iter().map(|_| Mutex::new(None)).collect();
+        let slots: Vec<Mutex<Option<ProbeResult>>> =
+            self.targets.iter().map(|_| Mutex::new(None)).collect();
         let next = AtomicUsize::new(0);
         let work = || {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(target) = self.targets.get(i) else { break };
+                let Some(target) = self.targets.get(i) else {
+                    break;
+                };
                 let result = if ctx.cancel.load(Ordering::Relaxed) {
                     ProbeResult::not_run()
                 } else {
@@ -603,14 +692,23 @@ impl Check for HttpCheck {
                 }
                 spawned += 1;
             }
-            log::trace!("check={} probing {} URLs on {} threads", self.check, self.targets.len(), spawned + 1);
+            log::trace!(
+                "check={} probing {} URLs on {} threads",
+                self.check,
+                self.targets.len(),
+                spawned + 1
+            );
             // The calling thread works too, so a run makes progress even when no thread
             // can be spawned.
             work();
         });
         let results: Vec<ProbeResult> = slots
             .into_iter()
-            .map(|s| s.into_inner().unwrap_or_else(PoisonError::into_inner).unwrap_or_else(ProbeResult::not_run))
+            .map(|s| {
+                s.into_inner()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .unwrap_or_else(ProbeResult::not_run)
+            })
             .collect();
         self.render(&results)
     }
@@ -640,12 +738,16 @@ fn auth_secret_path(auth: &Auth) -> Option<&PathBuf> {
 
 /// Parses a URL of the config; credentials in the userinfo move to a header.
 fn parse_target(text: &str) -> Result<Target, String> {
-    let uri: Uri = text.parse().map_err(|e| format!("invalid URL {text:?}: {e}"))?;
+    let uri: Uri = text
+        .parse()
+        .map_err(|e| format!("invalid URL {text:?}: {e}"))?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
         _ => return Err(format!("URL {text:?} must start with http:// or https://")),
     }
-    let authority = uri.authority().ok_or_else(|| format!("URL {text:?} has no host"))?;
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("URL {text:?} has no host"))?;
     if authority.host().is_empty() {
         return Err(format!("URL {text:?} has no host"));
     }
@@ -663,7 +765,9 @@ fn parse_target(text: &str) -> Result<Target, String> {
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let scheme = uri.scheme_str().unwrap_or("http");
     let clean = format!("{scheme}://{host_port}{path}");
-    let uri: Uri = clean.parse().map_err(|e| format!("invalid URL {text:?}: {e}"))?;
+    let uri: Uri = clean
+        .parse()
+        .map_err(|e| format!("invalid URL {text:?}: {e}"))?;
     let (user, password) = userinfo.split_once(':').unwrap_or((&userinfo, ""));
     Ok(Target {
         label: clean,
@@ -702,7 +806,11 @@ pub fn base64(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -732,7 +840,9 @@ fn classify(e: &ureq::Error, trace: &client::Trace) -> Reason {
     use std::io::ErrorKind;
     match e {
         ureq::Error::Timeout(_) => Reason::Timeout,
-        ureq::Error::Io(io) if matches!(io.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => Reason::Timeout,
+        ureq::Error::Io(io) if matches!(io.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
+            Reason::Timeout
+        }
         ureq::Error::HostNotFound => Reason::Dns,
         _ if trace.dns_failed => Reason::Dns,
         ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed => Reason::Redirects,
@@ -752,7 +862,9 @@ pub fn legacy_conflicts(checks: &[LoadedCheck]) -> Vec<Problem> {
     for loaded in checks.iter().filter(|c| c.config.legacy_metrics) {
         let Spec::Http(spec) = &loaded.config.spec;
         for url in &spec.urls.value {
-            let Ok(target) = parse_target(&url.value) else { continue };
+            let Ok(target) = parse_target(&url.value) else {
+                continue;
+            };
             let name = loaded.config.meta.name.as_str();
             if let Some(first) = owner.insert(target.label.clone(), name) {
                 problems.push(Problem::at(
@@ -792,7 +904,10 @@ mod tests {
     fn userinfo_is_stripped_from_labels_and_becomes_basic_auth() {
         let t = parse_target("https://alice:s%3Acret@example.com:8443/health?x=1").unwrap();
         assert_eq!(t.label, "https://example.com:8443/health?x=1");
-        assert_eq!(t.userinfo_auth.as_deref(), Some(basic_auth("alice", "s:cret").as_str()));
+        assert_eq!(
+            t.userinfo_auth.as_deref(),
+            Some(basic_auth("alice", "s:cret").as_str())
+        );
         let t = parse_target("http://example.com").unwrap();
         assert_eq!(t.label, "http://example.com");
         assert!(t.userinfo_auth.is_none());

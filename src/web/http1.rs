@@ -67,15 +67,13 @@ fn decode_component(s: &str) -> String {
         let hex = |b: u8| char::from(b).to_digit(16);
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -112,7 +110,9 @@ pub fn parse(buf: &[u8]) -> Parsed {
                 }
             };
         }
-        Err(httparse::Error::TooManyHeaders) => return Parsed::Reject(431, "too many header fields"),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Parsed::Reject(431, "too many header fields");
+        }
         Err(_) => return Parsed::Reject(400, "malformed request"),
     };
     if head_len > MAX_HEAD_BYTES {
@@ -214,7 +214,11 @@ impl Response {
     }
 
     /// Adds a header.
-    pub fn with_header(mut self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Response {
+    pub fn with_header(
+        mut self,
+        name: &'static str,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Response {
         self.headers.push((name, value.into()));
         self
     }
@@ -269,30 +273,56 @@ mod tests {
     #[test]
     fn parses_requests_with_and_without_bodies() {
         let raw = b"GET /queryurl?check=web%2D1&x HTTP/1.1\r\nHost: a\r\nAccept-Encoding: deflate, gzip;q=0.5\r\n\r\nGET / HTTP/1.1\r\n";
-        let Parsed::Complete(req, used) = parse(raw) else { panic!() };
+        let Parsed::Complete(req, used) = parse(raw) else {
+            panic!()
+        };
         assert_eq!(req.path, "/queryurl");
         assert_eq!(req.query_param("check").as_deref(), Some("web-1"));
         assert_eq!(req.query_param("x").as_deref(), Some(""));
         assert!(req.keep_alive && req.accepts_gzip());
         assert_eq!(&raw[used..], b"GET / HTTP/1.1\r\n");
         let raw = b"POST /-/reload HTTP/1.0\r\nContent-Length: 3\r\n\r\nab";
-        assert_eq!(parse(raw), Parsed::Partial { expects_continue: false });
+        assert_eq!(
+            parse(raw),
+            Parsed::Partial {
+                expects_continue: false
+            }
+        );
         let raw = b"POST /-/reload HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc";
-        let Parsed::Complete(req, _) = parse(raw) else { panic!() };
+        let Parsed::Complete(req, _) = parse(raw) else {
+            panic!()
+        };
         assert_eq!(req.body, b"abc");
         assert!(!req.keep_alive);
     }
 
     #[test]
     fn rejects_what_it_must() {
-        assert_eq!(parse(b"GET / HTTP/1.1\r\nX: "), Parsed::Partial { expects_continue: false });
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nX: "),
+            Parsed::Partial {
+                expects_continue: false
+            }
+        );
         let mut huge = b"GET / HTTP/1.1\r\nX: ".to_vec();
         huge.extend(std::iter::repeat_n(b'a', MAX_HEAD_BYTES));
         assert!(matches!(parse(&huge), Parsed::Reject(431, _)));
-        assert!(matches!(parse(b"\x01\x02 / HTTP/1.1\r\n\r\n"), Parsed::Reject(400, _)));
-        assert!(matches!(parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), Parsed::Reject(501, _)));
-        assert!(matches!(parse(b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n"), Parsed::Reject(413, _)));
-        assert!(matches!(parse(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"), Parsed::Reject(400, _)));
+        assert!(matches!(
+            parse(b"\x01\x02 / HTTP/1.1\r\n\r\n"),
+            Parsed::Reject(400, _)
+        ));
+        assert!(matches!(
+            parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Parsed::Reject(501, _)
+        ));
+        assert!(matches!(
+            parse(b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n"),
+            Parsed::Reject(413, _)
+        ));
+        assert!(matches!(
+            parse(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            Parsed::Reject(400, _)
+        ));
         let Parsed::Partial { expects_continue } =
             parse(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
         else {

@@ -13,7 +13,15 @@ use crate::results::Store;
 use crate::units::rfc3339_millis;
 
 /// Paths that are endpoints of their own; the telemetry path may not take one.
-pub const RESERVED_PATHS: &[&str] = &["/", "/healthcheck", "/-/healthy", "/-/ready", "/-/reload", "/queryurl", "/api/v1/checks"];
+pub const RESERVED_PATHS: &[&str] = &[
+    "/",
+    "/healthcheck",
+    "/-/healthy",
+    "/-/ready",
+    "/-/reload",
+    "/queryurl",
+    "/api/v1/checks",
+];
 
 /// Where the outcome of a reload goes: `Err` carries the problems, one per line.
 pub type ReloadReply = mpsc::Sender<Result<(), String>>;
@@ -34,20 +42,33 @@ impl Handler for App {
     fn handle(&self, req: &Request) -> Response {
         let path = req.path.as_str();
         let read_only = matches!(req.method.as_str(), "GET" | "HEAD");
-        let allowed = if path == "/-/reload" { "POST" } else { "GET, HEAD" };
+        let allowed = if path == "/-/reload" {
+            "POST"
+        } else {
+            "GET, HEAD"
+        };
         let known = path == self.telemetry_path || RESERVED_PATHS.contains(&path);
         if !known {
             return Response::text(404, format!("404 page not found: {path}"));
         }
-        let method_ok = if path == "/-/reload" { req.method == "POST" } else { read_only };
+        let method_ok = if path == "/-/reload" {
+            req.method == "POST"
+        } else {
+            read_only
+        };
         if !method_ok {
-            return Response::text(405, format!("method {} not allowed; use {allowed}", req.method))
-                .with_header("Allow", allowed);
+            return Response::text(
+                405,
+                format!("method {} not allowed; use {allowed}", req.method),
+            )
+            .with_header("Allow", allowed);
         }
         match path {
             p if p == self.telemetry_path => self.metrics(req),
             "/" => self.landing(),
-            "/healthcheck" => Response::json(200, &json!({"app_name": "sonde", "app_status": "ok"})),
+            "/healthcheck" => {
+                Response::json(200, &json!({"app_name": "sonde", "app_status": "ok"}))
+            }
             "/-/healthy" => Response::text(200, "Healthy."),
             "/-/ready" => self.ready(),
             "/-/reload" => self.reload(),
@@ -62,7 +83,10 @@ impl App {
     fn metrics(&self, req: &Request) -> Response {
         let body = self.exposition.scrape();
         if req.accepts_gzip() {
-            let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+            let mut encoder = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 4),
+                flate2::Compression::fast(),
+            );
             if encoder.write_all(body.as_bytes()).is_ok()
                 && let Ok(compressed) = encoder.finish()
             {
@@ -78,8 +102,16 @@ impl App {
         if self.store.is_ready() {
             return Response::text(200, "Ready.");
         }
-        let waiting = self.store.slots().iter().filter(|s| s.latest().is_none()).count();
-        Response::text(503, format!("Not ready: {waiting} check(s) have not completed their first run."))
+        let waiting = self
+            .store
+            .slots()
+            .iter()
+            .filter(|s| s.latest().is_none())
+            .count();
+        Response::text(
+            503,
+            format!("Not ready: {waiting} check(s) have not completed their first run."),
+        )
     }
 
     fn reload(&self) -> Response {
@@ -89,7 +121,10 @@ impl App {
         }
         match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(Ok(())) => Response::text(200, "config reloaded"),
-            Ok(Err(problems)) => Response::text(500, format!("reload failed; the running config is kept:\n{problems}")),
+            Ok(Err(problems)) => Response::text(
+                500,
+                format!("reload failed; the running config is kept:\n{problems}"),
+            ),
             Err(_) => Response::text(500, "reload did not finish in time"),
         }
     }
@@ -98,9 +133,14 @@ impl App {
         let wanted = req.query_param("check");
         let slots = self.store.slots();
         if let Some(name) = &wanted
-            && !slots.iter().any(|s| &s.meta.name == name && s.meta.kind == "http")
+            && !slots
+                .iter()
+                .any(|s| &s.meta.name == name && s.meta.kind == "http")
         {
-            return Response::json(404, &json!({"status": "error", "error": format!("no http check named {name:?}")}));
+            return Response::json(
+                404,
+                &json!({"status": "error", "error": format!("no http check named {name:?}")}),
+            );
         }
         let mut response = Map::new();
         for slot in slots.iter().filter(|s| s.meta.kind == "http") {
@@ -121,7 +161,10 @@ impl App {
                 });
             }
         }
-        Response::json(200, &json!({"status": "ok", "response": Value::Object(response)}))
+        Response::json(
+            200,
+            &json!({"status": "ok", "response": Value::Object(response)}),
+        )
     }
 
     fn checks(&self) -> Response {
@@ -188,5 +231,8 @@ impl App {
 
 /// Escapes text for HTML.
 fn html(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

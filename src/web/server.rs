@@ -66,7 +66,11 @@ pub struct Server {
 
 impl Server {
     /// Serves `handler` on `listener` until stopped.
-    pub fn start(listener: TcpListener, handler: Arc<dyn Handler>, limits: Limits) -> io::Result<Server> {
+    pub fn start(
+        listener: TcpListener,
+        handler: Arc<dyn Handler>,
+        limits: Limits,
+    ) -> io::Result<Server> {
         listener.set_nonblocking(true)?;
         let local = listener.local_addr()?;
         let poller = Arc::new(Poller::new()?);
@@ -251,7 +255,10 @@ impl Loop {
                 }
             }
         }
-        if let Err(e) = self.poller.modify(&self.listener, Event::readable(LISTENER)) {
+        if let Err(e) = self
+            .poller
+            .modify(&self.listener, Event::readable(LISTENER))
+        {
             log::error!("msg=\"cannot watch the listener\" error=\"{e}\"");
             self.paused_until = Some(Instant::now() + Duration::from_millis(100));
         }
@@ -407,7 +414,10 @@ impl Loop {
 
     fn rearm(&mut self, index: usize) {
         let failed = match self.conns.get(index) {
-            Some(Entry::Open(conn)) => self.poller.modify(&conn.stream, Event::readable(index)).is_err(),
+            Some(Entry::Open(conn)) => self
+                .poller
+                .modify(&conn.stream, Event::readable(index))
+                .is_err(),
             _ => false,
         };
         if failed {
@@ -509,7 +519,11 @@ impl Worker {
             let response = self.handler.handle(&job.request);
             let keep_alive = job.request.keep_alive;
             let head = response.head(keep_alive);
-            let body: &[u8] = if job.request.method == "HEAD" { &[] } else { &response.body };
+            let body: &[u8] = if job.request.method == "HEAD" {
+                &[]
+            } else {
+                &response.body
+            };
             let written = write_all_by(&mut job.conn.stream, &head, body, self.write_timeout);
             let conn = (written.is_ok() && keep_alive).then_some(job.conn);
             if self
@@ -528,7 +542,12 @@ impl Worker {
 }
 
 /// Writes head and body within `timeout` in total, then restores non-blocking mode.
-fn write_all_by(stream: &mut TcpStream, head: &[u8], body: &[u8], timeout: Duration) -> io::Result<()> {
+fn write_all_by(
+    stream: &mut TcpStream,
+    head: &[u8],
+    body: &[u8],
+    timeout: Duration,
+) -> io::Result<()> {
     let deadline = Instant::now() + timeout;
     stream.set_nonblocking(false)?;
     let result = (|| {
@@ -536,7 +555,10 @@ fn write_all_by(stream: &mut TcpStream, head: &[u8], body: &[u8], timeout: Durat
             while !part.is_empty() {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "write deadline passed"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "write deadline passed",
+                    ));
                 }
                 stream.set_write_timeout(Some(left))?;
                 match stream.write(&part[..part.len().min(256 << 10)]) {

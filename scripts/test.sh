@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every test of sonde: formatting, lints, unit and integration tests.
+# Installs what the tests need when it is missing (Debian packages, rustup components),
+# so it works on a fresh machine. Integration tests start real servers on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages whose programs the tests run for real.
+declare -A needs=(
+  [promtool]=prometheus
+)
+missing=()
+for program in "${!needs[@]}"; do
+  command -v "$program" >/dev/null 2>&1 || missing+=("${needs[$program]}")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "test.sh: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+for component in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+done
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked

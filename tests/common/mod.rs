@@ -1,0 +1,491 @@
+//! Shared helpers of the integration tests: run the real `sonde` binary from a temporary
+//! directory, talk HTTP to it, parse its exposition, and serve fixtures on 127.0.0.1.
+//!
+//! Every wait here is bounded in count and time.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Path of the binary under test.
+pub fn sonde_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sonde")
+}
+
+/// A temporary directory that holds configs and fixture files.
+pub struct Dir {
+    pub dir: tempfile::TempDir,
+}
+
+impl Dir {
+    pub fn new() -> Dir {
+        Dir {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file and returns its path.
+    pub fn write(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&path, content).expect("write fixture");
+        path
+    }
+}
+
+/// Runs sonde to completion (for `--once`, `--config.check`, bad flags), at most 60 s.
+pub fn run(args: &[&str]) -> Output {
+    let mut child = Command::new(sonde_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sonde");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sonde {args:?} did not exit within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running `sonde` serving on an ephemeral port.
+pub struct Sonde {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+    pub dir: Dir,
+}
+
+impl Sonde {
+    /// Starts sonde with `config` written to a file in a fresh directory.
+    pub fn start(config: &str) -> Sonde {
+        let dir = Dir::new();
+        dir.write("sonde.yml", config);
+        Sonde::start_in(dir, &[])
+    }
+
+    /// Starts sonde with `sonde.yml` of `dir` and extra flags.
+    pub fn start_in(dir: Dir, extra: &[&str]) -> Sonde {
+        let config = dir.path().join("sonde.yml");
+        let mut args: Vec<String> = vec![
+            "--web.listen-address".into(),
+            "127.0.0.1:0".into(),
+            "--log.level".into(),
+            "debug".into(),
+        ];
+        if config.exists() {
+            args.push("--config.file".into());
+            args.push(config.display().to_string());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Sonde::spawn(Command::new(sonde_bin()).args(&args), dir)
+    }
+
+    /// Starts a prepared command (e.g. under `prlimit`) that runs sonde.
+    pub fn spawn(command: &mut Command, dir: Dir) -> Sonde {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sonde");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lines = Arc::clone(&stderr);
+        let pipe = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("address=").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send(addr);
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a.parse().expect("address in the start-up log line"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("sonde did not start: {:?}", stderr.lock().unwrap());
+            }
+        };
+        Sonde {
+            child,
+            addr,
+            stderr,
+            dir,
+        }
+    }
+
+    /// GET a path.
+    pub fn get(&self, path: &str) -> HttpResponse {
+        request(self.addr, "GET", path, &[], b"")
+    }
+
+    /// Waits (at most 20 s) until `/-/ready` answers 200.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.get("/-/ready").status == 200 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("sonde never became ready; log: {:?}", self.log());
+    }
+
+    /// The current exposition.
+    pub fn metrics(&self) -> Exposition {
+        let r = self.get("/metrics");
+        assert_eq!(r.status, 200, "{}", r.text());
+        Exposition(r.text())
+    }
+
+    /// Waits (at most `secs`) until `pred` holds on the exposition; returns it.
+    pub fn wait_metrics(&self, secs: u64, pred: impl Fn(&Exposition) -> bool) -> Exposition {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let m = self.metrics();
+            if pred(&m) {
+                return m;
+            }
+            if Instant::now() > deadline {
+                panic!("condition not met within {secs}s; metrics:\n{}\nlog: {:?}", m.0, self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Lines sonde wrote to stderr so far.
+    pub fn log(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits at most `within` for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for Sonde {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An exposition text with lookup helpers.
+#[derive(Clone, Debug)]
+pub struct Exposition(pub String);
+
+impl Exposition {
+    /// The value of the sample whose name and labels are exactly `series`,
+    /// e.g. `sonde_http_up{check="web",url="http://x/"}`.
+    pub fn value(&self, series: &str) -> Option<f64> {
+        self.0.lines().find_map(|line| {
+            let rest = line.strip_prefix(series)?;
+            let value = rest.strip_prefix(' ')?;
+            match value {
+                "+Inf" => Some(f64::INFINITY),
+                "-Inf" => Some(f64::NEG_INFINITY),
+                v => v.parse().ok(),
+            }
+        })
+    }
+
+    /// Whether any sample line starts with `prefix`.
+    pub fn has(&self, prefix: &str) -> bool {
+        self.0.lines().any(|l| l.starts_with(prefix))
+    }
+}
+
+/// A response read by [`request`].
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; 10 s timeouts.
+pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect to sonde");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    parse_response(&raw)
+}
+
+/// Parses a whole response (head and body up to EOF or Content-Length).
+pub fn parse_response(raw: &[u8]) -> HttpResponse {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if let Some(len) = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+    {
+        body.truncate(len);
+    }
+    HttpResponse { status, headers, body }
+}
+
+/// What a fixture server answers.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// A normal response.
+    Http {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// Accept and never answer (until the server is dropped).
+    Hang,
+}
+
+impl Reply {
+    pub fn status(status: u16, body: &str) -> Reply {
+        Reply::Http {
+            status,
+            headers: vec![("Content-Type".into(), "text/plain".into())],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    pub fn with_header(self, k: &str, v: &str) -> Reply {
+        match self {
+            Reply::Http { status, mut headers, body } => {
+                headers.push((k.into(), v.into()));
+                Reply::Http { status, headers, body }
+            }
+            other => other,
+        }
+    }
+}
+
+/// A request as a fixture server saw it.
+#[derive(Clone, Debug)]
+pub struct SeenRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl SeenRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+type Route = dyn Fn(&SeenRequest) -> Reply + Send + Sync;
+
+/// A small HTTP/1.1 server on 127.0.0.1 (thread per connection, `Connection: close`).
+pub struct Fixture {
+    pub addr: SocketAddr,
+    pub requests: Arc<Mutex<Vec<SeenRequest>>>,
+    stop: Arc<AtomicBool>,
+    pub connections: Arc<AtomicUsize>,
+}
+
+impl Fixture {
+    pub fn start(route: impl Fn(&SeenRequest) -> Reply + Send + Sync + 'static) -> Fixture {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fixture");
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let route: Arc<Route> = Arc::new(route);
+        listener.set_nonblocking(true).unwrap();
+        {
+            let (requests, stop, connections) = (Arc::clone(&requests), Arc::clone(&stop), Arc::clone(&connections));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            connections.fetch_add(1, Ordering::Relaxed);
+                            let (route, requests, stop) = (Arc::clone(&route), Arc::clone(&requests), Arc::clone(&stop));
+                            std::thread::spawn(move || serve_one(stream, &*route, &requests, &stop));
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            });
+        }
+        Fixture {
+            addr,
+            requests,
+            stop,
+            connections,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<SeenRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve_one(mut stream: TcpStream, route: &Route, requests: &Mutex<Vec<SeenRequest>>, stop: &AtomicBool) {
+    stream.set_nonblocking(false).ok();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let Some(req) = read_request(&mut stream) else { return };
+    requests.lock().unwrap().push(req.clone());
+    match route(&req) {
+        Reply::Hang => {
+            let until = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Reply::Http { status, headers, body } => {
+            let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+            for (k, v) in headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            let _ = stream.write_all(head.as_bytes());
+            if req.method != "HEAD" {
+                let _ = stream.write_all(&body);
+            }
+        }
+    }
+}
+
+/// Reads one request head (and a Content-Length body) from a blocking stream.
+pub fn read_request(stream: &mut impl Read) -> Option<SeenRequest> {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).ok()? == 0 || raw.len() > 64 << 10 {
+            return None;
+        }
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&raw).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next()?.split_whitespace();
+    let method = first.next()?.to_string();
+    let path = first.next()?.to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let len = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len.min(64 << 20)];
+    stream.read_exact(&mut body).ok()?;
+    Some(SeenRequest {
+        method,
+        path,
+        headers,
+        body,
+    })
+}
+
+/// Checks an exposition with Debian's promtool; returns its findings (empty when clean).
+pub fn promtool_check_metrics(text: &str) -> String {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) must be installed; the test command installs it");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
