@@ -148,18 +148,19 @@ echo "$image_layout"
 # and /sys mounted read-only as a container runtime does.
 mkdir -p "$rootfs/proc" "$rootfs/sys"
 image_user="$("${checks[@]}" image-user "$work/image.json")"
-run_in_image() {
+# Replaces the calling (sub)shell, so that a background call's $! is sonde itself.
+image_exec() {
   # shellcheck disable=SC2016 # expanded by the inner shell
-  $sudo unshare --mount --propagation private sh -c '
+  exec $sudo unshare --mount --propagation private sh -c '
     root="$1"; user="$2"; shift 2
     mount -t proc proc "$root/proc" && mount --rbind -o ro /sys "$root/sys" &&
       exec chroot --userspec="$user" "$root" "$@"' sh "$rootfs" "$image_user" "$@"
 }
-run_in_image /usr/bin/sonde --version
+(image_exec /usr/bin/sonde --version)
 mapfile -t image_cmd < <("${checks[@]}" image-command "$work/image.json")
 if "$bin" --config.check --config.file packaging/sonde.yml >/dev/null 2>&1; then
   port="$("${checks[@]}" free-port)"
-  run_in_image "${image_cmd[@]}" "--web.listen-address=127.0.0.1:$port" >"$work/image.log" 2>&1 &
+  image_exec "${image_cmd[@]}" "--web.listen-address=127.0.0.1:$port" >"$work/image.log" 2>&1 &
   image_pid=$!
   "${checks[@]}" serve-check "$port" || {
     cat "$work/image.log" >&2
