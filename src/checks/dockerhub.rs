@@ -115,6 +115,16 @@ impl std::fmt::Debug for Token {
     }
 }
 
+/// The token file's content; `Debug` does not show it.
+#[derive(Clone, Default)]
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
 /// What outlives a run.
 #[derive(Debug, Default)]
 struct State {
@@ -122,7 +132,7 @@ struct State {
     listings: Vec<Option<Vec<Repository>>>,
     token: Option<Token>,
     /// Last readable content of the token file, used while the file is unreadable.
-    secret: Option<String>,
+    secret: Option<Secret>,
     /// Latest X-RateLimit-Remaining.
     rate_remaining: Option<f64>,
 }
@@ -240,7 +250,7 @@ impl DockerhubCheck {
                             format!("the token file {} is empty", token_file.display()),
                         ));
                     }
-                    Ok(s) => secret = Some(s),
+                    Ok(s) => secret = Some(Secret(s)),
                     Err(e) => problems.push(
                         ctx.problem(file.referenced, format!("cannot read the token file {e}")),
                     ),
@@ -480,7 +490,7 @@ impl DockerhubCheck {
         }
         run.state.token = None;
         match client::read_secret(&credentials.token_file) {
-            Ok(s) if !s.is_empty() => run.state.secret = Some(s),
+            Ok(s) if !s.is_empty() => run.state.secret = Some(Secret(s)),
             Ok(_) => log::warn!(
                 "check={} msg=\"the token file is empty; using its last value\"",
                 self.check
@@ -490,7 +500,7 @@ impl DockerhubCheck {
                 self.check
             ),
         }
-        let Some(secret) = run.state.secret.clone() else {
+        let Some(Secret(secret)) = run.state.secret.clone() else {
             return Err(OrgError::Failed("no readable token file".into()));
         };
         let body = serde_json::json!({"identifier": credentials.username, "secret": secret});
@@ -623,7 +633,8 @@ impl DockerhubCheck {
     fn redact(&self, state: &State, text: &str) -> String {
         let mut text = text.to_string();
         let token = state.token.as_ref().map(|t| t.value.as_str());
-        for secret in [token, state.secret.as_deref()].into_iter().flatten() {
+        let secret = state.secret.as_ref().map(|s| s.0.as_str());
+        for secret in [token, secret].into_iter().flatten() {
             if !secret.is_empty() {
                 text = text.replace(secret, "<redacted>");
             }
@@ -1309,6 +1320,24 @@ mod tests {
         assert_eq!(detail(b"Too Many Requests (HAP429)."), "");
         let long = format!(r#"{{"message": "{}"}}"#, "x".repeat(1000));
         assert!(detail(long.as_bytes()).chars().count() < DETAIL_CHARS + 10);
+    }
+
+    #[test]
+    fn debug_output_hides_the_secret_and_the_token() {
+        let state = State {
+            token: Some(Token {
+                value: "tok-123".into(),
+                renew_at: Instant::now(),
+            }),
+            secret: Some(Secret("dckr_pat_xyz".into())),
+            ..State::default()
+        };
+        let text = format!("{state:?}");
+        assert!(
+            !text.contains("tok-123") && !text.contains("dckr_pat_xyz"),
+            "{text}"
+        );
+        assert!(text.contains("<redacted>"));
     }
 
     #[test]
