@@ -978,7 +978,7 @@ fn a_private_organization_is_read_with_a_bearer_token_renewed_in_time_and_after_
         vec![repo("internal", 42, 0, Some(1_700_000_000.0))],
     );
     hub.namespace("private", |ns| ns.private = true);
-    hub.with(|h| h.token_lifetime = 3.0);
+    hub.with(|h| h.token_lifetime = 4.0);
     let dir = Dir::new();
     dir.write("hub-token", format!("{SECRET}\n"));
     dir.write(
@@ -1003,7 +1003,7 @@ fn a_private_organization_is_read_with_a_bearer_token_renewed_in_time_and_after_
         m.value(&pulls("hub", "private", "internal")) == Some(42.0)
     });
 
-    // Tokens live 3 s: sonde logs in again before one expires, never sending a stale one.
+    // Tokens live 4 s: sonde logs in again before one expires, never sending a stale one.
     wait_hub(&hub, 20, "three logins", |h| h.issued_tokens().len() >= 3);
     let logins = hub.with(|h| h.logins.clone());
     let login: serde_json::Value = serde_json::from_str(&logins[0]).unwrap();
