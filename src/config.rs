@@ -690,6 +690,7 @@ fn validate(
         }
     }
     problems.extend(checks::http::legacy_conflicts(&loaded));
+    problems.extend(checks::dockerhub::legacy_conflicts(&loaded));
     if problems.is_empty() {
         Ok(loaded)
     } else {

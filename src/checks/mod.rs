@@ -17,6 +17,7 @@ use crate::config::Problem;
 use crate::metrics::FamilySet;
 use crate::results::{CheckMeta, TargetReport};
 
+pub mod dockerhub;
 pub mod http;
 
 /// Static facts about a kind.
@@ -29,10 +30,16 @@ pub struct KindInfo {
 }
 
 /// Every kind sonde knows, in the order `--help` and errors list them.
-pub const KINDS: &[KindInfo] = &[KindInfo {
-    name: "http",
-    default_interval: Duration::from_secs(30),
-}];
+pub const KINDS: &[KindInfo] = &[
+    KindInfo {
+        name: "http",
+        default_interval: Duration::from_secs(30),
+    },
+    KindInfo {
+        name: "dockerhub",
+        default_interval: Duration::from_secs(300),
+    },
+];
 
 /// Looks a kind up by its config name.
 pub fn kind_info(name: &str) -> Option<&'static KindInfo> {
@@ -40,10 +47,15 @@ pub fn kind_info(name: &str) -> Option<&'static KindInfo> {
 }
 
 /// The kind-specific keys of one check, as written in YAML.
+// Specs are built once per config load and never copied in bulk, so the size
+// difference between kinds' keys does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Spec {
     /// `kind: http`
     Http(http::HttpSpec),
+    /// `kind: dockerhub`
+    Dockerhub(dockerhub::DockerhubSpec),
 }
 
 impl Spec {
@@ -54,6 +66,7 @@ impl Spec {
     ) -> Result<Spec, D::Error> {
         match kind {
             "http" => http::HttpSpec::deserialize(keys).map(Spec::Http),
+            "dockerhub" => dockerhub::DockerhubSpec::deserialize(keys).map(Spec::Dockerhub),
             other => Err(serde::de::Error::custom(format!("unknown kind {other:?}"))),
         }
     }
@@ -62,6 +75,9 @@ impl Spec {
     pub fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Check>, Vec<Problem>> {
         match self {
             Spec::Http(spec) => http::HttpCheck::build(spec, ctx).map(|c| Arc::new(c) as _),
+            Spec::Dockerhub(spec) => {
+                dockerhub::DockerhubCheck::build(spec, ctx).map(|c| Arc::new(c) as _)
+            }
         }
     }
 }
