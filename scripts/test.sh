@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 # Debian packages whose programs the tests run for real.
 declare -A needs=(
   [promtool]=prometheus
+  [prometheus-node-exporter]=prometheus-node-exporter
 )
 missing=()
 for program in "${!needs[@]}"; do
