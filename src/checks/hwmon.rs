@@ -448,7 +448,7 @@ fn trim_newlines(raw: &[u8]) -> &[u8] {
 
 /// node_exporter's `cleanMetricName`: lower case, every character outside
 /// `[a-z0-9:_]` (each invalid UTF-8 byte included) becomes `_`, then `_` trimmed.
-pub(crate) fn clean_name(raw: &[u8]) -> String {
+fn clean_name(raw: &[u8]) -> String {
     let mut out = String::with_capacity(raw.len());
     for chunk in raw.utf8_chunks() {
         for c in chunk.valid().chars() {
@@ -497,7 +497,7 @@ fn to_valid_utf8(raw: &[u8]) -> String {
 /// values node_exporter accepts: decimal and hexadecimal (`0x1.8p3`) numbers,
 /// underscores between digits, `inf`/`infinity`/`nan` in any case. A number too large
 /// for an f64 is rejected (Go reports a range error) rather than read as infinity.
-pub(crate) fn parse_go_float(raw: &[u8]) -> Option<f64> {
+fn parse_go_float(raw: &[u8]) -> Option<f64> {
     let s = std::str::from_utf8(raw).ok()?;
     if let Some(special) = special_float(s.as_bytes()) {
         return special;
