@@ -244,7 +244,7 @@ impl fmt::Debug for LoadedCheck {
 }
 
 /// The built-in config used without `--config.file`: one hwmon check of this host.
-pub const DEFAULT_CONFIG: &str = "checks:\n  - name: http_self\n    kind: http\n    urls: [\"http://127.0.0.1:10060/-/healthy\"]\n";
+pub const DEFAULT_CONFIG: &str = "checks:\n  - name: hwmon\n    kind: hwmon\n";
 
 /// Reads and validates the config file (or the built-in default).
 pub fn load(settings: &Settings) -> Result<Vec<LoadedCheck>, Vec<Problem>> {
@@ -716,6 +716,10 @@ mod tests {
     fn the_built_in_default_is_valid() {
         let checks = parse(DEFAULT_CONFIG, None, Path::new(".")).unwrap();
         assert_eq!(checks.len(), 1);
+        let meta = &checks[0].config.meta;
+        assert_eq!((meta.name.as_str(), meta.kind), ("hwmon", "hwmon"));
+        assert_eq!(meta.interval, Duration::from_secs(15));
+        assert!(matches!(checks[0].config.spec, Spec::Hwmon(_)));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::results::{CheckMeta, TargetReport};
 
 pub mod dockerhub;
 pub mod http;
+pub mod hwmon;
 
 /// Static facts about a kind.
 #[derive(Debug)]
@@ -39,6 +40,10 @@ pub const KINDS: &[KindInfo] = &[
         name: "dockerhub",
         default_interval: Duration::from_secs(300),
     },
+    KindInfo {
+        name: "hwmon",
+        default_interval: Duration::from_secs(15),
+    },
 ];
 
 /// Looks a kind up by its config name.
@@ -56,6 +61,8 @@ pub enum Spec {
     Http(http::HttpSpec),
     /// `kind: dockerhub`
     Dockerhub(dockerhub::DockerhubSpec),
+    /// `kind: hwmon`
+    Hwmon(hwmon::HwmonSpec),
 }
 
 impl Spec {
@@ -67,6 +74,7 @@ impl Spec {
         match kind {
             "http" => http::HttpSpec::deserialize(keys).map(Spec::Http),
             "dockerhub" => dockerhub::DockerhubSpec::deserialize(keys).map(Spec::Dockerhub),
+            "hwmon" => hwmon::HwmonSpec::deserialize(keys).map(Spec::Hwmon),
             other => Err(serde::de::Error::custom(format!("unknown kind {other:?}"))),
         }
     }
@@ -78,6 +86,7 @@ impl Spec {
             Spec::Dockerhub(spec) => {
                 dockerhub::DockerhubCheck::build(spec, ctx).map(|c| Arc::new(c) as _)
             }
+            Spec::Hwmon(spec) => hwmon::HwmonCheck::build(spec, ctx).map(|c| Arc::new(c) as _),
         }
     }
 }
