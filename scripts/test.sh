@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 # Debian packages whose programs the tests run for real.
 declare -A needs=(
   [promtool]=prometheus
+  [prometheus-pushgateway]=prometheus-pushgateway
+  [prometheus-node-exporter]=prometheus-node-exporter
+  [openssl]=openssl
+  [prlimit]=util-linux
 )
 missing=()
 for program in "${!needs[@]}"; do

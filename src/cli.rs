@@ -16,6 +16,10 @@ pub struct RawArgs {
     pub listen_address: Option<String>,
     /// `--web.telemetry-path`
     pub telemetry_path: Option<String>,
+    /// `--web.config.file`
+    pub web_config_file: Option<PathBuf>,
+    /// `--push.gateway`
+    pub push_gateway: Option<String>,
     /// `--check-interval`
     pub check_interval: Option<String>,
     /// `--log.level`
@@ -43,12 +47,15 @@ Options:
                                \"[::1]:PORT\"); alias --bind-address
       --web.telemetry-path PATH
                                path of the metrics (default /metrics)
+      --web.config.file PATH   TLS and basic auth (exporter-toolkit format)
       --check-interval DURATION
                                interval of every check that sets none (e.g. 30s, 1m)
       --log.level LEVEL        error | warn | info | debug | trace (default info)
       --config.check           validate the config, print each problem, exit
       --once                   run every check once, print the metrics, exit
                                (exit 1 when a check did not succeed)
+      --push.gateway URL       with --once: PUT the metrics to a Pushgateway
+                               (job \"sonde\", instance=<hostname>)
   -h, --help                   print this help
   -V, --version                print the version
 
@@ -87,6 +94,12 @@ pub fn parse(args: Vec<OsString>) -> Result<RawArgs, String> {
     raw.telemetry_path = p
         .opt_value_from_str("--web.telemetry-path")
         .map_err(describe)?;
+    raw.web_config_file = p
+        .opt_value_from_os_str("--web.config.file", |s| {
+            Ok::<_, std::convert::Infallible>(PathBuf::from(s))
+        })
+        .map_err(describe)?;
+    raw.push_gateway = p.opt_value_from_str("--push.gateway").map_err(describe)?;
     raw.check_interval = p.opt_value_from_str("--check-interval").map_err(describe)?;
     raw.log_level = p.opt_value_from_str("--log.level").map_err(describe)?;
     let rest = p.finish();

@@ -109,6 +109,10 @@ pub struct Settings {
     pub config_check: bool,
     /// `--once`
     pub once: bool,
+    /// `--web.config.file`
+    pub web_config_file: Option<PathBuf>,
+    /// `--push.gateway`, validated to be an http(s) URL.
+    pub push_gateway: Option<String>,
 }
 
 /// Validates the flags (not the config file).
@@ -153,6 +157,20 @@ pub fn settings_from_args(raw: RawArgs) -> Result<Settings, String> {
     if raw.once && raw.config_check {
         return Err("--once and --config.check cannot be combined".into());
     }
+    if let Some(url) = &raw.push_gateway {
+        if !raw.once {
+            return Err("--push.gateway works with --once only".into());
+        }
+        let valid = url
+            .parse::<ureq::http::Uri>()
+            .ok()
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+        if valid.is_none() {
+            return Err(format!(
+                "--push.gateway {url:?} is not an http:// or https:// URL"
+            ));
+        }
+    }
     Ok(Settings {
         config_file: raw.config_file,
         listen,
@@ -162,6 +180,8 @@ pub fn settings_from_args(raw: RawArgs) -> Result<Settings, String> {
         log_level,
         config_check: raw.config_check,
         once: raw.once,
+        web_config_file: raw.web_config_file,
+        push_gateway: raw.push_gateway,
     })
 }
 
@@ -224,7 +244,7 @@ impl fmt::Debug for LoadedCheck {
 }
 
 /// The built-in config used without `--config.file`: one hwmon check of this host.
-pub const DEFAULT_CONFIG: &str = "checks:\n  - name: http_self\n    kind: http\n    urls: [\"http://127.0.0.1:10060/-/healthy\"]\n";
+pub const DEFAULT_CONFIG: &str = "checks:\n  - name: hwmon\n    kind: hwmon\n";
 
 /// Reads and validates the config file (or the built-in default).
 pub fn load(settings: &Settings) -> Result<Vec<LoadedCheck>, Vec<Problem>> {
@@ -513,8 +533,8 @@ impl<'de, A: MapAccess<'de>> Deserializer<'de> for CommonKeys<'_, A> {
     }
 }
 
-/// Turns a YAML error into a [`Problem`] at its location.
-fn yaml_problem(e: &serde_saphyr::Error, check: Option<&str>) -> Problem {
+/// Turns a YAML error into a [`Problem`] at its location (also used for the web config).
+pub fn yaml_problem(e: &serde_saphyr::Error, check: Option<&str>) -> Problem {
     let message = serde_saphyr::MessageFormatter::format_message(
         &serde_saphyr::DefaultMessageFormatter,
         e.without_snippet(),
@@ -670,6 +690,7 @@ fn validate(
         }
     }
     problems.extend(checks::http::legacy_conflicts(&loaded));
+    problems.extend(checks::dockerhub::legacy_conflicts(&loaded));
     if problems.is_empty() {
         Ok(loaded)
     } else {
@@ -695,6 +716,10 @@ mod tests {
     fn the_built_in_default_is_valid() {
         let checks = parse(DEFAULT_CONFIG, None, Path::new(".")).unwrap();
         assert_eq!(checks.len(), 1);
+        let meta = &checks[0].config.meta;
+        assert_eq!((meta.name.as_str(), meta.kind), ("hwmon", "hwmon"));
+        assert_eq!(meta.interval, Duration::from_secs(15));
+        assert!(matches!(checks[0].config.spec, Spec::Hwmon(_)));
     }
 
     #[test]

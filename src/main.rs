@@ -8,6 +8,7 @@ mod config;
 mod exposition;
 mod logger;
 mod metrics;
+mod push;
 mod results;
 mod scheduler;
 mod units;
@@ -84,9 +85,23 @@ fn run() -> Exit {
         return Exit::Success;
     }
     if settings.once {
-        return run_once(checks);
+        return run_once(checks, settings.push_gateway.as_deref());
     }
-    serve(&settings, checks)
+    let web = match &settings.web_config_file {
+        None => None,
+        Some(path) => match web::security::load(path) {
+            Ok(w) => Some(w),
+            Err(problem) => {
+                print_problems(&[problem]);
+                return Exit::Usage;
+            }
+        },
+    };
+    let security = Arc::new(web::security::Security::new(
+        settings.web_config_file.clone(),
+        web,
+    ));
+    serve(&settings, checks, security)
 }
 
 fn print_problems(problems: &[Problem]) {
@@ -96,11 +111,19 @@ fn print_problems(problems: &[Problem]) {
 }
 
 /// Runs every check once and prints the exposition (without `process_*`, which would
-/// collide with node_exporter's own when the output feeds its textfile collector).
-fn run_once(checks: Vec<config::LoadedCheck>) -> Exit {
+/// collide with node_exporter's own when the output feeds its textfile collector), or
+/// pushes it to a Pushgateway.
+fn run_once(checks: Vec<config::LoadedCheck>, gateway: Option<&str>) -> Exit {
     let store = Store::new();
     Scheduler::start(&store, checks, true).wait();
-    print!("{}", exposition::render_store(&store));
+    let text = exposition::render_store(&store);
+    print!("{text}");
+    if let Some(gateway) = gateway
+        && let Err(e) = push::push(gateway, &text)
+    {
+        eprintln!("sonde: {e}");
+        return Exit::Failure;
+    }
     let all_ok = store
         .slots()
         .iter()
@@ -114,7 +137,11 @@ enum Control {
     Reload(Option<ReloadReply>),
 }
 
-fn serve(settings: &Settings, checks: Vec<config::LoadedCheck>) -> Exit {
+fn serve(
+    settings: &Settings,
+    checks: Vec<config::LoadedCheck>,
+    security: Arc<web::security::Security>,
+) -> Exit {
     let (control_tx, control_rx) = mpsc::channel::<Control>();
     if let Err(e) = watch_signals(control_tx.clone()) {
         eprintln!("sonde: cannot install signal handlers: {e}");
@@ -127,6 +154,7 @@ fn serve(settings: &Settings, checks: Vec<config::LoadedCheck>) -> Exit {
             return Exit::Failure;
         }
     };
+    let tls = security.current().tls.is_some();
     let store = Arc::new(Store::new());
     let mut scheduler = Scheduler::start(&store, checks, false);
     let reload_tx = std::sync::Mutex::new(control_tx);
@@ -140,17 +168,22 @@ fn serve(settings: &Settings, checks: Vec<config::LoadedCheck>) -> Exit {
                 .is_ok()
         }),
     };
-    let server =
-        match web::server::Server::start(listener, Arc::new(app), web::server::Limits::default()) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("sonde: cannot start the web server: {e}");
-                return Exit::Failure;
-            }
-        };
+    let server = match web::server::Server::start(
+        listener,
+        Arc::new(app),
+        web::server::Limits::default(),
+        security,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sonde: cannot start the web server: {e}");
+            return Exit::Failure;
+        }
+    };
     log::info!(
-        "msg=\"sonde started\" version={VERSION} revision={REVISION} address={} checks={}",
+        "msg=\"sonde started\" version={VERSION} revision={REVISION} address={} tls={} checks={}",
         server.local_addr(),
+        tls,
         store.slots().len()
     );
     loop {

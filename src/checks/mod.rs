@@ -17,7 +17,9 @@ use crate::config::Problem;
 use crate::metrics::FamilySet;
 use crate::results::{CheckMeta, TargetReport};
 
+pub mod dockerhub;
 pub mod http;
+pub mod hwmon;
 
 /// Static facts about a kind.
 #[derive(Debug)]
@@ -29,10 +31,20 @@ pub struct KindInfo {
 }
 
 /// Every kind sonde knows, in the order `--help` and errors list them.
-pub const KINDS: &[KindInfo] = &[KindInfo {
-    name: "http",
-    default_interval: Duration::from_secs(30),
-}];
+pub const KINDS: &[KindInfo] = &[
+    KindInfo {
+        name: "http",
+        default_interval: Duration::from_secs(30),
+    },
+    KindInfo {
+        name: "dockerhub",
+        default_interval: Duration::from_secs(300),
+    },
+    KindInfo {
+        name: "hwmon",
+        default_interval: Duration::from_secs(15),
+    },
+];
 
 /// Looks a kind up by its config name.
 pub fn kind_info(name: &str) -> Option<&'static KindInfo> {
@@ -40,10 +52,17 @@ pub fn kind_info(name: &str) -> Option<&'static KindInfo> {
 }
 
 /// The kind-specific keys of one check, as written in YAML.
+// Specs are built once per config load and never copied in bulk, so the size
+// difference between kinds' keys does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Spec {
     /// `kind: http`
     Http(http::HttpSpec),
+    /// `kind: dockerhub`
+    Dockerhub(dockerhub::DockerhubSpec),
+    /// `kind: hwmon`
+    Hwmon(hwmon::HwmonSpec),
 }
 
 impl Spec {
@@ -54,6 +73,8 @@ impl Spec {
     ) -> Result<Spec, D::Error> {
         match kind {
             "http" => http::HttpSpec::deserialize(keys).map(Spec::Http),
+            "dockerhub" => dockerhub::DockerhubSpec::deserialize(keys).map(Spec::Dockerhub),
+            "hwmon" => hwmon::HwmonSpec::deserialize(keys).map(Spec::Hwmon),
             other => Err(serde::de::Error::custom(format!("unknown kind {other:?}"))),
         }
     }
@@ -62,6 +83,10 @@ impl Spec {
     pub fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Check>, Vec<Problem>> {
         match self {
             Spec::Http(spec) => http::HttpCheck::build(spec, ctx).map(|c| Arc::new(c) as _),
+            Spec::Dockerhub(spec) => {
+                dockerhub::DockerhubCheck::build(spec, ctx).map(|c| Arc::new(c) as _)
+            }
+            Spec::Hwmon(spec) => hwmon::HwmonCheck::build(spec, ctx).map(|c| Arc::new(c) as _),
         }
     }
 }

@@ -181,7 +181,7 @@ pub struct Response {
     /// `Content-Type`.
     pub content_type: &'static str,
     /// Extra headers.
-    pub headers: Vec<(&'static str, Cow<'static, str>)>,
+    pub headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     /// The body.
     pub body: Vec<u8>,
 }
@@ -219,7 +219,7 @@ impl Response {
         name: &'static str,
         value: impl Into<Cow<'static, str>>,
     ) -> Response {
-        self.headers.push((name, value.into()));
+        self.headers.push((name.into(), value.into()));
         self
     }
 

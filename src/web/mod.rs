@@ -6,6 +6,7 @@
 
 pub mod http1;
 pub mod routes;
+pub mod security;
 pub mod server;
 
 use std::io;

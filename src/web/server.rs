@@ -10,6 +10,10 @@
 //! When `accept` fails for lack of descriptors, the loop closes the connection that has
 //! been idle longest to make room; if none can be closed it pauses accepting briefly
 //! and tries again, so it answers again as soon as descriptors are free.
+//!
+//! With TLS the loop also runs the handshake without blocking (rustls' `read_tls` /
+//! `write_tls`), watching for writability while rustls has bytes to send; a plain-HTTP
+//! request on the TLS port gets a plain 400, as Go's servers answer.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -21,6 +25,7 @@ use std::time::{Duration, Instant};
 use polling::{Event, Events, Poller};
 
 use super::http1::{self, Parsed, Request, Response};
+use super::security::Security;
 use crate::results::lock;
 
 /// Answers requests; implemented by the routes.
@@ -66,10 +71,13 @@ pub struct Server {
 
 impl Server {
     /// Serves `handler` on `listener` until stopped.
+    /// Serves `handler` on `listener` until stopped, with TLS and authentication as
+    /// `security` says.
     pub fn start(
         listener: TcpListener,
         handler: Arc<dyn Handler>,
         limits: Limits,
+        security: Arc<Security>,
     ) -> io::Result<Server> {
         listener.set_nonblocking(true)?;
         let local = listener.local_addr()?;
@@ -86,6 +94,7 @@ impl Server {
                 back: back_tx.clone(),
                 poller: Arc::clone(&poller),
                 handler: Arc::clone(&handler),
+                security: Arc::clone(&security),
                 write_timeout: limits.write_timeout,
             };
             std::thread::Builder::new()
@@ -105,6 +114,7 @@ impl Server {
             limits,
             paused_until: None,
             last_exhaustion_log: None,
+            security,
         };
         let stop_flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -137,9 +147,63 @@ impl Server {
 /// The poller key of the listening socket (polling reserves `usize::MAX`).
 const LISTENER: usize = usize::MAX - 1;
 
+/// The socket of a connection, with its TLS state when TLS is on.
+enum Transport {
+    Plain(TcpStream),
+    Tls(TcpStream, Box<rustls::ServerConnection>),
+}
+
+impl Transport {
+    fn socket(&self) -> &TcpStream {
+        match self {
+            Transport::Plain(s) | Transport::Tls(s, _) => s,
+        }
+    }
+
+    /// Whether rustls has bytes waiting for the socket to become writable.
+    fn wants_write(&self) -> bool {
+        matches!(self, Transport::Tls(_, tls) if tls.wants_write())
+    }
+
+    /// Best-effort write of an interim response (`100 Continue`) on a live connection.
+    fn write_interim(&mut self, bytes: &[u8]) {
+        match self {
+            Transport::Plain(s) => {
+                let _ = s.write(bytes);
+            }
+            Transport::Tls(s, tls) => {
+                let _ = tls.writer().write_all(bytes);
+                while tls.wants_write() {
+                    if tls.write_tls(s).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Best-effort write of a short answer before closing (non-blocking).
+    fn write_best_effort(&mut self, bytes: &[u8]) {
+        match self {
+            Transport::Plain(s) => {
+                let _ = s.write(bytes);
+            }
+            Transport::Tls(s, tls) => {
+                let _ = tls.writer().write_all(bytes);
+                tls.send_close_notify();
+                while tls.wants_write() {
+                    if tls.write_tls(s).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A connection and what has been received on it.
 struct Conn {
-    stream: TcpStream,
+    transport: Transport,
     buf: Vec<u8>,
     /// When the current request started arriving, or when the connection went idle.
     since: Instant,
@@ -179,6 +243,7 @@ struct Loop {
     limits: Limits,
     paused_until: Option<Instant>,
     last_exhaustion_log: Option<Instant>,
+    security: Arc<Security>,
 }
 
 impl Loop {
@@ -201,7 +266,7 @@ impl Loop {
                 if event.key == LISTENER {
                     self.accept();
                 } else {
-                    self.on_readable(event.key);
+                    self.on_event(event.key);
                 }
             }
             while let Ok(returned) = self.back.try_recv() {
@@ -282,6 +347,16 @@ impl Loop {
             return;
         }
         let _ = stream.set_nodelay(true);
+        let transport = match &self.security.current().tls {
+            None => Transport::Plain(stream),
+            Some(config) => match rustls::ServerConnection::new(Arc::clone(config)) {
+                Ok(tls) => Transport::Tls(stream, Box::new(tls)),
+                Err(e) => {
+                    log::warn!("msg=\"cannot start TLS for a connection\" error=\"{e}\"");
+                    return;
+                }
+            },
+        };
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -291,12 +366,12 @@ impl Loop {
         };
         // SAFETY: every path that drops a registered stream deletes it first (`close`,
         // `dispatch`).
-        if unsafe { self.poller.add(&stream, Event::readable(index)) }.is_err() {
+        if unsafe { self.poller.add(transport.socket(), Event::readable(index)) }.is_err() {
             self.free.push(index);
             return;
         }
         self.conns[index] = Entry::Open(Conn {
-            stream,
+            transport,
             buf: Vec::new(),
             since: Instant::now(),
             reading: false,
@@ -307,7 +382,7 @@ impl Loop {
 
     fn close(&mut self, index: usize) {
         if let Some(Entry::Open(conn)) = self.conns.get(index) {
-            let _ = self.poller.delete(&conn.stream);
+            let _ = self.poller.delete(conn.transport.socket());
         }
         if let Some(entry) = self.conns.get_mut(index)
             && !matches!(entry, Entry::Free)
@@ -339,41 +414,24 @@ impl Loop {
         }
     }
 
-    fn on_readable(&mut self, index: usize) {
+    fn on_event(&mut self, index: usize) {
         let Some(Entry::Open(conn)) = self.conns.get_mut(index) else {
             return;
         };
-        let mut chunk = [0u8; 8192];
-        let mut closed = false;
-        loop {
-            match conn.stream.read(&mut chunk) {
-                Ok(0) => {
-                    closed = true;
-                    break;
-                }
-                Ok(n) => {
-                    if !conn.reading {
-                        conn.reading = true;
-                        conn.since = Instant::now();
-                    }
-                    conn.buf.extend_from_slice(&chunk[..n]);
-                    if conn.buf.len() > http1::MAX_HEAD_BYTES + http1::MAX_BODY_BYTES {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    closed = true;
-                    break;
-                }
-            }
+        let was_reading = conn.reading;
+        let outcome = match &mut conn.transport {
+            Transport::Plain(stream) => read_plain(stream, &mut conn.buf),
+            Transport::Tls(stream, tls) => read_tls(stream, tls, &mut conn.buf),
+        };
+        if !was_reading && !conn.buf.is_empty() {
+            conn.reading = true;
+            conn.since = Instant::now();
         }
-        if closed {
+        if outcome {
+            self.process(index);
+        } else {
             self.close(index);
-            return;
         }
-        self.process(index);
     }
 
     /// Acts on the bytes buffered for a connection: dispatch a request, answer an
@@ -397,7 +455,8 @@ impl Loop {
             Parsed::Partial { expects_continue } => {
                 if expects_continue && !conn.continued {
                     conn.continued = true;
-                    let _ = conn.stream.write(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    conn.transport
+                        .write_interim(b"HTTP/1.1 100 Continue\r\n\r\n");
                 }
                 self.rearm(index);
             }
@@ -406,7 +465,7 @@ impl Loop {
                 let mut bytes = response.head(false);
                 bytes.extend_from_slice(&response.body);
                 // Best effort: the socket is non-blocking and the answer is small.
-                let _ = conn.stream.write(&bytes);
+                conn.transport.write_best_effort(&bytes);
                 self.close(index);
             }
         }
@@ -414,10 +473,18 @@ impl Loop {
 
     fn rearm(&mut self, index: usize) {
         let failed = match self.conns.get(index) {
-            Some(Entry::Open(conn)) => self
-                .poller
-                .modify(&conn.stream, Event::readable(index))
-                .is_err(),
+            Some(Entry::Open(conn)) => {
+                // While rustls has handshake bytes the socket would not take, wait for
+                // writability too.
+                let interest = if conn.transport.wants_write() {
+                    Event::all(index)
+                } else {
+                    Event::readable(index)
+                };
+                self.poller
+                    .modify(conn.transport.socket(), interest)
+                    .is_err()
+            }
             _ => false,
         };
         if failed {
@@ -431,7 +498,7 @@ impl Loop {
             self.conns[index] = entry;
             return;
         };
-        let _ = self.poller.delete(&conn.stream);
+        let _ = self.poller.delete(conn.transport.socket());
         if let Err(mpsc::SendError(job)) = self.jobs.send(Job {
             index,
             conn,
@@ -452,7 +519,12 @@ impl Loop {
         conn.reading = !conn.buf.is_empty();
         conn.since = Instant::now();
         // SAFETY: as in `register`.
-        if unsafe { self.poller.add(&conn.stream, Event::readable(index)) }.is_err() {
+        if unsafe {
+            self.poller
+                .add(conn.transport.socket(), Event::readable(index))
+        }
+        .is_err()
+        {
             self.close(index);
             return;
         }
@@ -489,7 +561,7 @@ impl Loop {
                 let response = Response::text(408, "request timeout");
                 let mut bytes = response.head(false);
                 bytes.extend_from_slice(&response.body);
-                let _ = conn.stream.write(&bytes);
+                conn.transport.write_best_effort(&bytes);
             }
             self.close(i);
         }
@@ -508,6 +580,7 @@ struct Worker {
     back: mpsc::Sender<Returned>,
     poller: Arc<Poller>,
     handler: Arc<dyn Handler>,
+    security: Arc<Security>,
     write_timeout: Duration,
 }
 
@@ -516,7 +589,19 @@ impl Worker {
         loop {
             let job = lock(&self.jobs).recv();
             let Ok(mut job) = job else { return };
-            let response = self.handler.handle(&job.request);
+            let settings = self.security.current();
+            let authorization = job.request.header("authorization");
+            let mut response = if self.security.authorized(&settings, authorization) {
+                self.handler.handle(&job.request)
+            } else {
+                Response::text(401, "Unauthorized")
+                    .with_header("WWW-Authenticate", "Basic realm=\"sonde\"")
+            };
+            for (name, value) in &settings.headers {
+                response
+                    .headers
+                    .push((name.clone().into(), value.clone().into()));
+            }
             let keep_alive = job.request.keep_alive;
             let head = response.head(keep_alive);
             let body: &[u8] = if job.request.method == "HEAD" {
@@ -524,7 +609,7 @@ impl Worker {
             } else {
                 &response.body
             };
-            let written = write_all_by(&mut job.conn.stream, &head, body, self.write_timeout);
+            let written = send(&mut job.conn.transport, &head, body, self.write_timeout);
             let conn = (written.is_ok() && keep_alive).then_some(job.conn);
             if self
                 .back
@@ -542,35 +627,131 @@ impl Worker {
 }
 
 /// Writes head and body within `timeout` in total, then restores non-blocking mode.
-fn write_all_by(
-    stream: &mut TcpStream,
-    head: &[u8],
-    body: &[u8],
-    timeout: Duration,
-) -> io::Result<()> {
+fn send(transport: &mut Transport, head: &[u8], body: &[u8], timeout: Duration) -> io::Result<()> {
     let deadline = Instant::now() + timeout;
-    stream.set_nonblocking(false)?;
+    let left = || {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "write deadline passed",
+            ))
+        } else {
+            Ok(left)
+        }
+    };
+    transport.socket().set_nonblocking(false)?;
     let result = (|| {
-        for mut part in [head, body] {
-            while !part.is_empty() {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "write deadline passed",
-                    ));
+        match transport {
+            Transport::Plain(stream) => {
+                for mut part in [head, body] {
+                    while !part.is_empty() {
+                        stream.set_write_timeout(Some(left()?))?;
+                        match stream.write(&part[..part.len().min(256 << 10)]) {
+                            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                            Ok(n) => part = &part[n..],
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
                 }
-                stream.set_write_timeout(Some(left))?;
-                match stream.write(&part[..part.len().min(256 << 10)]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => part = &part[n..],
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+            }
+            Transport::Tls(stream, tls) => {
+                for mut part in [head, body] {
+                    while !part.is_empty() {
+                        let n = tls.writer().write(&part[..part.len().min(64 << 10)])?;
+                        part = &part[n..];
+                        if n == 0 && !tls.wants_write() {
+                            return Err(io::ErrorKind::WriteZero.into());
+                        }
+                        while tls.wants_write() {
+                            stream.set_write_timeout(Some(left()?))?;
+                            tls.write_tls(stream)?;
+                        }
+                    }
                 }
             }
         }
         Ok(())
     })();
-    stream.set_nonblocking(true)?;
+    transport.socket().set_nonblocking(true)?;
     result
+}
+
+/// Bytes buffered beyond which reading pauses until the request is parsed.
+const READ_CAP: usize = http1::MAX_HEAD_BYTES + http1::MAX_BODY_BYTES;
+
+/// Reads what arrived; false when the connection is over.
+fn read_plain(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 8192];
+    while buf.len() <= READ_CAP {
+        match stream.read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+const PLAIN_HTTP_ON_TLS: &[u8] =
+    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+/// Feeds what arrived to rustls and appends the plaintext; false when the connection is over.
+fn read_tls(stream: &mut TcpStream, tls: &mut rustls::ServerConnection, buf: &mut Vec<u8>) -> bool {
+    if tls.is_handshaking() && !tls.wants_write() {
+        // A TLS connection starts with a handshake record (0x16); letters mean HTTP.
+        let mut first = [0u8; 1];
+        if let Ok(1) = stream.peek(&mut first)
+            && first[0].is_ascii_uppercase()
+        {
+            let _ = stream.write(PLAIN_HTTP_ON_TLS);
+            return false;
+        }
+    }
+    let mut eof = false;
+    loop {
+        match tls.read_tls(stream) {
+            Ok(0) => {
+                eof = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+        if tls.wants_read() {
+            continue;
+        }
+        break;
+    }
+    if tls.process_new_packets().is_err() {
+        // Send the alert rustls prepared, then give up on the connection.
+        while tls.wants_write() {
+            if tls.write_tls(stream).is_err() {
+                break;
+            }
+        }
+        return false;
+    }
+    let mut chunk = [0u8; 8192];
+    while buf.len() <= READ_CAP {
+        match tls.reader().read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => return false,
+        }
+    }
+    while tls.wants_write() {
+        match tls.write_tls(stream) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => return false,
+        }
+    }
+    !eof
 }

@@ -54,10 +54,27 @@ pub fn run(args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start sonde");
+    // Drain both pipes while waiting: output larger than a pipe buffer would otherwise
+    // block sonde on its write and never let it exit.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Output {
+                status,
+                stdout: stdout.join().expect("stdout"),
+                stderr: stderr.join().expect("stderr"),
+            };
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -170,7 +187,11 @@ impl Sonde {
                 return m;
             }
             if Instant::now() > deadline {
-                panic!("condition not met within {secs}s; metrics:\n{}\nlog: {:?}", m.0, self.log());
+                panic!(
+                    "condition not met within {secs}s; metrics:\n{}\nlog: {:?}",
+                    m.0,
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -256,15 +277,27 @@ impl HttpResponse {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
 
 /// One HTTP/1.1 request with `Connection: close`; 10 s timeouts.
-pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect to sonde");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    stream.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let mut stream =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect to sonde");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -298,14 +331,40 @@ pub fn parse_response(raw: &[u8]) -> HttpResponse {
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
     let mut body = raw[split + 4..].to_vec();
-    if let Some(len) = headers
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    if chunked {
+        body = dechunk(&body);
+    } else if let Some(len) = headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| v.parse::<usize>().ok())
     {
         body.truncate(len);
     }
-    HttpResponse { status, headers, body }
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Decodes a chunked body (sizes in hex, each chunk followed by CRLF, 0 ends it).
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&raw[..eol]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .expect("chunk size");
+        if size == 0 {
+            break;
+        }
+        let start = eol + 2;
+        out.extend_from_slice(&raw[start..start + size]);
+        raw = &raw[start + size + 2..];
+    }
+    out
 }
 
 /// What a fixture server answers.
@@ -332,9 +391,17 @@ impl Reply {
 
     pub fn with_header(self, k: &str, v: &str) -> Reply {
         match self {
-            Reply::Http { status, mut headers, body } => {
+            Reply::Http {
+                status,
+                mut headers,
+                body,
+            } => {
                 headers.push((k.into(), v.into()));
-                Reply::Http { status, headers, body }
+                Reply::Http {
+                    status,
+                    headers,
+                    body,
+                }
             }
             other => other,
         }
@@ -371,6 +438,29 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn start(route: impl Fn(&SeenRequest) -> Reply + Send + Sync + 'static) -> Fixture {
+        Fixture::start_with(None, route)
+    }
+
+    /// A fixture that speaks HTTPS with the given certificate chain and key.
+    pub fn start_tls(
+        leaf: &Leaf,
+        route: impl Fn(&SeenRequest) -> Reply + Send + Sync + 'static,
+    ) -> Fixture {
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(leaf.chain.clone(), leaf.key.clone_key())
+        .expect("server certificate");
+        Fixture::start_with(Some(Arc::new(config)), route)
+    }
+
+    fn start_with(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        route: impl Fn(&SeenRequest) -> Reply + Send + Sync + 'static,
+    ) -> Fixture {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind fixture");
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -379,14 +469,33 @@ impl Fixture {
         let route: Arc<Route> = Arc::new(route);
         listener.set_nonblocking(true).unwrap();
         {
-            let (requests, stop, connections) = (Arc::clone(&requests), Arc::clone(&stop), Arc::clone(&connections));
+            let (requests, stop, connections) = (
+                Arc::clone(&requests),
+                Arc::clone(&stop),
+                Arc::clone(&connections),
+            );
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((stream, _)) => {
                             connections.fetch_add(1, Ordering::Relaxed);
-                            let (route, requests, stop) = (Arc::clone(&route), Arc::clone(&requests), Arc::clone(&stop));
-                            std::thread::spawn(move || serve_one(stream, &*route, &requests, &stop));
+                            let (route, requests, stop) =
+                                (Arc::clone(&route), Arc::clone(&requests), Arc::clone(&stop));
+                            let tls = tls.clone();
+                            std::thread::spawn(move || {
+                                stream.set_nonblocking(false).ok();
+                                stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                                match tls {
+                                    None => serve_one(stream, &*route, &requests, &stop),
+                                    Some(config) => {
+                                        let Ok(conn) = rustls::ServerConnection::new(config) else {
+                                            return;
+                                        };
+                                        let tls_stream = rustls::StreamOwned::new(conn, stream);
+                                        serve_one(tls_stream, &*route, &requests, &stop);
+                                    }
+                                }
+                            });
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(5)),
                     }
@@ -405,6 +514,10 @@ impl Fixture {
         format!("http://{}{path}", self.addr)
     }
 
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.addr.port())
+    }
+
     pub fn seen(&self) -> Vec<SeenRequest> {
         self.requests.lock().unwrap().clone()
     }
@@ -416,10 +529,15 @@ impl Drop for Fixture {
     }
 }
 
-fn serve_one(mut stream: TcpStream, route: &Route, requests: &Mutex<Vec<SeenRequest>>, stop: &AtomicBool) {
-    stream.set_nonblocking(false).ok();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let Some(req) = read_request(&mut stream) else { return };
+fn serve_one(
+    mut stream: impl Read + Write,
+    route: &Route,
+    requests: &Mutex<Vec<SeenRequest>>,
+    stop: &AtomicBool,
+) {
+    let Some(req) = read_request(&mut stream) else {
+        return;
+    };
     requests.lock().unwrap().push(req.clone());
     match route(&req) {
         Reply::Hang => {
@@ -428,8 +546,15 @@ fn serve_one(mut stream: TcpStream, route: &Route, requests: &Mutex<Vec<SeenRequ
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        Reply::Http { status, headers, body } => {
-            let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+        Reply::Http {
+            status,
+            headers,
+            body,
+        } => {
+            let mut head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                body.len()
+            );
             for (k, v) in headers {
                 head.push_str(&format!("{k}: {v}\r\n"));
             }
@@ -484,8 +609,82 @@ pub fn promtool_check_metrics(text: &str) -> String {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool (Debian package prometheus) must be installed; the test command installs it");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        .expect(
+            "promtool (Debian package prometheus) must be installed; the test command installs it",
+        );
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A test certificate authority (rcgen).
+pub struct TestCa {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    /// The CA certificate in PEM, for `tls.ca_file`.
+    pub pem: String,
+}
+
+/// A leaf certificate with its key, signed by a [`TestCa`].
+pub struct Leaf {
+    pub chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    pub key: rustls::pki_types::PrivateKeyDer<'static>,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "sonde test CA");
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        TestCa { params, key, pem }
+    }
+
+    /// A leaf for `localhost` and 127.0.0.1 valid from/to the given dates (y, m, d).
+    pub fn leaf(&self, not_before: (i32, u8, u8), not_after: (i32, u8, u8)) -> Leaf {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .unwrap();
+        params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        Leaf {
+            chain: vec![cert.der().clone()],
+            key: key_der,
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+/// Unix seconds of midnight UTC of a date.
+pub fn unix_day(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe - 719_468) * 86_400
 }

@@ -1,0 +1,200 @@
+//! Config and flag errors through the real binary: exit code 2 and exactly one `sonde:`
+//! line per problem naming file, line, column and check; never a panic.
+
+mod common;
+
+use common::*;
+
+/// Runs `--config.check` on `yaml`; returns (exit code, stderr lines, config path).
+fn check(yaml: &str) -> (Option<i32>, Vec<String>, String) {
+    let dir = Dir::new();
+    let path = dir.write("sonde.yml", yaml);
+    let out = run(&["--config.check", "--config.file", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (
+        out.status.code(),
+        stderr.lines().map(str::to_string).collect(),
+        path.display().to_string(),
+    )
+}
+
+fn assert_one_error(yaml: &str, expected: &str) {
+    let (code, lines, path) = check(yaml);
+    assert_eq!(code, Some(2), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let expected = expected.replace("FILE", &path);
+    assert!(
+        lines[0].starts_with(&expected),
+        "got {:?}, want a line starting {expected:?}",
+        lines[0]
+    );
+}
+
+#[test]
+fn unknown_key() {
+    assert_one_error(
+        "checks:\n  - name: web\n    kind: http\n    urls: [http://127.0.0.1/]\n    follow_redirect: true\n",
+        "sonde: FILE:5:5: check \"web\": unknown field `follow_redirect`",
+    );
+}
+
+#[test]
+fn bad_duration() {
+    assert_one_error(
+        "checks:\n  - name: web\n    kind: http\n    timeout: 5 seconds\n    urls: [http://127.0.0.1/]\n",
+        "sonde: FILE:4:14: check \"web\": invalid duration \"5 seconds\"",
+    );
+}
+
+#[test]
+fn duplicate_check_name() {
+    assert_one_error(
+        "checks:\n  - name: web\n    kind: http\n    urls: [http://127.0.0.1/]\n  - name: web\n    kind: http\n    urls: [http://127.0.0.2/]\n",
+        "sonde: FILE:5:5: check \"web\": duplicate check name \"web\"",
+    );
+}
+
+#[test]
+fn missing_urls() {
+    assert_one_error(
+        "checks:\n  - name: web\n    kind: http\n    interval: 1m\n",
+        "sonde: FILE:4:5: check \"web\": missing field `urls`",
+    );
+    assert_one_error(
+        "checks:\n  - name: web\n    kind: http\n    urls: []\n",
+        "sonde: FILE:4:11: check \"web\": `urls` is empty",
+    );
+}
+
+#[test]
+fn empty_file() {
+    assert_one_error("", "sonde: FILE:1:1: the config is empty");
+    assert_one_error("# nothing here\n\n", "sonde: FILE:1:1: the config is empty");
+}
+
+#[test]
+fn not_yaml() {
+    assert_one_error("checks: [ {name: web\n", "sonde: FILE:");
+    assert_one_error("\t- {{{{\n", "sonde: FILE:1:");
+    assert_one_error("just a string\n", "sonde: FILE:1:1:");
+}
+
+#[test]
+fn each_semantic_problem_is_printed() {
+    let (code, lines, path) = check(
+        "checks:\n  - name: a\n    kind: http\n    interval: 5s\n    timeout: 10s\n    urls: [http://127.0.0.1/]\n  - name: b\n    kind: http\n    urls: [\"ftp://x/\"]\n    fail_if_body_matches_regexp: [\"(\"]\n",
+    );
+    assert_eq!(code, Some(2));
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "sonde: {path}:5:14: check \"a\": timeout 10s exceeds the interval 5s"
+        )),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "sonde: {path}:9:12: check \"b\": URL \"ftp://x/\" must start with http"
+        )),
+        "{lines:?}"
+    );
+    assert!(
+        lines[2].starts_with(&format!(
+            "sonde: {path}:10:35: check \"b\": invalid regular expression"
+        )),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_missing_secret_file_is_a_config_error_without_content() {
+    let (code, lines, path) = check(
+        "checks:\n  - name: a\n    kind: http\n    bearer_token_file: /nonexistent/token\n    urls: [http://127.0.0.1/]\n",
+    );
+    assert_eq!(code, Some(2));
+    assert_eq!(lines.len(), 1);
+    assert!(
+        lines[0].starts_with(&format!(
+            "sonde: {path}:4:24: check \"a\": cannot read the secret file /nonexistent/token"
+        )),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_valid_config_checks_out() {
+    let (code, lines, _) =
+        check("checks:\n  - name: a\n    kind: http\n    urls: [http://127.0.0.1/]\n");
+    assert_eq!(code, Some(0), "{lines:?}");
+    let out = run(&["--config.check"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("built-in default config is valid"));
+}
+
+#[test]
+fn missing_config_file() {
+    let out = run(&["--config.check", "-c", "/nonexistent/sonde.yml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("sonde: /nonexistent/sonde.yml: cannot open the config file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn flag_errors_exit_2_with_one_line() {
+    for args in [
+        &["--no-such-flag"][..],
+        &["--check-interval", "soon"],
+        &["--log.level", "loud"],
+        &["--web.listen-address", "nowhere"],
+        &["--web.telemetry-path", "metrics"],
+        &["--web.telemetry-path", "/-/ready"],
+        &["--config.file"],
+        &["--once", "--config.check"],
+    ] {
+        let out = run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("sonde: "), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn help_and_version() {
+    let out = run(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--web.listen-address"));
+    let out = run(&["-V"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .starts_with(&format!("sonde {}", env!("CARGO_PKG_VERSION")))
+    );
+}
+
+#[test]
+fn hostile_yaml_never_panics() {
+    let inputs = [
+        "checks: &a [*a]\n",
+        "a: &a [*a, *a, *a]\nb: &b [*a, *a, *a]\nc: &c [*b, *b, *b]\nd: &d [*c, *c, *c]\nchecks: [*d]\n",
+        "checks:\n  - !!binary aGVsbG8=\n",
+        "checks:\n  - name: x\n    kind: http\n    urls: [http://a/]\n    interval: 99999999999999999999w\n",
+        "checks:\n  - name: x\n    kind: http\n    urls: [http://a/]\n    body_size_limit: -1\n",
+        "checks:\n  - name: x\n    kind: http\n    urls: [http://a/]\n    valid_status_codes: [70000]\n",
+        "checks:\n  - {name: x, kind: http, urls: [\"http://[::1/\"]}\n",
+        "\u{feff}checks: {}\n",
+        "---\n---\n",
+    ];
+    for input in inputs {
+        let (code, lines, _) = check(input);
+        assert_eq!(code, Some(2), "{input:?}: {lines:?}");
+        assert!(
+            !lines.is_empty() && lines.iter().all(|l| l.starts_with("sonde: ")),
+            "{input:?}: {lines:?}"
+        );
+    }
+}

@@ -1,0 +1,191 @@
+//! Signals and reloads through the real binary: SIGTERM/SIGINT end sonde promptly even
+//! with a probe hanging, SIGHUP and POST /-/reload swap the config or keep the old one.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn hanging_config(f: &Fixture) -> String {
+    format!(
+        "checks:\n  - name: stuck\n    kind: http\n    interval: 1m\n    timeout: 50s\n    urls: [\"{}\"]\n",
+        f.url("/hang")
+    )
+}
+
+fn stop_while_probe_hangs(signal: &str) {
+    let f = Fixture::start(|_| Reply::Hang);
+    let mut sonde = Sonde::start(&hanging_config(&f));
+    // Wait until the probe is in flight: the fixture has the request.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while f.seen().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the probe never reached the fixture"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = Instant::now();
+    sonde.signal(signal);
+    let code = sonde.wait_exit(Duration::from_secs(2));
+    assert_eq!(
+        code,
+        Some(0),
+        "{signal}: not ended with 0 within 2 s ({:?})",
+        sent.elapsed()
+    );
+    assert!(
+        sonde.log().iter().any(|l| l.contains("shutting down")),
+        "{:?}",
+        sonde.log()
+    );
+}
+
+#[test]
+fn sigterm_while_a_probe_hangs() {
+    stop_while_probe_hangs("TERM");
+}
+
+#[test]
+fn sigint_while_a_probe_hangs() {
+    stop_while_probe_hangs("INT");
+}
+
+#[test]
+fn sighup_with_a_broken_config_keeps_the_running_one() {
+    let f = Fixture::start(|_| Reply::status(200, "ok"));
+    let good = format!(
+        "checks:\n  - name: first\n    kind: http\n    interval: 1s\n    urls: [\"{}\"]\n",
+        f.url("/a")
+    );
+    let sonde = Sonde::start(&good);
+    sonde.wait_metrics(10, |m| {
+        m.value("sonde_check_runs_total{check=\"first\",kind=\"http\"}") >= Some(1.0)
+    });
+
+    sonde.dir.write(
+        "sonde.yml",
+        "checks:\n  - name: first\n    kind: http\n    urlz: []\n",
+    );
+    sonde.signal("HUP");
+    let m = sonde.wait_metrics(10, |m| {
+        m.value("sonde_config_last_reload_successful") == Some(0.0)
+    });
+    let runs = m
+        .value("sonde_check_runs_total{check=\"first\",kind=\"http\"}")
+        .unwrap();
+    // The old check carries on.
+    sonde.wait_metrics(10, |m| {
+        m.value("sonde_check_runs_total{check=\"first\",kind=\"http\"}") > Some(runs)
+    });
+    assert!(
+        sonde
+            .log()
+            .iter()
+            .any(|l| l.contains("config reload failed") && l.contains("unknown field `urlz`"))
+    );
+
+    // A fixed config replaces it; an unchanged check would keep its counters.
+    let next = format!(
+        "{good}  - name: second\n    kind: http\n    interval: 1s\n    urls: [\"{}\"]\n",
+        f.url("/b")
+    );
+    sonde.dir.write("sonde.yml", &next);
+    sonde.signal("HUP");
+    let m = sonde.wait_metrics(10, |m| {
+        m.value("sonde_config_last_reload_successful") == Some(1.0)
+            && m.has("sonde_check_success{check=\"second\"")
+    });
+    assert!(
+        m.value("sonde_check_runs_total{check=\"first\",kind=\"http\"}")
+            .unwrap()
+            > runs,
+        "counters were reset"
+    );
+}
+
+#[test]
+fn post_reload_answers_with_the_outcome() {
+    let f = Fixture::start(|_| Reply::status(200, "ok"));
+    let good = format!(
+        "checks:\n  - name: one\n    kind: http\n    urls: [\"{}\"]\n",
+        f.url("/")
+    );
+    let sonde = Sonde::start(&good);
+    sonde.wait_ready();
+    sonde.dir.write(
+        "sonde.yml",
+        "checks:\n  - name: one\n    kind: http\n    urls: []\n",
+    );
+    let r = request(sonde.addr, "POST", "/-/reload", &[], b"");
+    assert_eq!(r.status, 500);
+    assert!(
+        r.text().contains("check \"one\": `urls` is empty"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        sonde.metrics().value("sonde_config_last_reload_successful"),
+        Some(0.0)
+    );
+    let renamed = good.replace("name: one", "name: two");
+    sonde.dir.write("sonde.yml", &renamed);
+    let r = request(sonde.addr, "POST", "/-/reload", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let m = sonde.wait_metrics(10, |m| m.has("sonde_check_success{check=\"two\""));
+    assert!(!m.has("sonde_check_success{check=\"one\""));
+    assert_eq!(m.value("sonde_config_last_reload_successful"), Some(1.0));
+}
+
+#[test]
+fn a_taken_port_exits_1() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(&["--web.listen-address", &addr]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("sonde:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].starts_with(&format!("sonde: cannot listen on {addr}:")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn go_style_listen_address() {
+    // ":PORT" listens on every interface; pick a free port first.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(sonde_bin())
+        .args(["--web.listen-address", &format!(":{port}")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut answered = false;
+    while Instant::now() < deadline && !answered {
+        if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            drop(stream);
+            answered = request(
+                format!("127.0.0.1:{port}").parse().unwrap(),
+                "GET",
+                "/-/healthy",
+                &[],
+                b"",
+            )
+            .status
+                == 200;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answered);
+}

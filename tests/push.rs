@@ -1,0 +1,198 @@
+//! `--once` feeding other Prometheus components, all Debian's real ones: a push to
+//! `prometheus-pushgateway` read back from its API, and node_exporter's textfile
+//! collector serving the `--once` output.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A child process killed on drop.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Starts a Debian daemon and waits (at most 20 s) until `probe` answers 200.
+fn start_daemon(program: &str, args: &[String], addr: SocketAddr, probe: &str) -> Daemon {
+    let child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("{program} must be installed (the test command installs it): {e}")
+        });
+    let daemon = Daemon(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if std::net::TcpStream::connect(addr).is_ok()
+            && request(addr, "GET", probe, &[], b"").status == 200
+        {
+            return daemon;
+        }
+        assert!(Instant::now() < deadline, "{program} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sample lines of an exposition as series -> value, for lines starting with `prefix`.
+fn samples(text: &str, prefix: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Sorts the labels of a series so label order does not matter.
+fn canonical(series: &str) -> String {
+    let Some((name, rest)) = series.split_once('{') else {
+        return series.to_string();
+    };
+    let mut labels: Vec<&str> = rest
+        .trim_end_matches('}')
+        .split("\",")
+        .map(|l| l.trim_end_matches('"'))
+        .collect();
+    labels.sort();
+    format!("{name}{{{}}}", labels.join(","))
+}
+
+fn hostname() -> String {
+    let out = Command::new("hostname").output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn once_pushes_to_a_real_pushgateway() {
+    let f = Fixture::start(|_| Reply::status(200, "ok"));
+    let dir = Dir::new();
+    let cfg = dir.write(
+        "sonde.yml",
+        format!(
+            "checks:\n  - name: web\n    kind: http\n    urls: [\"{}\"]\n",
+            f.url("/")
+        ),
+    );
+    let addr = free_addr();
+    let _gateway = start_daemon(
+        "prometheus-pushgateway",
+        &[format!("--web.listen-address={addr}")],
+        addr,
+        "/-/ready",
+    );
+    let gateway = format!("http://{addr}");
+    let out = run(&[
+        "--once",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--push.gateway",
+        &gateway,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pushed = request(addr, "GET", "/metrics", &[], b"").text();
+    let instance = hostname();
+    let up = format!(
+        "sonde_http_up{{check=\"web\",instance=\"{instance}\",job=\"sonde\",url=\"{}\"}} 1",
+        f.url("/")
+    );
+    assert!(pushed.contains(&up), "{up} not in:\n{pushed}");
+    let api = request(addr, "GET", "/api/v1/metrics", &[], b"").json();
+    let groups = api["data"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{api}");
+    assert_eq!(groups[0]["labels"]["job"], "sonde");
+    assert_eq!(groups[0]["labels"]["instance"], instance.as_str());
+    assert!(groups[0]["sonde_check_success"].is_object(), "{api}");
+
+    // A gateway that is not there: exit 1 and one line saying so.
+    let gone = format!("http://{}", free_addr());
+    let out = run(&[
+        "--once",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--push.gateway",
+        &gone,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.lines().any(|l| l.starts_with(&format!(
+            "sonde: push to {gone}/metrics/job/sonde/instance/"
+        ))),
+        "{stderr}"
+    );
+    // --push.gateway alone is a usage error.
+    assert_eq!(run(&["--push.gateway", &gateway]).status.code(), Some(2));
+}
+
+#[test]
+fn node_exporter_textfile_collector_serves_once_output_unchanged() {
+    let f = Fixture::start(|_| Reply::status(200, "ok"));
+    let dir = Dir::new();
+    let cfg = dir.write(
+        "sonde.yml",
+        format!(
+            "checks:\n  - name: web\n    kind: http\n    urls: [\"{}\", \"{}\"]\n  - name: other\n    kind: http\n    urls: [\"{}\"]\n",
+            f.url("/a"),
+            f.url("/b"),
+            f.url("/c")
+        ),
+    );
+    let out = run(&["--once", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let textfile_dir = dir.path().join("textfile");
+    std::fs::create_dir(&textfile_dir).unwrap();
+    std::fs::write(textfile_dir.join("sonde.prom"), &text).unwrap();
+    let addr = free_addr();
+    let _node = start_daemon(
+        "prometheus-node-exporter",
+        &[
+            format!("--web.listen-address={addr}"),
+            "--collector.disable-defaults".into(),
+            "--collector.textfile".into(),
+            format!("--collector.textfile.directory={}", textfile_dir.display()),
+        ],
+        addr,
+        "/metrics",
+    );
+    let served = request(addr, "GET", "/metrics", &[], b"").text();
+    assert!(served.contains("node_textfile_scrape_error 0"), "{served}");
+    let ours: BTreeMap<String, f64> = samples(&text, "sonde_")
+        .into_iter()
+        .map(|(k, v)| (canonical(&k), v))
+        .collect();
+    let theirs: BTreeMap<String, f64> = samples(&served, "sonde_")
+        .into_iter()
+        .map(|(k, v)| (canonical(&k), v))
+        .collect();
+    assert!(ours.len() > 40, "{}", ours.len());
+    assert_eq!(ours, theirs);
+    // HELP texts survive too.
+    assert!(served.contains(
+        "# HELP sonde_http_up 1 if the last probe of the URL met every condition, else 0."
+    ));
+}

@@ -1,0 +1,367 @@
+//! `--web.config.file`: HTTPS with a test CA (PKCS#8, RSA and EC keys), basic auth with
+//! bcrypt hashes, a certificate replaced on disk while running, plain HTTP on the TLS port
+//! and bad web configs.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const CONFIG: &str = "checks:\n  - name: self\n    kind: http\n    interval: 1m\n    urls: [\"http://127.0.0.1:9/\"]\n";
+
+/// One HTTPS request trusting only `ca_pem`; Err carries the TLS or I/O failure.
+fn https(
+    addr: SocketAddr,
+    ca_pem: &str,
+    path: &str,
+    auth: Option<(&str, &str)>,
+) -> Result<HttpResponse, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+    let sock = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let mut head = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    if let Some((u, p)) = auth {
+        let token = base64(format!("{u}:{p}").as_bytes());
+        head.push_str(&format!("Authorization: Basic {token}\r\n"));
+    }
+    head.push_str("\r\n");
+    tls.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    match tls.read_to_end(&mut raw) {
+        Ok(_) => {}
+        // Some peers close without close_notify after Connection: close.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    Ok(parse_response(&raw))
+}
+
+fn base64(input: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                char::from(A[((n >> (18 - 6 * i)) & 63) as usize])
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+fn start_with_web_config(dir: Dir, web: &str) -> Sonde {
+    dir.write("sonde.yml", CONFIG);
+    let web_path = dir.write("web.yml", web);
+    Sonde::start_in(dir, &["--web.config.file", web_path.to_str().unwrap()])
+}
+
+#[test]
+fn https_and_basic_auth() {
+    let ca = TestCa::new();
+    let leaf = ca.leaf((2020, 1, 1), (2045, 1, 1));
+    let dir = Dir::new();
+    dir.write("tls.crt", &leaf.cert_pem);
+    dir.write("tls.key", &leaf.key_pem);
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    let web = format!(
+        "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\nbasic_auth_users:\n  prometheus: \"{hash}\"\nhttp_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"
+    );
+    let sonde = start_with_web_config(dir, &web);
+    let ok = https(
+        sonde.addr,
+        &ca.pem,
+        "/metrics",
+        Some(("prometheus", "s3cret")),
+    )
+    .unwrap();
+    assert_eq!(ok.status, 200);
+    assert!(ok.text().contains("sonde_build_info"));
+    assert_eq!(ok.header("x-content-type-options"), Some("nosniff"));
+    // Every endpoint wants credentials.
+    for path in [
+        "/metrics",
+        "/",
+        "/-/healthy",
+        "/-/ready",
+        "/healthcheck",
+        "/queryurl",
+        "/api/v1/checks",
+        "/nope",
+    ] {
+        let r = https(sonde.addr, &ca.pem, path, None).unwrap();
+        assert_eq!(r.status, 401, "{path}");
+        assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"sonde\""));
+        let r = https(sonde.addr, &ca.pem, path, Some(("prometheus", "wrong"))).unwrap();
+        assert_eq!(r.status, 401, "{path}");
+        let r = https(sonde.addr, &ca.pem, path, Some(("nobody", "s3cret"))).unwrap();
+        assert_eq!(r.status, 401, "{path}");
+    }
+    // The cached verification still rejects a different password.
+    assert_eq!(
+        https(
+            sonde.addr,
+            &ca.pem,
+            "/-/healthy",
+            Some(("prometheus", "s3cret"))
+        )
+        .unwrap()
+        .status,
+        200
+    );
+    assert_eq!(
+        https(
+            sonde.addr,
+            &ca.pem,
+            "/-/healthy",
+            Some(("prometheus", "s3cre"))
+        )
+        .unwrap()
+        .status,
+        401
+    );
+
+    // Plain HTTP on the TLS port gets a plain 400.
+    let mut plain = TcpStream::connect(sonde.addr).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    plain
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = plain.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.0 400 Bad Request"), "{text}");
+    assert!(text.contains("HTTP request to an HTTPS server"));
+    // A client that does not trust the CA fails the handshake; the server carries on.
+    let other = TestCa::new();
+    assert!(https(sonde.addr, &other.pem, "/-/healthy", None).is_err());
+    assert_eq!(
+        https(
+            sonde.addr,
+            &ca.pem,
+            "/-/healthy",
+            Some(("prometheus", "s3cret"))
+        )
+        .unwrap()
+        .status,
+        200
+    );
+    let log = sonde.log().join("\n");
+    assert!(!log.contains("s3cret") && !log.contains(&hash), "{log}");
+}
+
+#[test]
+fn an_expired_certificate_replaced_on_disk_is_picked_up() {
+    let ca = TestCa::new();
+    let expired = ca.leaf((2020, 1, 1), (2021, 1, 1));
+    let dir = Dir::new();
+    let crt = dir.write("tls.crt", &expired.cert_pem);
+    let key = dir.write("tls.key", &expired.key_pem);
+    let sonde = start_with_web_config(
+        dir,
+        "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n",
+    );
+    let err = https(sonde.addr, &ca.pem, "/-/healthy", None).unwrap_err();
+    assert!(err.to_lowercase().contains("expired"), "{err}");
+    let fresh = ca.leaf((2020, 1, 1), (2045, 1, 1));
+    std::fs::write(&key, &fresh.key_pem).unwrap();
+    std::fs::write(&crt, &fresh.cert_pem).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match https(sonde.addr, &ca.pem, "/-/healthy", None) {
+            Ok(r) if r.status == 200 => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "new certificate not served: {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        sonde
+            .log()
+            .iter()
+            .any(|l| l.contains("web config reloaded"))
+    );
+}
+
+#[test]
+fn rsa_and_ec_keys_from_openssl() {
+    let has_openssl = Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        has_openssl,
+        "openssl is needed to make RSA (PKCS#1) and EC (SEC1) keys"
+    );
+    for (kind, genkey) in [
+        (
+            "rsa",
+            vec!["genrsa", "-traditional", "-out", "tls.key", "2048"],
+        ),
+        (
+            "ec",
+            vec![
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                "tls.key",
+            ],
+        ),
+    ] {
+        let dir = Dir::new();
+        let ok = Command::new("openssl")
+            .args(&genkey)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let key = std::fs::read_to_string(dir.path().join("tls.key")).unwrap();
+        let label = if kind == "rsa" {
+            "BEGIN RSA PRIVATE KEY"
+        } else {
+            "BEGIN EC PRIVATE KEY"
+        };
+        assert!(key.contains(label), "{kind}: {key}");
+        let ok = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                "tls.key",
+                "-out",
+                "tls.crt",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=localhost",
+            ])
+            .args([
+                "-addext",
+                "subjectAltName=DNS:localhost",
+                "-addext",
+                "basicConstraints=critical,CA:FALSE",
+            ])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let cert = std::fs::read_to_string(dir.path().join("tls.crt")).unwrap();
+        let sonde = start_with_web_config(
+            dir,
+            "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  min_version: TLS12\n",
+        );
+        let r = https(sonde.addr, &cert, "/-/healthy", None);
+        // A self-signed leaf is its own trust anchor here.
+        assert_eq!(
+            r.map(|r| r.status).map_err(|e| format!("{kind}: {e}")),
+            Ok(200)
+        );
+    }
+}
+
+#[test]
+fn bad_web_configs_exit_2_naming_the_file_and_problem() {
+    let dir = Dir::new();
+    dir.write("sonde.yml", CONFIG);
+    let ca = TestCa::new();
+    let leaf = ca.leaf((2020, 1, 1), (2045, 1, 1));
+    dir.write("tls.crt", &leaf.cert_pem);
+    dir.write("tls.key", &leaf.key_pem);
+    dir.write(
+        "other.key",
+        TestCa::new().leaf((2020, 1, 1), (2045, 1, 1)).key_pem,
+    );
+    let cases = [
+        (
+            "tls_server_config:\n  cert_file: tls.crt\n",
+            "missing field `key_file`",
+        ),
+        (
+            "tls_server_config:\n  cert_file: nope.crt\n  key_file: tls.key\n",
+            "cert_file",
+        ),
+        (
+            "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.crt\n",
+            "no PKCS#8, RSA or EC private key",
+        ),
+        (
+            "tls_server_config:\n  cert_file: tls.crt\n  key_file: other.key\n",
+            "do not work together",
+        ),
+        (
+            "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  min_version: TLS10\n",
+            "TLS10",
+        ),
+        (
+            "basic_auth_users:\n  prometheus: plaintext\n",
+            "not a bcrypt hash",
+        ),
+        (
+            "basic_auth_user:\n  prometheus: x\n",
+            "unknown field `basic_auth_user`",
+        ),
+        ("tls_server_config: [\n", ""),
+    ];
+    for (web, expected) in cases {
+        let path = dir.write("web.yml", web);
+        let out = run(&[
+            "-c",
+            dir.path().join("sonde.yml").to_str().unwrap(),
+            "--web.config.file",
+            path.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{web}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("sonde:")).collect();
+        assert_eq!(lines.len(), 1, "{web}: {stderr}");
+        assert!(
+            lines[0].starts_with(&format!("sonde: {}:", path.display())),
+            "{web}: {stderr}"
+        );
+        assert!(lines[0].contains(expected), "{web}: {stderr}");
+    }
+}
