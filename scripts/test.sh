@@ -5,13 +5,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages whose programs the tests run for real.
+# Debian packages whose programs the tests run for real. scripts/packaging-test.sh needs
+# musl-gcc (ring's C code), file, dpkg-deb, systemd-analyze, shellcheck (for actionlint)
+# and unshare.
 declare -A needs=(
   [promtool]=prometheus
   [prometheus-pushgateway]=prometheus-pushgateway
   [prometheus-node-exporter]=prometheus-node-exporter
   [openssl]=openssl
   [prlimit]=util-linux
+  [musl-gcc]=musl-tools
+  [file]=file
+  [dpkg-deb]=dpkg
+  [systemd-analyze]=systemd
+  [shellcheck]=shellcheck
+  [unshare]=util-linux
 )
 missing=()
 for program in "${!needs[@]}"; do
@@ -32,3 +40,7 @@ done
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+
+# How sonde ships: static musl build, .deb + systemd unit, image, workflows, Kubernetes,
+# Prometheus rules, compose and Rancher (SPEC §7).
+bash scripts/packaging-test.sh
