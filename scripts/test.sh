@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages whose programs the tests run for real. scripts/packaging-test.sh needs
-# musl-gcc (ring's C code), file, dpkg-deb, systemd-analyze, shellcheck (for actionlint)
-# and unshare.
+# musl-gcc (ring's C code), file, dpkg-deb, systemd-analyze, shellcheck (for actionlint),
+# unshare and npm (the Prometheus operator schemas).
 declare -A needs=(
   [promtool]=prometheus
   [prometheus-pushgateway]=prometheus-pushgateway
@@ -20,6 +20,7 @@ declare -A needs=(
   [systemd-analyze]=systemd
   [shellcheck]=shellcheck
   [unshare]=util-linux
+  [npm]=npm
 )
 missing=()
 for program in "${!needs[@]}"; do
