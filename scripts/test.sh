@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 # Debian packages whose programs the tests run for real.
 declare -A needs=(
   [promtool]=prometheus
+  [docker-registry]=docker-registry
+  [htpasswd]=apache2-utils
 )
 missing=()
 for program in "${!needs[@]}"; do

@@ -860,7 +860,9 @@ pub fn legacy_conflicts(checks: &[LoadedCheck]) -> Vec<Problem> {
     let mut owner: HashMap<String, &str> = HashMap::new();
     let mut problems = Vec::new();
     for loaded in checks.iter().filter(|c| c.config.legacy_metrics) {
-        let Spec::Http(spec) = &loaded.config.spec;
+        let Spec::Http(spec) = &loaded.config.spec else {
+            continue;
+        };
         for url in &spec.urls.value {
             let Ok(target) = parse_target(&url.value) else {
                 continue;

@@ -18,6 +18,8 @@ use crate::metrics::FamilySet;
 use crate::results::{CheckMeta, TargetReport};
 
 pub mod http;
+pub mod image_ref;
+pub mod registry;
 
 /// Static facts about a kind.
 #[derive(Debug)]
@@ -29,10 +31,16 @@ pub struct KindInfo {
 }
 
 /// Every kind sonde knows, in the order `--help` and errors list them.
-pub const KINDS: &[KindInfo] = &[KindInfo {
-    name: "http",
-    default_interval: Duration::from_secs(30),
-}];
+pub const KINDS: &[KindInfo] = &[
+    KindInfo {
+        name: "http",
+        default_interval: Duration::from_secs(30),
+    },
+    KindInfo {
+        name: "registry",
+        default_interval: Duration::from_secs(300),
+    },
+];
 
 /// Looks a kind up by its config name.
 pub fn kind_info(name: &str) -> Option<&'static KindInfo> {
@@ -40,10 +48,14 @@ pub fn kind_info(name: &str) -> Option<&'static KindInfo> {
 }
 
 /// The kind-specific keys of one check, as written in YAML.
+// Specs are built once per config load; the size of the largest one does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Spec {
     /// `kind: http`
     Http(http::HttpSpec),
+    /// `kind: registry`
+    Registry(registry::RegistrySpec),
 }
 
 impl Spec {
@@ -54,6 +66,7 @@ impl Spec {
     ) -> Result<Spec, D::Error> {
         match kind {
             "http" => http::HttpSpec::deserialize(keys).map(Spec::Http),
+            "registry" => registry::RegistrySpec::deserialize(keys).map(Spec::Registry),
             other => Err(serde::de::Error::custom(format!("unknown kind {other:?}"))),
         }
     }
@@ -62,6 +75,9 @@ impl Spec {
     pub fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Check>, Vec<Problem>> {
         match self {
             Spec::Http(spec) => http::HttpCheck::build(spec, ctx).map(|c| Arc::new(c) as _),
+            Spec::Registry(spec) => {
+                registry::RegistryCheck::build(spec, ctx).map(|c| Arc::new(c) as _)
+            }
         }
     }
 }
