@@ -170,7 +170,11 @@ impl Sonde {
                 return m;
             }
             if Instant::now() > deadline {
-                panic!("condition not met within {secs}s; metrics:\n{}\nlog: {:?}", m.0, self.log());
+                panic!(
+                    "condition not met within {secs}s; metrics:\n{}\nlog: {:?}",
+                    m.0,
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -256,15 +260,27 @@ impl HttpResponse {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
 
 /// One HTTP/1.1 request with `Connection: close`; 10 s timeouts.
-pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect to sonde");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    stream.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let mut stream =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect to sonde");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -305,7 +321,11 @@ pub fn parse_response(raw: &[u8]) -> HttpResponse {
     {
         body.truncate(len);
     }
-    HttpResponse { status, headers, body }
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// What a fixture server answers.
@@ -332,9 +352,17 @@ impl Reply {
 
     pub fn with_header(self, k: &str, v: &str) -> Reply {
         match self {
-            Reply::Http { status, mut headers, body } => {
+            Reply::Http {
+                status,
+                mut headers,
+                body,
+            } => {
                 headers.push((k.into(), v.into()));
-                Reply::Http { status, headers, body }
+                Reply::Http {
+                    status,
+                    headers,
+                    body,
+                }
             }
             other => other,
         }
@@ -379,14 +407,21 @@ impl Fixture {
         let route: Arc<Route> = Arc::new(route);
         listener.set_nonblocking(true).unwrap();
         {
-            let (requests, stop, connections) = (Arc::clone(&requests), Arc::clone(&stop), Arc::clone(&connections));
+            let (requests, stop, connections) = (
+                Arc::clone(&requests),
+                Arc::clone(&stop),
+                Arc::clone(&connections),
+            );
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((stream, _)) => {
                             connections.fetch_add(1, Ordering::Relaxed);
-                            let (route, requests, stop) = (Arc::clone(&route), Arc::clone(&requests), Arc::clone(&stop));
-                            std::thread::spawn(move || serve_one(stream, &*route, &requests, &stop));
+                            let (route, requests, stop) =
+                                (Arc::clone(&route), Arc::clone(&requests), Arc::clone(&stop));
+                            std::thread::spawn(move || {
+                                serve_one(stream, &*route, &requests, &stop)
+                            });
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(5)),
                     }
@@ -416,10 +451,17 @@ impl Drop for Fixture {
     }
 }
 
-fn serve_one(mut stream: TcpStream, route: &Route, requests: &Mutex<Vec<SeenRequest>>, stop: &AtomicBool) {
+fn serve_one(
+    mut stream: TcpStream,
+    route: &Route,
+    requests: &Mutex<Vec<SeenRequest>>,
+    stop: &AtomicBool,
+) {
     stream.set_nonblocking(false).ok();
     stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let Some(req) = read_request(&mut stream) else { return };
+    let Some(req) = read_request(&mut stream) else {
+        return;
+    };
     requests.lock().unwrap().push(req.clone());
     match route(&req) {
         Reply::Hang => {
@@ -428,8 +470,15 @@ fn serve_one(mut stream: TcpStream, route: &Route, requests: &Mutex<Vec<SeenRequ
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        Reply::Http { status, headers, body } => {
-            let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+        Reply::Http {
+            status,
+            headers,
+            body,
+        } => {
+            let mut head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                body.len()
+            );
             for (k, v) in headers {
                 head.push_str(&format!("{k}: {v}\r\n"));
             }
@@ -484,8 +533,19 @@ pub fn promtool_check_metrics(text: &str) -> String {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool (Debian package prometheus) must be installed; the test command installs it");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        .expect(
+            "promtool (Debian package prometheus) must be installed; the test command installs it",
+        );
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
