@@ -170,33 +170,11 @@ fn real_registry_tags_digests_oci_and_missing_images() {
 #[test]
 fn real_registry_with_basic_auth_and_tls() {
     let dir = Dir::new();
-    let storage = dir.path().join("storage");
-    {
-        let plain = Registry::start(dir.path(), "plain", &storage, "", "");
-        plain.push_image("team/app", "v1", false, "app");
-    }
     let ca = TestCa::new();
-    let cert = dir.write("tls/cert.pem", &ca.cert_pem);
-    let key = dir.write("tls/key.pem", &ca.key_pem);
     dir.write("tls/ca.pem", &ca.ca_pem);
-    let htpasswd = dir.write(
-        "htpasswd",
-        format!("{}\n", images::htpasswd_line("puller", "s3cret-pw")),
-    );
-    let registry = Registry::start(
-        dir.path(),
-        "secure",
-        &storage,
-        &format!(
-            "  tls:\n    certificate: {}\n    key: {}\n",
-            cert.display(),
-            key.display()
-        ),
-        &format!(
-            "auth:\n  htpasswd:\n    realm: sonde-test\n    path: {}\n",
-            htpasswd.display()
-        ),
-    );
+    let registry = images::secure_registry(dir.path(), &ca, "puller", "s3cret-pw", |plain| {
+        plain.push_image("team/app", "v1", false, "app");
+    });
     let host = registry.host();
     dir.write(
         "right.json",

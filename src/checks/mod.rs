@@ -19,6 +19,7 @@ use crate::results::{CheckMeta, TargetReport};
 
 pub mod http;
 pub mod image_ref;
+pub mod kubernetes;
 pub mod registry;
 
 /// Static facts about a kind.
@@ -40,6 +41,10 @@ pub const KINDS: &[KindInfo] = &[
         name: "registry",
         default_interval: Duration::from_secs(300),
     },
+    KindInfo {
+        name: "kubernetes_images",
+        default_interval: Duration::from_secs(300),
+    },
 ];
 
 /// Looks a kind up by its config name.
@@ -56,6 +61,8 @@ pub enum Spec {
     Http(http::HttpSpec),
     /// `kind: registry`
     Registry(registry::RegistrySpec),
+    /// `kind: kubernetes_images`
+    Kubernetes(kubernetes::KubernetesSpec),
 }
 
 impl Spec {
@@ -67,6 +74,9 @@ impl Spec {
         match kind {
             "http" => http::HttpSpec::deserialize(keys).map(Spec::Http),
             "registry" => registry::RegistrySpec::deserialize(keys).map(Spec::Registry),
+            "kubernetes_images" => {
+                kubernetes::KubernetesSpec::deserialize(keys).map(Spec::Kubernetes)
+            }
             other => Err(serde::de::Error::custom(format!("unknown kind {other:?}"))),
         }
     }
@@ -77,6 +87,9 @@ impl Spec {
             Spec::Http(spec) => http::HttpCheck::build(spec, ctx).map(|c| Arc::new(c) as _),
             Spec::Registry(spec) => {
                 registry::RegistryCheck::build(spec, ctx).map(|c| Arc::new(c) as _)
+            }
+            Spec::Kubernetes(spec) => {
+                kubernetes::KubernetesCheck::build(spec, ctx).map(|c| Arc::new(c) as _)
             }
         }
     }
@@ -91,6 +104,8 @@ pub struct BuildContext<'a> {
     pub legacy_metrics: bool,
     /// Directory that relative `*_file` paths are resolved against (the config's).
     pub base_dir: &'a Path,
+    /// `--ignored-images`, added to every `kubernetes_images` check.
+    pub ignored_images: &'a [String],
 }
 
 impl BuildContext<'_> {

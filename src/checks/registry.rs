@@ -275,6 +275,11 @@ impl Keyring {
         Ok((keyring, skipped))
     }
 
+    /// Appends the entries of `other` (they rank after these on equal specificity).
+    pub fn extend(&mut self, other: &Keyring) {
+        self.entries.extend(other.entries.iter().cloned());
+    }
+
     /// The credential for an image: the most specific matching entry (an exact host
     /// before a glob, a longer path before a shorter one), the first on a tie.
     pub fn lookup(&self, image: &ImageRef) -> Option<&Credential> {

@@ -259,6 +259,42 @@ impl Drop for Registry {
     }
 }
 
+/// Pushes images with `push` into a plain registry, then serves the same storage over
+/// TLS (certificate of `ca`) with htpasswd Basic auth for `user`/`password`.
+pub fn secure_registry(
+    dir: &Path,
+    ca: &TestCa,
+    user: &str,
+    password: &str,
+    push: impl FnOnce(&Registry),
+) -> Registry {
+    let storage = dir.join("storage");
+    {
+        let plain = Registry::start(dir, "plain", &storage, "", "");
+        push(&plain);
+    }
+    let tls = dir.join("registry-tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    std::fs::write(tls.join("cert.pem"), &ca.cert_pem).unwrap();
+    std::fs::write(tls.join("key.pem"), &ca.key_pem).unwrap();
+    let htpasswd = dir.join("htpasswd");
+    std::fs::write(&htpasswd, format!("{}\n", htpasswd_line(user, password))).unwrap();
+    Registry::start(
+        dir,
+        "secure",
+        &storage,
+        &format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            tls.join("cert.pem").display(),
+            tls.join("key.pem").display()
+        ),
+        &format!(
+            "auth:\n  htpasswd:\n    realm: sonde-test\n    path: {}\n",
+            htpasswd.display()
+        ),
+    )
+}
+
 /// A bcrypt htpasswd line made by apache2-utils' `htpasswd -B`.
 pub fn htpasswd_line(user: &str, password: &str) -> String {
     let out = Command::new("htpasswd")
@@ -405,5 +441,43 @@ pub fn json(status: u16, body: &str) -> Reply {
         status,
         headers: vec![("Content-Type".into(), "application/json".into())],
         body: body.as_bytes().to_vec(),
+    }
+}
+
+/// Runs sonde to completion like `common::run`, but drains stdout and stderr while it
+/// runs, so an exposition larger than a pipe buffer cannot block it; at most 120 s.
+pub fn run_sonde(args: &[&str]) -> std::process::Output {
+    use std::io::Read;
+    let mut child = Command::new(common::sonde_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sonde");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sonde {args:?} did not exit within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
     }
 }
