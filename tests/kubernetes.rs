@@ -133,6 +133,8 @@ struct Cluster {
     secrets: HashMap<(String, String), Value>,
     service_accounts: HashMap<(String, String), Value>,
     forbidden_secret_namespaces: HashSet<String>,
+    /// Namespaces whose workloads may not be listed.
+    forbidden_list_namespaces: HashSet<String>,
     /// Largest page the server returns, whatever `limit` asks for.
     page_size: usize,
 }
@@ -226,6 +228,17 @@ fn start_api(ca: &TestCa, cluster: Cluster, token: &str) -> ApiServer {
                             404,
                             "NotFound",
                             "the server could not find the requested resource",
+                        );
+                    }
+                    if let Some(ns) = namespace
+                        && cluster.forbidden_list_namespaces.contains(ns)
+                    {
+                        return status_reply(
+                            403,
+                            "Forbidden",
+                            &format!(
+                                "{resource}.{group} is forbidden: User \"system:serviceaccount:monitoring:sonde\" cannot list resource \"{resource}\" in API group \"{group}\" in the namespace \"{ns}\""
+                            ),
                         );
                     }
                     if failing.load(Ordering::SeqCst) && resource == "deployments" {
@@ -470,6 +483,7 @@ fn workloads_of_a_cluster_against_a_real_registry() {
                "imagePullSecrets": [{"name": "legacy-cfg"}], "secrets": [{"name": "builder-token"}]}),
     );
     cluster.forbidden_secret_namespaces.insert("locked".into());
+    cluster.forbidden_list_namespaces.insert("team-c".into());
     let api = start_api(&ca, cluster, "api-token-1");
     let server = format!("https://{}", api.server.addr);
     let config = format!(
@@ -491,6 +505,13 @@ fn workloads_of_a_cluster_against_a_real_registry() {
     namespaces: [team-b]
     workload_kinds: [deployment, cronjob]
     include_init_containers: false
+  - name: no-rbac
+    kind: kubernetes_images
+    api_server: {server}
+    bearer_token_file: token
+    ca_file: ca.pem
+    namespaces: [team-c]
+    workload_kinds: [statefulset]
 "
     );
     let path = dir.write("sonde.yml", config);
@@ -595,6 +616,16 @@ fn workloads_of_a_cluster_against_a_real_registry() {
         err.lines().any(|l| l.contains("level=warn")
             && l.contains("namespace locked")
             && l.contains("rule=\"{apiGroups: [''], resources: [secrets], verbs: [get]}\"")),
+        "{err}"
+    );
+    assert!(text.contains("sonde_check_success{check=\"no-rbac\",kind=\"kubernetes_images\"} 0"));
+    assert!(
+        err.lines().any(|l| l.contains("level=error")
+            && l.contains("check=no-rbac")
+            && l.contains("may not list statefulsets in namespace team-c")
+            && l.contains(
+                "rule=\"{apiGroups: [apps], resources: [statefulsets], verbs: [list]}\""
+            )),
         "{err}"
     );
     // Requests to the API server: paged (and restarted after the 410), secrets one by
