@@ -815,7 +815,7 @@ fn in_cluster_defaults_token_rotation_and_a_failing_list() {
     dir.write(
         "sonde.yml",
         format!(
-            "checks:\n  - name: incluster\n    kind: kubernetes_images\n    interval: 1s\n    bearer_token_file: token\n    ca_file: ca.pem\n    plain_http_registries: [\"{h}\"]\n    legacy_metrics: true\n"
+            "checks:\n  - name: incluster\n    kind: kubernetes_images\n    interval: 2s\n    bearer_token_file: token\n    ca_file: ca.pem\n    plain_http_registries: [\"{h}\"]\n    legacy_metrics: true\n"
         ),
     );
     let config = dir.path().join("sonde.yml");

@@ -386,8 +386,8 @@ fn token_flow_expiry_errors_and_a_hang() {
             "checks:
   - name: hub
     kind: registry
-    interval: 2s
-    timeout: 2s
+    interval: 3s
+    timeout: 3s
     plain_http_registries: [\"{h}\", \"{l}\"]
     docker_config_file: hub.json
     images: [\"{nginx}\", \"{short}\", \"{private}\", \"{gone}\", \"{broken}\", \"{slow}\", \"{rate}\"]
