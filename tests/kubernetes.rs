@@ -505,6 +505,17 @@ fn workloads_of_a_cluster_against_a_real_registry() {
     namespaces: [team-b]
     workload_kinds: [deployment, cronjob]
     include_init_containers: false
+  - name: fallback
+    kind: kubernetes_images
+    api_server: {server}
+    bearer_token_file: token
+    ca_file: ca.pem
+    tls: {{ca_file: ca.pem}}
+    namespaces: [team-a, locked]
+    workload_kinds: [deployment]
+    use_pull_secrets: false
+    docker_config_file: docker.json
+    ignored_images: [\"registry.local/*\"]
   - name: no-rbac
     kind: kubernetes_images
     api_server: {server}
@@ -513,6 +524,10 @@ fn workloads_of_a_cluster_against_a_real_registry() {
     namespaces: [team-c]
     workload_kinds: [statefulset]
 "
+    );
+    dir.write(
+        "docker.json",
+        images::docker_config(&h, "puller", "pull-pw"),
     );
     let path = dir.write("sonde.yml", config);
     let out = common::run(&[
@@ -619,6 +634,23 @@ fn workloads_of_a_cluster_against_a_real_registry() {
         "{err}"
     );
     assert!(text.contains("sonde_check_success{check=\"no-rbac\",kind=\"kubernetes_images\"} 0"));
+    // Without pull secrets, the docker config's credentials serve every workload, and
+    // no Secret is asked for (so the locked namespace logs no 403 for this check).
+    let f = |ns: &str, name: &str, container: &str| {
+        series("fallback", ns, "deployment", name, container, &app)
+    };
+    assert_lines(
+        &text,
+        &[
+            available(&f("team-a", "web", "web"), 1),
+            available(&f("locked", "secretive", "c"), 1),
+        ],
+    );
+    assert!(
+        !err.lines()
+            .any(|l| l.contains("check=fallback") && l.contains("403")),
+        "{err}"
+    );
     assert!(
         err.lines().any(|l| l.contains("level=error")
             && l.contains("check=no-rbac")
