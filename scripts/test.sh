@@ -12,6 +12,8 @@ declare -A needs=(
   [prometheus-node-exporter]=prometheus-node-exporter
   [openssl]=openssl
   [prlimit]=util-linux
+  [docker-registry]=docker-registry
+  [htpasswd]=apache2-utils
 )
 missing=()
 for program in "${!needs[@]}"; do
