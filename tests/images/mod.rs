@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::{self, Reply, SeenRequest};
 
+pub mod kube;
+
 /// `sha256:<hex>` of some bytes.
 pub fn sha256(data: &[u8]) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, data);
