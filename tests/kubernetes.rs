@@ -6,13 +6,13 @@ mod common;
 mod images;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use common::{Dir, Fixture, Reply, SeenRequest, Sonde};
-use images::kube::*;
 use images::TestCa;
+use images::kube::*;
 use serde_json::{Value, json};
 
 fn series(check: &str, ns: &str, kind: &str, name: &str, container: &str, image: &str) -> String {
@@ -473,7 +473,7 @@ fn two_thousand_workloads_sharing_300_images_make_300_registry_checks() {
         ),
     );
     let started = Instant::now();
-    let out = images::run_sonde(&["--once", "--config.file", path.to_str().unwrap()]);
+    let out = common::run(&["--once", "--config.file", path.to_str().unwrap()]);
     let took = started.elapsed();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(

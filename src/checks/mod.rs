@@ -135,6 +135,35 @@ impl BuildContext<'_> {
         self.base_dir.join(path)
     }
 
+    /// An HTTP agent with the check's `tls:` settings; problems go to `problems`, located
+    /// at the key at fault (or at `fallback` when the settings name no file).
+    pub fn agent(
+        &self,
+        tls: Option<&crate::client::TlsSpec>,
+        options: &crate::client::AgentOptions,
+        fallback: serde_saphyr::Location,
+        problems: &mut Vec<Problem>,
+    ) -> Option<ureq::Agent> {
+        let settings = match tls.map(|t| crate::client::TlsSettings::load(t, self.base_dir)) {
+            None => crate::client::TlsSettings::webpki(),
+            Some(Ok(t)) => t,
+            Some(Err((at, e))) => {
+                problems.push(self.problem(at, e));
+                return None;
+            }
+        };
+        match crate::client::agent(&settings, options) {
+            Ok(agent) => Some(agent),
+            Err(e) => {
+                let at = tls
+                    .and_then(|t| t.ca_file.as_ref())
+                    .map_or(fallback, |c| c.referenced);
+                problems.push(self.problem(at, e));
+                None
+            }
+        }
+    }
+
     /// A problem about this check at a YAML location.
     pub fn problem(&self, at: serde_saphyr::Location, message: impl Into<String>) -> Problem {
         Problem::at(at, Some(&self.meta.name), message)

@@ -28,7 +28,7 @@ use ureq::http::{Method, Request, Response};
 use super::image_ref::ImageRef;
 use super::{BuildContext, Check, RunContext, RunOutput};
 use crate::checks::http::base64;
-use crate::client::{self, AgentOptions, TlsSettings, TlsSpec};
+use crate::client::{self, AgentOptions, TlsSpec};
 use crate::config::Problem;
 use crate::metrics::{FamilySet, MetricType};
 
@@ -519,39 +519,17 @@ impl RegistryKeys<'_> {
                 1
             }
         };
-        let tls = match self.tls.map(|t| TlsSettings::load(t, ctx.base_dir)) {
-            None => TlsSettings::webpki(),
-            Some(Ok(t)) => t,
-            Some(Err((at, e))) => {
-                problems.push(ctx.problem(at, e));
-                TlsSettings::webpki()
-            }
+        let options = AgentOptions {
+            max_redirects: 5,
+            pool: true,
+            ..AgentOptions::default()
         };
-        let agent = client::agent(
-            &tls,
-            &AgentOptions {
-                max_redirects: 5,
-                pool: true,
-                ..AgentOptions::default()
-            },
+        let agent = ctx.agent(
+            self.tls,
+            &options,
+            serde_saphyr::Location::UNKNOWN,
+            &mut problems,
         );
-        let agent = match agent {
-            Ok(a) => Some(a),
-            Err(e) => {
-                let at = self
-                    .tls
-                    .and_then(|t| t.ca_file.as_ref())
-                    .map(|c| c.referenced);
-                match at {
-                    Some(at) => problems.push(ctx.problem(at, e)),
-                    None => problems.push(Problem {
-                        check: Some(ctx.meta.name.clone()),
-                        ..Problem::plain(e)
-                    }),
-                }
-                None
-            }
-        };
         match agent {
             Some(agent) if problems.is_empty() => Ok(RegistrySetup {
                 client: RegistryClient {

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{TestCa, TlsFixture, json as json_reply};
+use super::{TestCa, json as json_reply, tls_fixture};
+use crate::common::Fixture;
 use crate::common::{Reply, SeenRequest};
 use serde_json::{Value, json};
 
@@ -136,7 +137,7 @@ pub struct Cluster {
 }
 
 pub struct ApiServer {
-    pub server: TlsFixture,
+    pub server: Fixture,
     pub token: Arc<Mutex<String>>,
     pub gone_sent: Arc<AtomicBool>,
     pub failing: Arc<AtomicBool>,
@@ -164,7 +165,7 @@ pub fn start_api(ca: &TestCa, cluster: Cluster, token: &str) -> ApiServer {
             Arc::clone(&gone_sent),
             Arc::clone(&failing),
         );
-        TlsFixture::start(ca, move |req: &SeenRequest| {
+        tls_fixture(ca, move |req: &SeenRequest| {
             let want = format!("Bearer {}", token.lock().unwrap());
             if req.header("authorization") != Some(want.as_str()) {
                 return status_reply(401, "Unauthorized", "Unauthorized");
@@ -315,4 +316,3 @@ pub fn dockerconfigjson_secret(ns: &str, name: &str, config: &str) -> Value {
            "metadata": {"name": name, "namespace": ns, "uid": "1", "resourceVersion": "7"},
            "data": {".dockerconfigjson": super::base64(config.as_bytes())}})
 }
-

@@ -4,12 +4,9 @@
 
 #![allow(dead_code)]
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::{self, Reply, SeenRequest};
@@ -28,34 +25,19 @@ pub struct TestCa {
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
+    /// The server certificate and key, for [`tls_fixture`].
+    pub leaf: common::Leaf,
 }
 
 impl TestCa {
     pub fn new() -> TestCa {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "sonde test CA");
-        ca_params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-        ];
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        params
-            .subject_alt_names
-            .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "127.0.0.1");
-        let cert = params.signed_by(&key, &ca).unwrap();
+        let ca = common::TestCa::new();
+        let leaf = ca.leaf((2020, 1, 1), (2045, 1, 1));
         TestCa {
-            ca_pem: ca.pem(),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
+            ca_pem: ca.pem.clone(),
+            cert_pem: leaf.cert_pem.clone(),
+            key_pem: leaf.key_pem.clone(),
+            leaf,
         }
     }
 }
@@ -333,108 +315,12 @@ pub fn base64(data: &[u8]) -> String {
     out
 }
 
-type Route = dyn Fn(&SeenRequest) -> Reply + Send + Sync;
-
-/// An HTTPS fixture server on 127.0.0.1 (thread per connection, `Connection: close`).
-pub struct TlsFixture {
-    pub addr: SocketAddr,
-    pub requests: Arc<Mutex<Vec<SeenRequest>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl TlsFixture {
-    pub fn start(
-        ca: &TestCa,
-        route: impl Fn(&SeenRequest) -> Reply + Send + Sync + 'static,
-    ) -> TlsFixture {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let certs: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_slice_iter(ca.cert_pem.as_bytes())
-                .map(Result::unwrap)
-                .collect();
-        let key = PrivateKeyDer::from_pem_slice(ca.key_pem.as_bytes()).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-        let config = Arc::new(config);
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let route: Arc<Route> = Arc::new(route);
-        {
-            let (requests, stop) = (Arc::clone(&requests), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((tcp, _)) => {
-                            let (config, route, requests) = (
-                                Arc::clone(&config),
-                                Arc::clone(&route),
-                                Arc::clone(&requests),
-                            );
-                            std::thread::spawn(move || {
-                                tcp.set_nonblocking(false).ok();
-                                tcp.set_read_timeout(Some(Duration::from_secs(10))).ok();
-                                let Ok(conn) = rustls::ServerConnection::new(config) else {
-                                    return;
-                                };
-                                let mut tls = rustls::StreamOwned::new(conn, tcp);
-                                let Some(req) = common::read_request(&mut tls) else {
-                                    return;
-                                };
-                                requests.lock().unwrap().push(req.clone());
-                                if let Reply::Http {
-                                    status,
-                                    headers,
-                                    body,
-                                } = route(&req)
-                                {
-                                    let mut head = format!(
-                                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-                                        body.len()
-                                    );
-                                    for (k, v) in headers {
-                                        head.push_str(&format!("{k}: {v}\r\n"));
-                                    }
-                                    head.push_str("\r\n");
-                                    let _ = tls.write_all(head.as_bytes());
-                                    if req.method != "HEAD" {
-                                        let _ = tls.write_all(&body);
-                                    }
-                                    tls.conn.send_close_notify();
-                                    let _ = tls.flush();
-                                }
-                            });
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                    }
-                }
-            });
-        }
-        TlsFixture {
-            addr,
-            requests,
-            stop,
-        }
-    }
-
-    pub fn seen(&self) -> Vec<SeenRequest> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-impl Drop for TlsFixture {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
+/// An HTTPS fixture server presenting the certificate of `ca`.
+pub fn tls_fixture(
+    ca: &TestCa,
+    route: impl Fn(&SeenRequest) -> Reply + Send + Sync + 'static,
+) -> common::Fixture {
+    common::Fixture::start_tls(&ca.leaf, route)
 }
 
 /// A JSON reply.
@@ -443,43 +329,5 @@ pub fn json(status: u16, body: &str) -> Reply {
         status,
         headers: vec![("Content-Type".into(), "application/json".into())],
         body: body.as_bytes().to_vec(),
-    }
-}
-
-/// Runs sonde to completion like `common::run`, but drains stdout and stderr while it
-/// runs, so an exposition larger than a pipe buffer cannot block it; at most 120 s.
-pub fn run_sonde(args: &[&str]) -> std::process::Output {
-    use std::io::Read;
-    let mut child = Command::new(common::sonde_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sonde");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            bytes
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("sonde {args:?} did not exit within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    std::process::Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
     }
 }
