@@ -22,6 +22,8 @@ pub struct RawArgs {
     pub push_gateway: Option<String>,
     /// `--check-interval`
     pub check_interval: Option<String>,
+    /// `--ignored-images`
+    pub ignored_images: Option<String>,
     /// `--log.level`
     pub log_level: Option<String>,
     /// `--config.check`
@@ -50,6 +52,8 @@ Options:
       --web.config.file PATH   TLS and basic auth (exporter-toolkit format)
       --check-interval DURATION
                                interval of every check that sets none (e.g. 30s, 1m)
+      --ignored-images LIST    comma-separated images every kubernetes_images check
+                               ignores (exact or * glob, raw or normalised)
       --log.level LEVEL        error | warn | info | debug | trace (default info)
       --config.check           validate the config, print each problem, exit
       --once                   run every check once, print the metrics, exit
@@ -101,6 +105,7 @@ pub fn parse(args: Vec<OsString>) -> Result<RawArgs, String> {
         .map_err(describe)?;
     raw.push_gateway = p.opt_value_from_str("--push.gateway").map_err(describe)?;
     raw.check_interval = p.opt_value_from_str("--check-interval").map_err(describe)?;
+    raw.ignored_images = p.opt_value_from_str("--ignored-images").map_err(describe)?;
     raw.log_level = p.opt_value_from_str("--log.level").map_err(describe)?;
     let rest = p.finish();
     if let Some(first) = rest.first() {
@@ -128,9 +133,11 @@ mod tests {
             "--web.listen-address=:9999",
             "--check-interval",
             "1m",
+            "--ignored-images=nginx:1.11,busybox",
             "--once",
         ]))
         .unwrap();
+        assert_eq!(raw.ignored_images.as_deref(), Some("nginx:1.11,busybox"));
         assert_eq!(raw.config_file, Some(PathBuf::from("/etc/sonde.yml")));
         assert_eq!(raw.listen_address.as_deref(), Some(":9999"));
         assert_eq!(raw.check_interval.as_deref(), Some("1m"));

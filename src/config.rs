@@ -103,6 +103,8 @@ pub struct Settings {
     pub telemetry_path: String,
     /// `--check-interval`
     pub check_interval: Option<Duration>,
+    /// `--ignored-images`, split on commas (empty entries dropped)
+    pub ignored_images: Vec<String>,
     /// `--log.level`
     pub log_level: LogLevel,
     /// `--config.check`
@@ -142,6 +144,15 @@ pub fn settings_from_args(raw: RawArgs) -> Result<Settings, String> {
             Some(d)
         }
     };
+    let ignored_images: Vec<String> = raw
+        .ignored_images
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
     let log_level = match raw.log_level.as_deref().unwrap_or("info") {
         "error" => LogLevel::Error,
         "warn" => LogLevel::Warn,
@@ -177,6 +188,7 @@ pub fn settings_from_args(raw: RawArgs) -> Result<Settings, String> {
         listen_text,
         telemetry_path,
         check_interval,
+        ignored_images,
         log_level,
         config_check: raw.config_check,
         once: raw.once,
@@ -259,7 +271,11 @@ pub fn load(settings: &Settings) -> Result<Vec<LoadedCheck>, Vec<Problem>> {
             (text, Some(path.display().to_string()), base)
         }
     };
-    parse(&text, settings.check_interval, &base_dir).map_err(|mut problems| {
+    let flags = FlagDefaults {
+        check_interval: settings.check_interval,
+        ignored_images: &settings.ignored_images,
+    };
+    parse_with(&text, &flags, &base_dir).map_err(|mut problems| {
         for p in &mut problems {
             p.file.clone_from(&file);
         }
@@ -285,10 +301,33 @@ fn read_config_file(path: &Path) -> Result<String, Problem> {
         .map_err(|e| Problem::plain(format!("{name}: the config file is not UTF-8: {e}")))
 }
 
+/// Flags that reach into checks: `--check-interval`, `--ignored-images`.
+#[derive(Debug, Default)]
+pub struct FlagDefaults<'a> {
+    /// `--check-interval`
+    pub check_interval: Option<Duration>,
+    /// `--ignored-images`
+    pub ignored_images: &'a [String],
+}
+
 /// Parses and validates config text; `base_dir` anchors relative file paths.
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn parse(
     text: &str,
     check_interval: Option<Duration>,
+    base_dir: &Path,
+) -> Result<Vec<LoadedCheck>, Vec<Problem>> {
+    let flags = FlagDefaults {
+        check_interval,
+        ..FlagDefaults::default()
+    };
+    parse_with(text, &flags, base_dir)
+}
+
+/// [`parse`] with every flag that reaches into checks.
+pub fn parse_with(
+    text: &str,
+    flags: &FlagDefaults,
     base_dir: &Path,
 ) -> Result<Vec<LoadedCheck>, Vec<Problem>> {
     if text
@@ -303,7 +342,7 @@ pub fn parse(
     }
     let outline = read_outline(text)?;
     let doc = read_document(text, &outline)?;
-    validate(doc, &outline, check_interval, base_dir)
+    validate(doc, &outline, flags, base_dir)
 }
 
 // ---------------------------------------------------------------------------------
@@ -566,9 +605,10 @@ fn valid_name(name: &str) -> bool {
 fn validate(
     doc: Document,
     outline: &[OutlineEntry],
-    check_interval: Option<Duration>,
+    flags: &FlagDefaults,
     base_dir: &Path,
 ) -> Result<Vec<LoadedCheck>, Vec<Problem>> {
+    let check_interval = flags.check_interval;
     let mut problems = Vec::new();
     for (what, value) in [
         ("interval", &doc.global.interval),
@@ -676,6 +716,7 @@ fn validate(
             meta: &meta,
             legacy_metrics: check.common.legacy_metrics,
             base_dir,
+            ignored_images: flags.ignored_images,
         };
         match check.spec.build(&ctx) {
             Ok(runner) => loaded.push(LoadedCheck {
@@ -691,6 +732,7 @@ fn validate(
     }
     problems.extend(checks::http::legacy_conflicts(&loaded));
     problems.extend(checks::dockerhub::legacy_conflicts(&loaded));
+    problems.extend(checks::kubernetes::legacy_conflicts(&loaded));
     if problems.is_empty() {
         Ok(loaded)
     } else {

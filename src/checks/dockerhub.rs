@@ -24,7 +24,7 @@ use serde_saphyr::Spanned;
 use ureq::http::{HeaderMap, Method, Request, Uri};
 
 use super::{BuildContext, Check, RunContext, RunOutput, Spec};
-use crate::client::{self, AgentOptions, TlsSettings, TlsSpec};
+use crate::client::{self, AgentOptions, TlsSpec};
 use crate::config::{LoadedCheck, Problem};
 use crate::metrics::{FamilySet, MetricType};
 use crate::units::{DurationValue, days_from_civil, format_duration};
@@ -276,18 +276,6 @@ impl DockerhubCheck {
             }
             (None, None) => None,
         };
-        let tls = match spec
-            .tls
-            .as_ref()
-            .map(|t| TlsSettings::load(t, ctx.base_dir))
-        {
-            None => TlsSettings::webpki(),
-            Some(Ok(t)) => t,
-            Some(Err((at, e))) => {
-                problems.push(ctx.problem(at, e));
-                TlsSettings::webpki()
-            }
-        };
         // No redirects: a redirect could lead the Bearer token to another host, and the
         // listing must stay on api_url anyway.
         let options = AgentOptions {
@@ -295,13 +283,12 @@ impl DockerhubCheck {
             pool: true,
             ..AgentOptions::default()
         };
-        let agent = match client::agent(&tls, &options) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                problems.push(ctx.problem(spec.organizations.referenced, e));
-                None
-            }
-        };
+        let agent = ctx.agent(
+            spec.tls.as_ref(),
+            &options,
+            spec.organizations.referenced,
+            &mut problems,
+        );
         let (Some(api), Some(agent), true) = (api, agent, problems.is_empty()) else {
             return Err(problems);
         };

@@ -19,7 +19,7 @@ use serde_saphyr::Spanned;
 use ureq::http::{HeaderName, HeaderValue, Method, Request, Uri};
 
 use super::{BuildContext, Check, RunContext, RunOutput, Spec};
-use crate::client::{self, AgentOptions, TlsSettings, TlsSpec};
+use crate::client::{self, AgentOptions, TlsSpec};
 use crate::config::{LoadedCheck, Problem};
 use crate::metrics::{FamilySet, Histogram, MetricType};
 use crate::results::TargetReport;
@@ -366,35 +366,17 @@ impl HttpCheck {
                 1
             }
         };
-        let tls = match spec
-            .tls
-            .as_ref()
-            .map(|t| TlsSettings::load(t, ctx.base_dir))
-        {
-            None => TlsSettings::webpki(),
-            Some(Ok(t)) => t,
-            Some(Err((at, e))) => {
-                problems.push(ctx.problem(at, e));
-                TlsSettings::webpki()
-            }
-        };
         let agent_options = AgentOptions {
             max_redirects: if spec.follow_redirects { 10 } else { 0 },
             pool: false,
             ..AgentOptions::default()
         };
-        let agent = match client::agent(&tls, &agent_options) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                let at = spec
-                    .tls
-                    .as_ref()
-                    .and_then(|t| t.ca_file.as_ref())
-                    .map_or(spec.urls.referenced, |c| c.referenced);
-                problems.push(ctx.problem(at, e));
-                None
-            }
-        };
+        let agent = ctx.agent(
+            spec.tls.as_ref(),
+            &agent_options,
+            spec.urls.referenced,
+            &mut problems,
+        );
         let Some(agent) = agent.filter(|_| problems.is_empty()) else {
             return Err(problems);
         };

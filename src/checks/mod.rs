@@ -20,6 +20,9 @@ use crate::results::{CheckMeta, TargetReport};
 pub mod dockerhub;
 pub mod http;
 pub mod hwmon;
+pub mod image_ref;
+pub mod kubernetes;
+pub mod registry;
 
 /// Static facts about a kind.
 #[derive(Debug)]
@@ -44,6 +47,14 @@ pub const KINDS: &[KindInfo] = &[
         name: "hwmon",
         default_interval: Duration::from_secs(15),
     },
+    KindInfo {
+        name: "registry",
+        default_interval: Duration::from_secs(300),
+    },
+    KindInfo {
+        name: "kubernetes_images",
+        default_interval: Duration::from_secs(300),
+    },
 ];
 
 /// Looks a kind up by its config name.
@@ -63,6 +74,10 @@ pub enum Spec {
     Dockerhub(dockerhub::DockerhubSpec),
     /// `kind: hwmon`
     Hwmon(hwmon::HwmonSpec),
+    /// `kind: registry`
+    Registry(registry::RegistrySpec),
+    /// `kind: kubernetes_images`
+    Kubernetes(kubernetes::KubernetesSpec),
 }
 
 impl Spec {
@@ -75,6 +90,10 @@ impl Spec {
             "http" => http::HttpSpec::deserialize(keys).map(Spec::Http),
             "dockerhub" => dockerhub::DockerhubSpec::deserialize(keys).map(Spec::Dockerhub),
             "hwmon" => hwmon::HwmonSpec::deserialize(keys).map(Spec::Hwmon),
+            "registry" => registry::RegistrySpec::deserialize(keys).map(Spec::Registry),
+            "kubernetes_images" => {
+                kubernetes::KubernetesSpec::deserialize(keys).map(Spec::Kubernetes)
+            }
             other => Err(serde::de::Error::custom(format!("unknown kind {other:?}"))),
         }
     }
@@ -87,6 +106,12 @@ impl Spec {
                 dockerhub::DockerhubCheck::build(spec, ctx).map(|c| Arc::new(c) as _)
             }
             Spec::Hwmon(spec) => hwmon::HwmonCheck::build(spec, ctx).map(|c| Arc::new(c) as _),
+            Spec::Registry(spec) => {
+                registry::RegistryCheck::build(spec, ctx).map(|c| Arc::new(c) as _)
+            }
+            Spec::Kubernetes(spec) => {
+                kubernetes::KubernetesCheck::build(spec, ctx).map(|c| Arc::new(c) as _)
+            }
         }
     }
 }
@@ -100,12 +125,43 @@ pub struct BuildContext<'a> {
     pub legacy_metrics: bool,
     /// Directory that relative `*_file` paths are resolved against (the config's).
     pub base_dir: &'a Path,
+    /// `--ignored-images`, added to every `kubernetes_images` check.
+    pub ignored_images: &'a [String],
 }
 
 impl BuildContext<'_> {
     /// Resolves a path from the config relative to the config file's directory.
     pub fn resolve(&self, path: &str) -> std::path::PathBuf {
         self.base_dir.join(path)
+    }
+
+    /// An HTTP agent with the check's `tls:` settings; problems go to `problems`, located
+    /// at the key at fault (or at `fallback` when the settings name no file).
+    pub fn agent(
+        &self,
+        tls: Option<&crate::client::TlsSpec>,
+        options: &crate::client::AgentOptions,
+        fallback: serde_saphyr::Location,
+        problems: &mut Vec<Problem>,
+    ) -> Option<ureq::Agent> {
+        let settings = match tls.map(|t| crate::client::TlsSettings::load(t, self.base_dir)) {
+            None => crate::client::TlsSettings::webpki(),
+            Some(Ok(t)) => t,
+            Some(Err((at, e))) => {
+                problems.push(self.problem(at, e));
+                return None;
+            }
+        };
+        match crate::client::agent(&settings, options) {
+            Ok(agent) => Some(agent),
+            Err(e) => {
+                let at = tls
+                    .and_then(|t| t.ca_file.as_ref())
+                    .map_or(fallback, |c| c.referenced);
+                problems.push(self.problem(at, e));
+                None
+            }
+        }
     }
 
     /// A problem about this check at a YAML location.

@@ -45,7 +45,7 @@ impl Dir {
     }
 }
 
-/// Runs sonde to completion (for `--once`, `--config.check`, bad flags), at most 60 s.
+/// Runs sonde to completion (for `--once`, `--config.check`, bad flags), at most 120 s.
 pub fn run(args: &[&str]) -> Output {
     let mut child = Command::new(sonde_bin())
         .args(args)
@@ -67,7 +67,7 @@ pub fn run(args: &[&str]) -> Output {
     };
     let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
     let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
             return Output {
@@ -78,7 +78,7 @@ pub fn run(args: &[&str]) -> Output {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("sonde {args:?} did not exit within 60 s");
+            panic!("sonde {args:?} did not exit within 120 s");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -477,7 +477,7 @@ impl Fixture {
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
-                        Ok((stream, _)) => {
+                        Ok((mut stream, _)) => {
                             connections.fetch_add(1, Ordering::Relaxed);
                             let (route, requests, stop) =
                                 (Arc::clone(&route), Arc::clone(&requests), Arc::clone(&stop));
@@ -486,13 +486,15 @@ impl Fixture {
                                 stream.set_nonblocking(false).ok();
                                 stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
                                 match tls {
-                                    None => serve_one(stream, &*route, &requests, &stop),
+                                    None => serve_one(&mut stream, &*route, &requests, &stop),
                                     Some(config) => {
                                         let Ok(conn) = rustls::ServerConnection::new(config) else {
                                             return;
                                         };
-                                        let tls_stream = rustls::StreamOwned::new(conn, stream);
-                                        serve_one(tls_stream, &*route, &requests, &stop);
+                                        let mut tls = rustls::StreamOwned::new(conn, stream);
+                                        serve_one(&mut tls, &*route, &requests, &stop);
+                                        tls.conn.send_close_notify();
+                                        let _ = tls.flush();
                                     }
                                 }
                             });
@@ -530,12 +532,12 @@ impl Drop for Fixture {
 }
 
 fn serve_one(
-    mut stream: impl Read + Write,
+    stream: &mut (impl Read + Write),
     route: &Route,
     requests: &Mutex<Vec<SeenRequest>>,
     stop: &AtomicBool,
 ) {
-    let Some(req) = read_request(&mut stream) else {
+    let Some(req) = read_request(stream) else {
         return;
     };
     requests.lock().unwrap().push(req.clone());

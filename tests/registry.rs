@@ -1,0 +1,551 @@
+//! `kind: registry` against Debian's real `docker-registry` (distribution 2.8), plain
+//! and then behind htpasswd Basic auth and TLS, and against a fixture that plays Docker
+//! Hub's token flow, rate limits, errors and a hang.
+
+mod common;
+mod images;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Dir, Fixture, Reply, SeenRequest, Sonde};
+use images::{Registry, TestCa};
+
+const ACCEPT_TYPES: [&str; 4] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+fn available(check: &str, image: &str, v: u8) -> String {
+    format!("sonde_image_available{{check=\"{check}\",image=\"{image}\"}} {v}")
+}
+
+fn status(check: &str, image: &str, s: &str) -> String {
+    format!("sonde_image_check_status{{check=\"{check}\",image=\"{image}\",status=\"{s}\"}} 1")
+}
+
+fn run_once(dir: &Dir, config: &str) -> (i32, String, String) {
+    let path = dir.write("sonde.yml", config);
+    let out = common::run(&[
+        "--once",
+        "--log.level",
+        "debug",
+        "--config.file",
+        path.to_str().unwrap(),
+    ]);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn has_line(text: &str, line: &str) -> bool {
+    text.lines().any(|l| l == line)
+}
+
+fn assert_lines(text: &str, lines: &[String]) {
+    for line in lines {
+        assert!(has_line(text, line), "missing line {line:?} in:\n{text}");
+    }
+}
+
+/// Lines `method=... uri=...` of the registry's log for manifest requests.
+fn manifest_requests(log: &str) -> Vec<(String, String)> {
+    log.lines()
+        .filter(|l| {
+            l.contains("msg=\"response completed\"")
+                || l.contains("msg=\"response completed with error\"")
+        })
+        .filter_map(|l| {
+            let field = |name: &str| {
+                l.split_whitespace()
+                    .find_map(|f| f.strip_prefix(name))
+                    .map(|v| v.trim_matches('"').to_string())
+            };
+            let method = field("http.request.method=")?;
+            let uri = field("http.request.uri=")?;
+            (uri.contains("/manifests/") && (method == "HEAD" || method == "GET"))
+                .then_some((method, uri))
+        })
+        .collect()
+}
+
+#[test]
+fn real_registry_tags_digests_oci_and_missing_images() {
+    let dir = Dir::new();
+    let storage = dir.path().join("storage");
+    let registry = Registry::start(dir.path(), "plain", &storage, "", "");
+    let host = registry.host();
+    let app_digest = registry.push_image("team/app", "v1", false, "app");
+    registry.push_image("team/oci", "v1", true, "oci");
+    registry.push_index("team/multi", "v1");
+    let unknown = format!("sha256:{}", "0".repeat(64));
+    let images = [
+        format!("{host}/team/app:v1"),
+        format!("{host}/team/app@{app_digest}"),
+        format!("{host}/team/app:v9@{app_digest}"),
+        format!("{host}/team/app:v404"),
+        format!("{host}/nobody/here:v1"),
+        format!("{host}/team/oci:v1"),
+        format!("{host}/team/multi:v1"),
+        format!("{host}/team/app@{unknown}"),
+        format!("{host}/Team/App:v1"),
+    ];
+    let list: Vec<String> = images.iter().map(|i| format!("\"{i}\"")).collect();
+    let config = format!(
+        "checks:\n  - name: reg\n    kind: registry\n    plain_http_registries: [\"{host}\"]\n    images: [{}]\n",
+        list.join(", ")
+    );
+    let (code, out, err) = run_once(&dir, &config);
+    assert_eq!(
+        code, 1,
+        "not every image is available, so --once fails; stderr: {err}"
+    );
+    let c = "reg";
+    assert_lines(
+        &out,
+        &[
+            available(c, &images[0], 1),
+            status(c, &images[0], "available"),
+            available(c, &images[1], 1),
+            available(c, &images[2], 1),
+            available(c, &images[3], 0),
+            status(c, &images[3], "absent"),
+            available(c, &images[4], 0),
+            status(c, &images[4], "absent"),
+            available(c, &images[5], 1),
+            available(c, &images[6], 1),
+            available(c, &images[7], 0),
+            status(c, &images[8], "invalid_reference"),
+            format!(
+                "sonde_image_check_status{{check=\"reg\",image=\"{}\",status=\"absent\"}} 0",
+                images[0]
+            ),
+            "sonde_check_success{check=\"reg\",kind=\"registry\"} 0".to_string(),
+        ],
+    );
+    // An invalid reference has a status but no availability sample.
+    assert!(!out.contains(&format!(
+        "sonde_image_available{{check=\"reg\",image=\"{}\"}}",
+        images[8]
+    )));
+    // Every status is exported, exactly one of them 1.
+    let statuses: Vec<&str> = out
+        .lines()
+        .filter(|l| {
+            l.starts_with(&format!(
+                "sonde_image_check_status{{check=\"reg\",image=\"{}\",",
+                images[3]
+            ))
+        })
+        .collect();
+    assert_eq!(statuses.len(), 8, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|l| l.ends_with(" 1")).count(), 1);
+
+    // HEAD only, and the digest that two references share is asked for once.
+    let log = registry.log_text();
+    let requests = manifest_requests(&log);
+    assert!(requests.iter().all(|(m, _)| m == "HEAD"), "{requests:?}");
+    assert_eq!(
+        requests.len(),
+        7,
+        "one request per distinct image: {requests:?}"
+    );
+    let by_digest = requests
+        .iter()
+        .filter(|(_, uri)| uri == &format!("/v2/team/app/manifests/{app_digest}"))
+        .count();
+    assert_eq!(by_digest, 1, "{requests:?}");
+    assert!(
+        common::promtool_check_metrics(&out).trim().is_empty(),
+        "{}",
+        common::promtool_check_metrics(&out)
+    );
+}
+
+#[test]
+fn real_registry_with_basic_auth_and_tls() {
+    let dir = Dir::new();
+    let ca = TestCa::new();
+    dir.write("tls/ca.pem", &ca.ca_pem);
+    let registry = images::secure_registry(dir.path(), &ca, "puller", "s3cret-pw", |plain| {
+        plain.push_image("team/app", "v1", false, "app");
+    });
+    let host = registry.host();
+    dir.write(
+        "right.json",
+        images::docker_config(&format!("https://{host}"), "puller", "s3cret-pw"),
+    );
+    dir.write(
+        "wrong.json",
+        images::docker_config(&host, "puller", "not-the-pw"),
+    );
+    let present = format!("{host}/team/app:v1");
+    let missing = format!("{host}/team/app:v404");
+    let config = format!(
+        "checks:
+  - name: right
+    kind: registry
+    images: [\"{present}\", \"{missing}\"]
+    docker_config_file: right.json
+    tls: {{ca_file: tls/ca.pem}}
+  - name: wrong
+    kind: registry
+    images: [\"{present}\"]
+    docker_config_file: wrong.json
+    tls: {{ca_file: tls/ca.pem}}
+  - name: anonymous
+    kind: registry
+    images: [\"{present}\"]
+    tls: {{ca_file: tls/ca.pem}}
+  - name: untrusted
+    kind: registry
+    images: [\"{present}\"]
+    docker_config_file: right.json
+"
+    );
+    let (code, out, err) = run_once(&dir, &config);
+    assert_eq!(code, 1, "{err}");
+    assert_lines(
+        &out,
+        &[
+            available("right", &present, 1),
+            status("right", &present, "available"),
+            available("right", &missing, 0),
+            status("right", &missing, "absent"),
+            status("wrong", &present, "unauthorized"),
+            status("anonymous", &present, "unauthorized"),
+            status("untrusted", &present, "unreachable"),
+        ],
+    );
+    for check in ["wrong", "anonymous", "untrusted"] {
+        assert!(
+            !out.contains(&format!("sonde_image_available{{check=\"{check}\"")),
+            "an undetermined image has no availability sample: {out}"
+        );
+    }
+    assert!(!err.contains("s3cret-pw") && !out.contains("s3cret-pw"));
+    assert!(!err.contains("not-the-pw"));
+    let requests = manifest_requests(&registry.log_text());
+    assert!(requests.iter().all(|(m, _)| m == "HEAD"), "{requests:?}");
+}
+
+/// Tokens the fixture issued: (token, scope, issued at, lifetime).
+type Tokens = Arc<Mutex<Vec<(String, String, Instant, Duration)>>>;
+
+/// Docker Hub's registry as the token spec describes it: manifests need a Bearer token
+/// from the realm; tokens expire; some repositories are private.
+struct Hub {
+    fixture: Fixture,
+    tokens: Tokens,
+    expired_uses: Arc<AtomicUsize>,
+    broken: Arc<AtomicBool>,
+}
+
+fn start_hub() -> Hub {
+    let tokens: Tokens = Arc::new(Mutex::new(Vec::new()));
+    let expired_uses = Arc::new(AtomicUsize::new(0));
+    let broken = Arc::new(AtomicBool::new(false));
+    let addr: Arc<Mutex<String>> = Arc::new(Mutex::new(String::new()));
+    let fixture = {
+        let (tokens, expired_uses, broken, addr) = (
+            Arc::clone(&tokens),
+            Arc::clone(&expired_uses),
+            Arc::clone(&broken),
+            Arc::clone(&addr),
+        );
+        Fixture::start(move |req: &SeenRequest| {
+            if let Some(query) = req.path.strip_prefix("/token?") {
+                let scope = query
+                    .split('&')
+                    .find_map(|p| p.strip_prefix("scope="))
+                    .unwrap_or("")
+                    .replace("%3A", ":")
+                    .replace("%2F", "/");
+                if !query.contains("service=registry.test") {
+                    return Reply::status(400, "no service");
+                }
+                if scope.starts_with("repository:private/") {
+                    let want = format!("Basic {}", images::base64(b"hubuser:hubpass"));
+                    if req.header("authorization") != Some(want.as_str()) {
+                        return images::json(
+                            401,
+                            r#"{"details":"incorrect username or password"}"#,
+                        );
+                    }
+                }
+                let lifetime = if scope.starts_with("repository:short/") {
+                    1
+                } else {
+                    300
+                };
+                let mut list = tokens.lock().unwrap();
+                let token = format!("tok-{}", list.len());
+                list.push((
+                    token.clone(),
+                    scope,
+                    Instant::now(),
+                    Duration::from_secs(lifetime),
+                ));
+                return images::json(
+                    200,
+                    &format!(
+                        r#"{{"token":"{token}","access_token":"{token}","expires_in":{lifetime},"issued_at":"2026-01-01T00:00:00Z"}}"#
+                    ),
+                );
+            }
+            let Some(rest) = req.path.strip_prefix("/v2/") else {
+                return Reply::status(404, "");
+            };
+            let Some((repo, _reference)) = rest.split_once("/manifests/") else {
+                return Reply::status(404, "");
+            };
+            let challenge = format!(
+                "Bearer realm=\"http://{}/token\",service=\"registry.test\",scope=\"repository:{repo}:pull\"",
+                addr.lock().unwrap()
+            );
+            let unauthorized = Reply::status(401, r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#)
+                .with_header("WWW-Authenticate", &challenge);
+            let Some(token) = req
+                .header("authorization")
+                .and_then(|a| a.strip_prefix("Bearer "))
+            else {
+                return unauthorized;
+            };
+            let list = tokens.lock().unwrap();
+            let Some((_, scope, issued, lifetime)) = list.iter().find(|(t, ..)| t == token) else {
+                return unauthorized;
+            };
+            if issued.elapsed() > *lifetime {
+                expired_uses.fetch_add(1, Ordering::SeqCst);
+                return unauthorized;
+            }
+            if scope != &format!("repository:{repo}:pull") {
+                return unauthorized;
+            }
+            match repo {
+                "library/nginx" | "short/app" | "private/app" if !broken.load(Ordering::SeqCst) => {
+                    Reply::status(200, "")
+                        .with_header(
+                            "Content-Type",
+                            "application/vnd.docker.distribution.manifest.v2+json",
+                        )
+                        .with_header(
+                            "Docker-Content-Digest",
+                            &format!("sha256:{}", "a".repeat(64)),
+                        )
+                }
+                "library/nginx" => Reply::status(503, "down for maintenance"),
+                "broken/app" => Reply::status(502, "bad gateway"),
+                "slow/app" => Reply::Hang,
+                _ => Reply::status(404, r#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#),
+            }
+        })
+    };
+    *addr.lock().unwrap() = fixture.addr.to_string();
+    Hub {
+        fixture,
+        tokens,
+        expired_uses,
+        broken,
+    }
+}
+
+fn runs(m: &common::Exposition, check: &str) -> f64 {
+    m.value(&format!(
+        "sonde_check_runs_total{{check=\"{check}\",kind=\"registry\"}}"
+    ))
+    .unwrap_or(0.0)
+}
+
+#[test]
+fn token_flow_expiry_errors_and_a_hang() {
+    let hub = start_hub();
+    let limited = Fixture::start(|_req: &SeenRequest| {
+        Reply::status(429, r#"{"errors":[{"code":"TOOMANYREQUESTS"}]}"#)
+            .with_header("Retry-After", "3600")
+    });
+    let h = hub.fixture.addr.to_string();
+    let l = limited.addr.to_string();
+    let dir = Dir::new();
+    dir.write("hub.json", images::docker_config(&h, "hubuser", "hubpass"));
+    let nginx = format!("{h}/library/nginx:1.25");
+    let short = format!("{h}/short/app:v1");
+    let private = format!("{h}/private/app:v1");
+    let gone = format!("{h}/library/gone:v1");
+    let broken = format!("{h}/broken/app:v1");
+    let slow = format!("{h}/slow/app:v1");
+    let rate = format!("{l}/team/app:v1");
+    dir.write(
+        "sonde.yml",
+        format!(
+            "checks:
+  - name: hub
+    kind: registry
+    interval: 3s
+    timeout: 3s
+    plain_http_registries: [\"{h}\", \"{l}\"]
+    docker_config_file: hub.json
+    images: [\"{nginx}\", \"{short}\", \"{private}\", \"{gone}\", \"{broken}\", \"{slow}\", \"{rate}\"]
+"
+        ),
+    );
+    let sonde = Sonde::start_in(dir, &[]);
+    sonde.wait_ready();
+    let m = sonde.wait_metrics(20, |m| runs(m, "hub") >= 1.0);
+    let text = &m.0;
+    assert_lines(
+        text,
+        &[
+            available("hub", &nginx, 1),
+            available("hub", &short, 1),
+            available("hub", &private, 1),
+            available("hub", &gone, 0),
+            status("hub", &gone, "absent"),
+            status("hub", &broken, "unreachable"),
+            status("hub", &slow, "unreachable"),
+            status("hub", &rate, "rate_limited"),
+        ],
+    );
+    for image in [&broken, &slow, &rate] {
+        assert!(!text.contains(&format!(
+            "sonde_image_available{{check=\"hub\",image=\"{image}\"}}"
+        )));
+    }
+    // Every manifest request is a HEAD with all four media types.
+    for r in hub
+        .fixture
+        .seen()
+        .iter()
+        .filter(|r| r.path.contains("/manifests/"))
+    {
+        assert_eq!(r.method, "HEAD");
+        let accept = r.header("accept").unwrap_or_default();
+        for t in ACCEPT_TYPES {
+            assert!(accept.contains(t), "{accept}");
+        }
+    }
+    // Run three more times.
+    let first = runs(&m, "hub");
+    sonde.wait_metrics(30, |m| runs(m, "hub") >= first + 3.0);
+    let tokens = hub.tokens.lock().unwrap().clone();
+    let count = |prefix: &str| {
+        tokens
+            .iter()
+            .filter(|(_, s, ..)| s.starts_with(prefix))
+            .count()
+    };
+    // A 300 s token is fetched once and reused by every later run.
+    assert_eq!(count("repository:library/nginx:"), 1, "{tokens:?}");
+    assert_eq!(count("repository:private/app:"), 1, "{tokens:?}");
+    // A 1 s token is renewed in each run, and an expired one is never sent.
+    assert!(count("repository:short/app:") >= 3, "{tokens:?}");
+    assert_eq!(hub.expired_uses.load(Ordering::SeqCst), 0);
+    // After the 429 the rate-limited registry got no other request.
+    assert_eq!(limited.seen().len(), 1, "{:?}", limited.seen());
+    // Credentials never show up in the log.
+    assert!(sonde.log().iter().all(|l| !l.contains("hubpass")));
+
+    // A registry that starts failing: no guess replaces the availability.
+    hub.broken.store(true, Ordering::SeqCst);
+    let now = runs(&sonde.metrics(), "hub");
+    let m = sonde.wait_metrics(20, |m| runs(m, "hub") >= now + 2.0);
+    assert_lines(&m.0, &[status("hub", &nginx, "unreachable")]);
+    assert!(!m.0.contains(&format!(
+        "sonde_image_available{{check=\"hub\",image=\"{nginx}\"}}"
+    )));
+}
+
+#[test]
+fn concurrency_per_registry_is_limited() {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let fixture = {
+        let (in_flight, peak) = (Arc::clone(&in_flight), Arc::clone(&peak));
+        Fixture::start(move |_req: &SeenRequest| {
+            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(150));
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            Reply::status(200, "")
+        })
+    };
+    let h = fixture.addr.to_string();
+    let list: Vec<String> = (0..10).map(|i| format!("\"{h}/app/n{i}:v1\"")).collect();
+    let dir = Dir::new();
+    let config = format!(
+        "checks:\n  - name: limited\n    kind: registry\n    max_concurrency_per_registry: 2\n    plain_http_registries: [\"{h}\"]\n    images: [{}]\n",
+        list.join(", ")
+    );
+    let (code, out, err) = run_once(&dir, &config);
+    assert_eq!(code, 0, "{err}\n{out}");
+    assert_eq!(fixture.seen().len(), 10);
+    assert!(
+        peak.load(Ordering::SeqCst) <= 2,
+        "peak {}",
+        peak.load(Ordering::SeqCst)
+    );
+}
+
+#[test]
+fn a_registry_without_head_is_asked_with_get_once() {
+    let fixture = Fixture::start(|req: &SeenRequest| match req.method.as_str() {
+        "HEAD" => Reply::status(405, ""),
+        _ => Reply::status(200, "{}").with_header("Docker-Content-Digest", "sha256:x"),
+    });
+    let h = fixture.addr.to_string();
+    let dir = Dir::new();
+    let config = format!(
+        "checks:\n  - name: nohead\n    kind: registry\n    plain_http_registries: [\"{h}\"]\n    images: [\"{h}/app:v1\"]\n"
+    );
+    let (code, out, err) = run_once(&dir, &config);
+    assert_eq!(code, 0, "{err}");
+    assert_lines(&out, &[available("nohead", &format!("{h}/app:v1"), 1)]);
+    let methods: Vec<String> = fixture.seen().iter().map(|r| r.method.clone()).collect();
+    assert_eq!(methods, ["HEAD", "GET"]);
+}
+
+#[test]
+fn bad_registry_configs_are_located_errors() {
+    let dir = Dir::new();
+    dir.write("bad.json", "{\"auths\": [1]}");
+    let path = dir.write(
+        "sonde.yml",
+        "checks:\n  - name: r\n    kind: registry\n    images: []\n    plain_http_registries: [\"http://x/\"]\n    max_concurrency_per_registry: 0\n    docker_config_file: bad.json\n    imgaes: [x]\n",
+    );
+    let out = common::run(&["--config.check", "--config.file", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown field `imgaes`"), "{err}");
+    let path = dir.write(
+        "sonde.yml",
+        "checks:\n  - name: r\n    kind: registry\n    images: []\n    plain_http_registries: [\"http://x/\"]\n    max_concurrency_per_registry: 0\n    docker_config_file: bad.json\n",
+    );
+    let out = common::run(&["--config.check", "--config.file", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        ":4:13: check \"r\": `images` is empty",
+        ":5:29: check \"r\": plain_http_registries: \"http://x/\" is not a registry host",
+        ":6:35: check \"r\": max_concurrency_per_registry must be between 1 and 64",
+        ":7:25: check \"r\": docker_config_file: cannot use",
+    ] {
+        assert!(err.contains(expected), "{expected:?} not in {err}");
+    }
+    // Interval default: 5m.
+    let path = dir.write(
+        "sonde.yml",
+        "checks:\n  - name: r\n    kind: registry\n    images: [nginx]\n",
+    );
+    let out = common::run(&["--config.check", "--config.file", path.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
