@@ -556,11 +556,17 @@ checks:
         "SondeDown fired while sonde is up: {alerts:?}"
     );
 
-    // Every dashboard expression returns data.
+    // Every dashboard expression returns data (rates need two scrapes of a new series,
+    // so each gets a few seconds).
     for expr in dashboard_exprs() {
-        let data = prom.api(&format!("/api/v1/query?query={}", encode(&expr)));
-        let empty = data["result"].as_array().is_some_and(Vec::is_empty);
-        assert!(!empty, "dashboard expression returns nothing: {expr}");
+        prom.wait(
+            15,
+            &format!("dashboard expression returns data: {expr}"),
+            |p| {
+                let data = p.api(&format!("/api/v1/query?query={}", encode(&expr)));
+                data["result"].as_array().is_some_and(|r| !r.is_empty())
+            },
+        );
     }
     drop(sonde);
     drop(registry);
