@@ -164,12 +164,15 @@ impl TlsSettings {
 pub fn agent(tls: &TlsSettings, options: &AgentOptions) -> Result<ureq::Agent, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = RecordingVerifier::new(tls, Arc::clone(&provider))?;
-    let client_config = ClientConfig::builder_with_provider(provider)
+    let mut client_config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
+    // A resumed session skips certificate verification, so the chain (and its NotAfter)
+    // would be missing from every probe after the first: always do a full handshake.
+    client_config.resumption = rustls::client::Resumption::disabled();
     let connector = ().chain(TcpConnector::default()).chain(TlsConnector {
         config: Arc::new(client_config),
         server_name: tls.server_name.clone(),

@@ -419,3 +419,31 @@ checks:
     assert_eq!(q["response"][f.url("/hang")]["up"], 0);
     assert_eq!(sonde.get("/queryurl?check=nope").status, 404);
 }
+
+#[test]
+fn the_certificate_is_recorded_on_every_run_not_only_the_first() {
+    let ca = TestCa::new();
+    let site = Fixture::start_tls(&ca.leaf((2020, 1, 1), (2041, 2, 3)), route);
+    let dir = Dir::new();
+    dir.write("ca.pem", &ca.pem);
+    dir.write(
+        "sonde.yml",
+        format!(
+            "checks:\n  - name: tls\n    kind: http\n    interval: 1s\n    tls: {{ca_file: ca.pem}}\n    urls: [\"{}\"]\n",
+            site.https_url("/ok")
+        ),
+    );
+    let sonde = Sonde::start_in(dir, &[]);
+    let runs = "sonde_check_runs_total{check=\"tls\",kind=\"http\"}";
+    let m = sonde.wait_metrics(15, |m| m.value(runs) >= Some(3.0));
+    let series = format!(
+        "sonde_http_tls_cert_not_after_timestamp_seconds{{check=\"tls\",url=\"{}\"}}",
+        site.https_url("/ok")
+    );
+    assert_eq!(
+        m.value(&series),
+        Some(unix_day(2041, 2, 3) as f64),
+        "{}",
+        m.0
+    );
+}

@@ -519,7 +519,11 @@ checks:
     for (name, labels) in expected {
         let series = prom.api(&format!("/api/v1/series?match[]={}", encode(name)));
         let series = series.as_array().cloned().unwrap_or_default();
-        assert!(!series.is_empty(), "{name} is missing");
+        assert!(
+            !series.is_empty(),
+            "{name} is missing; sonde says:\n{}",
+            sonde_text(&sonde)
+        );
         let mut want: BTreeSet<&str> = labels.iter().copied().collect();
         want.extend(["__name__", "instance", "job"]);
         for s in &series {
@@ -557,13 +561,21 @@ checks:
     );
 
     // Every dashboard expression returns data.
+    // (Rates need two samples of a counter that only appears with the first failure.)
     for expr in dashboard_exprs() {
-        let data = prom.api(&format!("/api/v1/query?query={}", encode(&expr)));
-        let empty = data["result"].as_array().is_some_and(Vec::is_empty);
-        assert!(!empty, "dashboard expression returns nothing: {expr}");
+        prom.wait(
+            30,
+            &format!("dashboard expression returns data: {expr}"),
+            |p| !p.query(&expr).is_empty(),
+        );
     }
     drop(sonde);
     drop(registry);
+}
+
+/// sonde's current exposition (HTTPS with basic auth), for failure messages.
+fn sonde_text(sonde: &Sonde) -> String {
+    sonde.log().join("\n")
 }
 
 /// Alert names defined in the rule files.
