@@ -170,9 +170,8 @@ pub fn agent(tls: &TlsSettings, options: &AgentOptions) -> Result<ureq::Agent, S
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
-    // A resumed session presents no certificates, so the verifier would record no chain
-    // and the NotAfter of every run after the first would be lost; every connection
-    // does a full handshake, as a new client would.
+    // A resumed session skips certificate verification, so the chain (and its NotAfter)
+    // would be missing from every probe after the first: always do a full handshake.
     client_config.resumption = rustls::client::Resumption::disabled();
     let connector = ().chain(TcpConnector::default()).chain(TlsConnector {
         config: Arc::new(client_config),

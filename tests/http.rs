@@ -421,31 +421,28 @@ checks:
 }
 
 #[test]
-fn the_certificate_expiry_stays_exported_run_after_run() {
-    // rustls resumes TLS sessions by default, and a resumed session shows no certificate:
-    // the NotAfter must still be there after the first run.
+fn the_certificate_is_recorded_on_every_run_not_only_the_first() {
     let ca = TestCa::new();
-    let good = Fixture::start_tls(&ca.leaf((2020, 1, 1), (2040, 6, 15)), route);
+    let site = Fixture::start_tls(&ca.leaf((2020, 1, 1), (2041, 2, 3)), route);
     let dir = Dir::new();
     dir.write("ca.pem", &ca.pem);
     dir.write(
         "sonde.yml",
         format!(
-            "checks:\n  - name: tls\n    kind: http\n    interval: 1s\n    timeout: 1s\n    tls: {{ca_file: ca.pem}}\n    urls: [\"{}\"]\n",
-            good.https_url("/ok")
+            "checks:\n  - name: tls\n    kind: http\n    interval: 1s\n    tls: {{ca_file: ca.pem}}\n    urls: [\"{}\"]\n",
+            site.https_url("/ok")
         ),
     );
     let sonde = Sonde::start_in(dir, &[]);
-    let m = sonde.wait_metrics(20, |m| {
-        m.value("sonde_check_runs_total{check=\"tls\",kind=\"http\"}")
-            .is_some_and(|runs| runs >= 3.0)
-    });
-    let url = good.https_url("/ok");
+    let runs = "sonde_check_runs_total{check=\"tls\",kind=\"http\"}";
+    let m = sonde.wait_metrics(15, |m| m.value(runs) >= Some(3.0));
+    let series = format!(
+        "sonde_http_tls_cert_not_after_timestamp_seconds{{check=\"tls\",url=\"{}\"}}",
+        site.https_url("/ok")
+    );
     assert_eq!(
-        m.value(&format!(
-            "sonde_http_tls_cert_not_after_timestamp_seconds{{check=\"tls\",url=\"{url}\"}}"
-        )),
-        Some(unix_day(2040, 6, 15) as f64),
+        m.value(&series),
+        Some(unix_day(2041, 2, 3) as f64),
         "{}",
         m.0
     );
