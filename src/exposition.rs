@@ -1,15 +1,18 @@
 //! Snapshots plus self metrics become one valid text exposition.
 //!
 //! Families from every check are merged by name so each gets one HELP and one TYPE
-//! line. The part built from snapshots is cached until a check publishes or the config
-//! reloads (the store's generation changes); `process_*` metrics are read fresh on each
-//! scrape and appended.
+//! line. The result, a [`Rendered`], is a list of pieces: the headers are its own, the
+//! sample lines are borrowed from the snapshots it keeps alive, so a large output is never
+//! held twice. It is cached until a check publishes or the config reloads (the store's
+//! generation changes); `process_*` metrics are read fresh on each scrape and appended.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::sync::{Arc, Mutex};
 
 use crate::metrics::{FamilySet, MetricType, escape_help, format_value};
-use crate::results::{Store, lock};
+use crate::results::{Snapshot, Store, lock};
+use crate::web::http1::BodySource;
 
 /// Version reported by `--version` and `sonde_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -26,7 +29,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 #[derive(Debug)]
 pub struct Exposition {
     store: Arc<Store>,
-    cache: Mutex<Option<(u64, Arc<String>)>>,
+    cache: Mutex<Option<(u64, Arc<Rendered>)>>,
 }
 
 impl Exposition {
@@ -39,32 +42,111 @@ impl Exposition {
     }
 
     /// Everything but the `process_*` metrics; rebuilt only when something changed.
-    pub fn checks_part(&self) -> Arc<String> {
+    pub fn checks_part(&self) -> Arc<Rendered> {
         let mut cache = lock(&self.cache);
         let generation = self.store.generation();
-        if let Some((g, text)) = cache.as_ref()
+        if let Some((g, rendered)) = cache.as_ref()
             && *g == generation
         {
-            return Arc::clone(text);
+            return Arc::clone(rendered);
         }
-        let text = Arc::new(render_store(&self.store));
-        *cache = Some((generation, Arc::clone(&text)));
-        text
+        let rendered = Arc::new(render_store(&self.store));
+        *cache = Some((generation, Arc::clone(&rendered)));
+        rendered
     }
 
     /// The full `/metrics` body.
-    pub fn scrape(&self) -> String {
-        let checks = self.checks_part();
-        let process = process_metrics();
-        let mut out = String::with_capacity(checks.len() + process.len());
-        out.push_str(&checks);
-        out.push_str(&process);
+    pub fn scrape(&self) -> Scrape {
+        Scrape {
+            checks: self.checks_part(),
+            process: process_metrics(),
+        }
+    }
+}
+
+/// A `/metrics` body: the cached part plus this scrape's `process_*` metrics.
+#[derive(Debug)]
+pub struct Scrape {
+    checks: Arc<Rendered>,
+    process: String,
+}
+
+impl BodySource for Scrape {
+    fn len(&self) -> usize {
+        self.checks.len() + self.process.len()
+    }
+
+    fn write_to(&self, out: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+        self.checks.write_to(out)?;
+        out(self.process.as_bytes())
+    }
+}
+
+/// Where a piece of sample lines lives.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// `snapshots[i]`'s family set.
+    Snapshot(usize),
+    /// sonde's own metrics.
+    Own,
+}
+
+#[derive(Debug)]
+enum Piece {
+    /// HELP and TYPE lines.
+    Header(String),
+    /// The sample lines of family `family` of a source.
+    Lines(Source, usize),
+}
+
+/// An exposition as pieces, the sample lines borrowed from the snapshots it holds.
+#[derive(Debug)]
+pub struct Rendered {
+    snapshots: Vec<Arc<Snapshot>>,
+    own: FamilySet,
+    pieces: Vec<Piece>,
+    len: usize,
+}
+
+impl Rendered {
+    fn piece<'a>(&'a self, piece: &'a Piece) -> &'a str {
+        match piece {
+            Piece::Header(text) => text,
+            Piece::Lines(source, index) => {
+                let set = match source {
+                    Source::Snapshot(i) => &self.snapshots[*i].families,
+                    Source::Own => &self.own,
+                };
+                set.get(*index).map_or("", |f| f.lines.as_str())
+            }
+        }
+    }
+
+    /// Length of the text in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Hands the text to `out` piece by piece.
+    pub fn write_to(&self, out: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+        for piece in &self.pieces {
+            out(self.piece(piece).as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// The whole text in one string (for `--once`).
+    pub fn to_text(&self) -> String {
+        let mut out = String::with_capacity(self.len);
+        for piece in &self.pieces {
+            out.push_str(self.piece(piece));
+        }
         out
     }
 }
 
 /// Merges every check's families and sonde's own metrics, sorted by name.
-pub fn render_store(store: &Store) -> String {
+pub fn render_store(store: &Store) -> Rendered {
     let slots = store.slots();
     let snapshots: Vec<_> = slots.iter().map(|s| (Arc::clone(s), s.latest())).collect();
     let mut own = FamilySet::new();
@@ -143,18 +225,21 @@ pub fn render_store(store: &Store) -> String {
     );
     own.sample(ok_at, &[], reload.last_success_unix_ms as f64 / 1000.0);
 
-    let mut merged: BTreeMap<&str, (&str, MetricType, Vec<&str>)> = BTreeMap::new();
-    let sets = snapshots
+    let published: Vec<Arc<Snapshot>> = snapshots.iter().filter_map(|(_, s)| s.clone()).collect();
+    // name -> (help, type, where its sample lines are)
+    let mut merged: BTreeMap<&str, (&str, MetricType, Vec<Piece>)> = BTreeMap::new();
+    let sets = published
         .iter()
-        .filter_map(|(_, s)| s.as_ref().map(|s| &s.families))
-        .chain(std::iter::once(&own));
-    for set in sets {
-        for family in set.families() {
+        .enumerate()
+        .map(|(i, s)| (Source::Snapshot(i), &s.families))
+        .chain(std::iter::once((Source::Own, &own)));
+    for (source, set) in sets {
+        for (index, family) in set.indexed() {
             let entry = merged
                 .entry(family.name.as_ref())
                 .or_insert_with(|| (family.help.as_ref(), family.mtype, Vec::new()));
             if entry.1 == family.mtype {
-                entry.2.push(&family.lines);
+                entry.2.push(Piece::Lines(source, index));
             } else {
                 log::warn!(
                     "msg=\"metric family has two types; dropping the second\" family={}",
@@ -163,18 +248,25 @@ pub fn render_store(store: &Store) -> String {
             }
         }
     }
-    let size: usize = merged
-        .values()
-        .flat_map(|(_, _, l)| l.iter().map(|s| s.len()))
-        .sum();
-    let mut out = String::with_capacity(size + merged.len() * 96);
-    for (name, (help, mtype, chunks)) in merged {
-        write_header(&mut out, name, help, mtype);
-        for chunk in chunks {
-            out.push_str(chunk);
-        }
+    let mut pieces = Vec::with_capacity(merged.len() * 2);
+    for (name, (help, mtype, parts)) in merged {
+        let mut header = String::new();
+        write_header(&mut header, name, help, mtype);
+        pieces.push(Piece::Header(header));
+        pieces.extend(parts);
     }
-    out
+    let mut rendered = Rendered {
+        snapshots: published,
+        own,
+        pieces,
+        len: 0,
+    };
+    rendered.len = rendered
+        .pieces
+        .iter()
+        .map(|p| rendered.piece(p).len())
+        .sum();
+    rendered
 }
 
 fn write_header(out: &mut String, name: &str, help: &str, mtype: MetricType) {
@@ -339,7 +431,7 @@ mod tests {
         });
         slots.push(pending);
         store.set_slots(slots);
-        let text = render_store(&store);
+        let text = render_store(&store).to_text();
         assert_eq!(
             text.matches("# TYPE sonde_http_up gauge").count(),
             1,
@@ -372,7 +464,22 @@ mod tests {
         store.record_reload(false);
         let second = e.checks_part();
         assert!(!Arc::ptr_eq(&first, &second));
-        assert!(second.contains("sonde_config_last_reload_successful 0\n"));
+        let text = second.to_text();
+        assert!(text.contains("sonde_config_last_reload_successful 0\n"));
+        assert_eq!(text.len(), second.len());
+        let mut streamed = Vec::new();
+        e.scrape()
+            .write_to(&mut |chunk| {
+                streamed.extend_from_slice(chunk);
+                Ok(())
+            })
+            .unwrap();
+        assert!(streamed.starts_with(text.as_bytes()));
+        assert!(
+            String::from_utf8(streamed)
+                .unwrap()
+                .contains("\nprocess_open_fds ")
+        );
     }
 
     #[test]

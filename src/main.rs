@@ -116,7 +116,7 @@ fn print_problems(problems: &[Problem]) {
 fn run_once(checks: Vec<config::LoadedCheck>, gateway: Option<&str>) -> Exit {
     let store = Store::new();
     Scheduler::start(&store, checks, true).wait();
-    let text = exposition::render_store(&store);
+    let text = exposition::render_store(&store).to_text();
     print!("{text}");
     if let Some(gateway) = gateway
         && let Err(e) = push::push(gateway, &text)

@@ -131,9 +131,17 @@ impl FamilySet {
         );
     }
 
-    /// The families with at least one sample.
-    pub fn families(&self) -> impl Iterator<Item = &Family> {
-        self.families.iter().filter(|f| !f.lines.is_empty())
+    /// The family declared at `index` (see [`FamilySet::indexed`]).
+    pub fn get(&self, index: usize) -> Option<&Family> {
+        self.families.get(index)
+    }
+
+    /// The families with at least one sample, with their positions.
+    pub fn indexed(&self) -> impl Iterator<Item = (usize, &Family)> {
+        self.families
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !f.lines.is_empty())
     }
 }
 
@@ -246,7 +254,7 @@ mod tests {
         set.sample(id, &[("url", "http://a/\"q\"\\\n")], 1.0);
         set.sample(id, &[], f64::INFINITY);
         set.sample(id, &[("a", "b")], 0.25);
-        let f = set.families().next().unwrap();
+        let f = set.indexed().next().unwrap().1;
         assert_eq!(
             f.lines,
             "x_up{url=\"http://a/\\\"q\\\"\\\\\\n\"} 1\nx_up +Inf\nx_up{a=\"b\"} 0.25\n"
@@ -264,7 +272,7 @@ mod tests {
         let id = set.family("d_seconds", "D.", MetricType::Histogram);
         set.histogram(id, &[("check", "c")], &h);
         assert_eq!(
-            set.families().next().unwrap().lines,
+            set.indexed().next().unwrap().1.lines,
             "d_seconds_bucket{check=\"c\",le=\"0.1\"} 1\n\
              d_seconds_bucket{check=\"c\",le=\"1\"} 3\n\
              d_seconds_bucket{check=\"c\",le=\"+Inf\"} 4\n\
@@ -277,6 +285,6 @@ mod tests {
     fn a_declared_family_without_samples_is_not_listed() {
         let mut set = FamilySet::new();
         set.family("empty", "E.", MetricType::Gauge);
-        assert_eq!(set.families().count(), 0);
+        assert_eq!(set.indexed().count(), 0);
     }
 }

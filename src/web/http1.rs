@@ -1,6 +1,8 @@
 //! HTTP/1.1 messages: requests parsed with `httparse`, responses serialized by hand.
 
 use std::borrow::Cow;
+use std::io;
+use std::sync::Arc;
 
 /// Largest request line plus headers accepted.
 pub const MAX_HEAD_BYTES: usize = 8 << 10;
@@ -173,8 +175,43 @@ pub fn parse(buf: &[u8]) -> Parsed {
     )
 }
 
+/// A body produced piece by piece (a large exposition), not held in one buffer.
+pub trait BodySource: Send + Sync + std::fmt::Debug {
+    /// Total length in bytes.
+    fn len(&self) -> usize;
+    /// Hands the body to `out` in pieces.
+    fn write_to(&self, out: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()>;
+}
+
+/// The body of a response.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// Bytes in memory.
+    Bytes(Vec<u8>),
+    /// Pieces written straight from their owner.
+    Source(Arc<dyn BodySource>),
+}
+
+impl Body {
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Body::Bytes(b) => b.len(),
+            Body::Source(s) => s.len(),
+        }
+    }
+
+    /// Hands the body to `out` in pieces.
+    pub fn write_to(&self, out: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+        match self {
+            Body::Bytes(b) => out(b),
+            Body::Source(s) => s.write_to(out),
+        }
+    }
+}
+
 /// A response to send.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Response {
     /// Status code.
     pub status: u16,
@@ -183,7 +220,7 @@ pub struct Response {
     /// Extra headers.
     pub headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     /// The body.
-    pub body: Vec<u8>,
+    pub body: Body,
 }
 
 impl Response {
@@ -193,7 +230,21 @@ impl Response {
             status,
             content_type,
             headers: Vec::new(),
-            body: body.into(),
+            body: Body::Bytes(body.into()),
+        }
+    }
+
+    /// A response whose body is written piece by piece from `source`.
+    pub fn streamed(
+        status: u16,
+        content_type: &'static str,
+        source: Arc<dyn BodySource>,
+    ) -> Response {
+        Response {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body: Body::Source(source),
         }
     }
 
@@ -244,6 +295,16 @@ impl Response {
             "Connection: close\r\n\r\n"
         });
         head.into_bytes()
+    }
+
+    /// Head and body in one buffer, for the short answers sent before closing.
+    pub fn to_bytes(&self, keep_alive: bool) -> Vec<u8> {
+        let mut bytes = self.head(keep_alive);
+        let _ = self.body.write_to(&mut |chunk| {
+            bytes.extend_from_slice(chunk);
+            Ok(())
+        });
+        bytes
     }
 }
 

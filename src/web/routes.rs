@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::http1::{Request, Response};
+use super::http1::{BodySource, Request, Response};
 use super::server::Handler;
 use crate::exposition::{CONTENT_TYPE, Exposition, REVISION, VERSION};
 use crate::results::Store;
@@ -81,21 +81,22 @@ impl Handler for App {
 
 impl App {
     fn metrics(&self, req: &Request) -> Response {
-        let body = self.exposition.scrape();
+        let body = Arc::new(self.exposition.scrape());
         if req.accepts_gzip() {
             let mut encoder = flate2::write::GzEncoder::new(
-                Vec::with_capacity(body.len() / 4),
+                Vec::with_capacity(body.len() / 8),
                 flate2::Compression::fast(),
             );
-            if encoder.write_all(body.as_bytes()).is_ok()
-                && let Ok(compressed) = encoder.finish()
-            {
+            let compressed = body
+                .write_to(&mut |chunk| encoder.write_all(chunk))
+                .and_then(|()| encoder.finish());
+            if let Ok(compressed) = compressed {
                 return Response::new(200, CONTENT_TYPE, compressed)
                     .with_header("Content-Encoding", "gzip")
                     .with_header("Vary", "Accept-Encoding");
             }
         }
-        Response::new(200, CONTENT_TYPE, body).with_header("Vary", "Accept-Encoding")
+        Response::streamed(200, CONTENT_TYPE, body).with_header("Vary", "Accept-Encoding")
     }
 
     fn ready(&self) -> Response {

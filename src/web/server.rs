@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use polling::{Event, Events, Poller};
 
-use super::http1::{self, Parsed, Request, Response};
+use super::http1::{self, Body, Parsed, Request, Response};
 use super::security::Security;
 use crate::results::lock;
 
@@ -461,9 +461,7 @@ impl Loop {
                 self.rearm(index);
             }
             Parsed::Reject(status, why) => {
-                let response = Response::text(status, why);
-                let mut bytes = response.head(false);
-                bytes.extend_from_slice(&response.body);
+                let bytes = Response::text(status, why).to_bytes(false);
                 // Best effort: the socket is non-blocking and the answer is small.
                 conn.transport.write_best_effort(&bytes);
                 self.close(index);
@@ -558,9 +556,7 @@ impl Loop {
             if let Some(Entry::Open(conn)) = self.conns.get_mut(i)
                 && conn.reading
             {
-                let response = Response::text(408, "request timeout");
-                let mut bytes = response.head(false);
-                bytes.extend_from_slice(&response.body);
+                let bytes = Response::text(408, "request timeout").to_bytes(false);
                 conn.transport.write_best_effort(&bytes);
             }
             self.close(i);
@@ -604,11 +600,7 @@ impl Worker {
             }
             let keep_alive = job.request.keep_alive;
             let head = response.head(keep_alive);
-            let body: &[u8] = if job.request.method == "HEAD" {
-                &[]
-            } else {
-                &response.body
-            };
+            let body = (job.request.method != "HEAD").then_some(&response.body);
             let written = send(&mut job.conn.transport, &head, body, self.write_timeout);
             let conn = (written.is_ok() && keep_alive).then_some(job.conn);
             if self
@@ -627,8 +619,40 @@ impl Worker {
 }
 
 /// Writes head and body within `timeout` in total, then restores non-blocking mode.
-fn send(transport: &mut Transport, head: &[u8], body: &[u8], timeout: Duration) -> io::Result<()> {
+/// Small pieces of a streamed body are gathered into writes of up to 64 KiB.
+fn send(
+    transport: &mut Transport,
+    head: &[u8],
+    body: Option<&Body>,
+    timeout: Duration,
+) -> io::Result<()> {
     let deadline = Instant::now() + timeout;
+    transport.socket().set_nonblocking(false)?;
+    let result = (|| {
+        let mut pending = Vec::with_capacity(64 << 10);
+        pending.extend_from_slice(head);
+        if let Some(body) = body {
+            body.write_to(&mut |chunk| {
+                if pending.len() + chunk.len() > pending.capacity() {
+                    write_part(transport, &pending, deadline)?;
+                    pending.clear();
+                }
+                if chunk.len() >= pending.capacity() {
+                    write_part(transport, chunk, deadline)
+                } else {
+                    pending.extend_from_slice(chunk);
+                    Ok(())
+                }
+            })?;
+        }
+        write_part(transport, &pending, deadline)
+    })();
+    transport.socket().set_nonblocking(true)?;
+    result
+}
+
+/// Writes all of `part` on a blocking socket before `deadline`.
+fn write_part(transport: &mut Transport, mut part: &[u8], deadline: Instant) -> io::Result<()> {
     let left = || {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -640,42 +664,33 @@ fn send(transport: &mut Transport, head: &[u8], body: &[u8], timeout: Duration) 
             Ok(left)
         }
     };
-    transport.socket().set_nonblocking(false)?;
-    let result = (|| {
-        match transport {
-            Transport::Plain(stream) => {
-                for mut part in [head, body] {
-                    while !part.is_empty() {
-                        stream.set_write_timeout(Some(left()?))?;
-                        match stream.write(&part[..part.len().min(256 << 10)]) {
-                            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                            Ok(n) => part = &part[n..],
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
-                }
-            }
-            Transport::Tls(stream, tls) => {
-                for mut part in [head, body] {
-                    while !part.is_empty() {
-                        let n = tls.writer().write(&part[..part.len().min(64 << 10)])?;
-                        part = &part[n..];
-                        if n == 0 && !tls.wants_write() {
-                            return Err(io::ErrorKind::WriteZero.into());
-                        }
-                        while tls.wants_write() {
-                            stream.set_write_timeout(Some(left()?))?;
-                            tls.write_tls(stream)?;
-                        }
-                    }
+    match transport {
+        Transport::Plain(stream) => {
+            while !part.is_empty() {
+                stream.set_write_timeout(Some(left()?))?;
+                match stream.write(&part[..part.len().min(256 << 10)]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => part = &part[n..],
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
                 }
             }
         }
-        Ok(())
-    })();
-    transport.socket().set_nonblocking(true)?;
-    result
+        Transport::Tls(stream, tls) => {
+            while !part.is_empty() {
+                let n = tls.writer().write(&part[..part.len().min(64 << 10)])?;
+                part = &part[n..];
+                if n == 0 && !tls.wants_write() {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                while tls.wants_write() {
+                    stream.set_write_timeout(Some(left()?))?;
+                    tls.write_tls(stream)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Bytes buffered beyond which reading pauses until the request is parsed.
