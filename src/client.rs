@@ -72,6 +72,22 @@ pub fn take_trace() -> Trace {
     TRACE.with(|t| std::mem::take(&mut *t.borrow_mut()))
 }
 
+/// Sends `request` with `agent`, the whole exchange bounded by `budget`, after clearing
+/// this thread's trace (read it with [`take_trace`]). The body is left to the caller,
+/// who must cap what it reads.
+pub fn send(
+    agent: &ureq::Agent,
+    request: ureq::http::Request<impl ureq::AsSendBody>,
+    budget: Duration,
+) -> Result<ureq::http::Response<ureq::Body>, Error> {
+    let request = agent
+        .configure_request(request)
+        .timeout_global(Some(budget))
+        .build();
+    begin_trace();
+    agent.run(request)
+}
+
 fn with_trace(f: impl FnOnce(&mut Trace)) {
     TRACE.with(|t| f(&mut t.borrow_mut()));
 }

@@ -21,12 +21,7 @@ pub fn push(gateway: &str, text: &str) -> Result<(), String> {
         .header("Content-Type", "text/plain; version=0.0.4")
         .body(text.as_bytes())
         .map_err(|e| format!("push to {url}: {e}"))?;
-    let request = agent
-        .configure_request(request)
-        .timeout_global(Some(PUSH_TIMEOUT))
-        .build();
-    let mut response = agent
-        .run(request)
+    let mut response = client::send(&agent, request, PUSH_TIMEOUT)
         .map_err(|e| format!("push to {url} failed: {e}"))?;
     let status = response.status().as_u16();
     if (200..300).contains(&status) {

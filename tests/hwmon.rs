@@ -6,8 +6,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -122,64 +120,23 @@ fn parse_sample(line: &str) -> Series {
     }
 }
 
-/// GET http://addr/path over HTTP/1.0 (so no chunked body); `None` while nothing answers.
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let response = common::parse_response(&raw);
-    Some((response.status, response.text()))
-}
-
 /// Runs Debian's node_exporter with only the hwmon collector on `sysfs` and returns
-/// one scrape. Starting is retried in case another process takes the free port.
+/// one scrape.
 fn node_exporter_scrape(sysfs: &Path) -> String {
-    for _attempt in 0..3 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let mut child = Command::new(NODE_EXPORTER)
-            .arg(format!("--path.sysfs={}", sysfs.display()))
-            .args(["--collector.disable-defaults", "--collector.hwmon"])
-            .arg(format!("--web.listen-address={addr}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus-node-exporter (Debian package) must be installed; the test command installs it");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let mut body = None;
-        while Instant::now() < deadline {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if let Some((200, text)) = http_get(&addr, "/metrics") {
-                body = Some(text);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        if let Some(body) = body {
-            return body;
-        }
-    }
-    panic!(
-        "node_exporter did not serve metrics for {}",
-        sysfs.display()
+    let node = common::Daemon::start(
+        NODE_EXPORTER,
+        |addr| {
+            vec![
+                format!("--path.sysfs={}", sysfs.display()),
+                "--collector.disable-defaults".into(),
+                "--collector.hwmon".into(),
+                format!("--web.listen-address={addr}"),
+            ]
+        },
+        "/metrics",
+        None,
     );
+    common::request(node.addr, "GET", "/metrics", &[], b"").text()
 }
 
 /// `sonde --once` with one hwmon check `hw` of `sysfs`: exit code and stdout.

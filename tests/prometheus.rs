@@ -14,25 +14,16 @@ mod images;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Dir, Fixture, Reply, Sonde, TestCa, request};
+use common::{Daemon, Dir, Fixture, Reply, Sonde, TestCa, request};
 use images::kube::{Cluster, pod_spec, start_api, workload};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "pr0m-s3cret";
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Today plus `days`, as (year, month, day) in UTC.
 fn date_in(days: i64) -> (i32, u8, u8) {
@@ -142,35 +133,22 @@ impl Prometheus {
             String::from_utf8_lossy(&check.stdout),
             String::from_utf8_lossy(&check.stderr)
         );
-        let port = images::free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus (Debian package prometheus) must be installed; scripts/test.sh installs it");
-        let daemon = Daemon(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if std::net::TcpStream::connect(addr).is_ok()
-                && request(addr, "GET", "/-/ready", &[], b"").status == 200
-            {
-                return Prometheus {
-                    _daemon: daemon,
-                    addr,
-                };
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus did not start: {}",
-                std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
+        let tsdb = dir.path().join("tsdb");
+        let daemon = Daemon::start(
+            "prometheus",
+            |addr| {
+                vec![
+                    format!("--config.file={}", config_path.display()),
+                    format!("--storage.tsdb.path={}", tsdb.display()),
+                    format!("--web.listen-address={addr}"),
+                ]
+            },
+            "/-/ready",
+            Some(&dir.path().join("prometheus.log")),
+        );
+        Prometheus {
+            addr: daemon.addr,
+            _daemon: daemon,
         }
     }
 

@@ -6,49 +6,15 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::*;
-
-/// A child process killed on drop.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-}
-
-/// Starts a Debian daemon and waits (at most 20 s) until `probe` answers 200.
-fn start_daemon(program: &str, args: &[String], addr: SocketAddr, probe: &str) -> Daemon {
-    let child = Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("{program} must be installed (the test command installs it): {e}")
-        });
-    let daemon = Daemon(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if std::net::TcpStream::connect(addr).is_ok()
-            && request(addr, "GET", probe, &[], b"").status == 200
-        {
-            return daemon;
-        }
-        assert!(Instant::now() < deadline, "{program} did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Sample lines of an exposition as series -> value, for lines starting with `prefix`.
@@ -92,13 +58,13 @@ fn once_pushes_to_a_real_pushgateway() {
             f.url("/")
         ),
     );
-    let addr = free_addr();
-    let _gateway = start_daemon(
+    let gateway_daemon = Daemon::start(
         "prometheus-pushgateway",
-        &[format!("--web.listen-address={addr}")],
-        addr,
+        |addr| vec![format!("--web.listen-address={addr}")],
         "/-/ready",
+        None,
     );
+    let addr = gateway_daemon.addr;
     let gateway = format!("http://{addr}");
     let out = run(&[
         "--once",
@@ -167,18 +133,20 @@ fn node_exporter_textfile_collector_serves_once_output_unchanged() {
     let textfile_dir = dir.path().join("textfile");
     std::fs::create_dir(&textfile_dir).unwrap();
     std::fs::write(textfile_dir.join("sonde.prom"), &text).unwrap();
-    let addr = free_addr();
-    let _node = start_daemon(
+    let node = Daemon::start(
         "prometheus-node-exporter",
-        &[
-            format!("--web.listen-address={addr}"),
-            "--collector.disable-defaults".into(),
-            "--collector.textfile".into(),
-            format!("--collector.textfile.directory={}", textfile_dir.display()),
-        ],
-        addr,
+        |addr| {
+            vec![
+                format!("--web.listen-address={addr}"),
+                "--collector.disable-defaults".into(),
+                "--collector.textfile".into(),
+                format!("--collector.textfile.directory={}", textfile_dir.display()),
+            ]
+        },
         "/metrics",
+        None,
     );
+    let addr = node.addr;
     let served = request(addr, "GET", "/metrics", &[], b"").text();
     assert!(served.contains("node_textfile_scrape_error 0"), "{served}");
     let ours: BTreeMap<String, f64> = samples(&text, "sonde_")

@@ -564,22 +564,9 @@ impl DockerhubCheck {
                     .header("content-type", "application/json")
                     .body(body)
                     .map_err(bad_request)?;
-                let request = self
-                    .agent
-                    .configure_request(request)
-                    .timeout_global(Some(budget))
-                    .build();
-                self.agent.run(request)
+                client::send(&self.agent, request, budget)
             }
-            None => {
-                let request = builder.body(()).map_err(bad_request)?;
-                let request = self
-                    .agent
-                    .configure_request(request)
-                    .timeout_global(Some(budget))
-                    .build();
-                self.agent.run(request)
-            }
+            None => client::send(&self.agent, builder.body(()).map_err(bad_request)?, budget),
         };
         let mut response = response.map_err(|e| OrgError::Failed(describe(&e, budget)))?;
         let status = response.status().as_u16();

@@ -450,7 +450,6 @@ impl HttpCheck {
             result.failure = Some(Reason::Timeout);
             return result;
         }
-        client::begin_trace();
         let outcome = self.send(target, budget, authorization, &mut result);
         let trace = client::take_trace();
         result.cert_not_after = trace.cert_not_after;
@@ -481,24 +480,8 @@ impl HttpCheck {
             builder = builder.header("authorization", auth);
         }
         let response = match &self.body {
-            Some(body) => {
-                let request = builder.body(body.as_slice())?;
-                let request = self
-                    .agent
-                    .configure_request(request)
-                    .timeout_global(Some(budget))
-                    .build();
-                self.agent.run(request)
-            }
-            None => {
-                let request = builder.body(())?;
-                let request = self
-                    .agent
-                    .configure_request(request)
-                    .timeout_global(Some(budget))
-                    .build();
-                self.agent.run(request)
-            }
+            Some(body) => client::send(&self.agent, builder.body(body.as_slice())?, budget),
+            None => client::send(&self.agent, builder.body(())?, budget),
         };
         let mut response = response?;
         result.status = response.status().as_u16();

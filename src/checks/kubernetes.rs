@@ -253,13 +253,7 @@ impl Api {
         let request = builder
             .body(())
             .map_err(|e| ApiError::Transport(format!("bad request {path}: {e}")))?;
-        let request = self
-            .agent
-            .configure_request(request)
-            .timeout_global(Some(budget))
-            .build();
-        client::begin_trace();
-        let result = self.agent.run(request);
+        let result = client::send(&self.agent, request, budget);
         let trace = client::take_trace();
         let mut response = result.map_err(|e| {
             let why = if trace.dns_failed {

@@ -902,13 +902,7 @@ impl RegistryClient {
         let request = builder
             .body(())
             .map_err(|e| Outcome::new(Status::InvalidReference, format!("{url}: {e}")))?;
-        let request = self
-            .agent
-            .configure_request(request)
-            .timeout_global(Some(budget))
-            .build();
-        client::begin_trace();
-        let result = self.agent.run(request);
+        let result = client::send(&self.agent, request, budget);
         let trace = client::take_trace();
         let mut response = result.map_err(|e| transport_outcome(url, &e, &trace))?;
         let answer = answer_of(&response);
@@ -977,13 +971,7 @@ impl RegistryClient {
         let request = builder
             .body(())
             .map_err(|e| Outcome::new(Status::Error, format!("{realm}: bad token request: {e}")))?;
-        let request = self
-            .agent
-            .configure_request(request)
-            .timeout_global(Some(budget))
-            .build();
-        client::begin_trace();
-        let result = self.agent.run(request);
+        let result = client::send(&self.agent, request, budget);
         let trace = client::take_trace();
         let mut response = result.map_err(|e| transport_outcome(realm, &e, &trace))?;
         let status = response.status().as_u16();

@@ -282,7 +282,7 @@ impl HttpResponse {
     }
 }
 
-/// One HTTP/1.1 request with `Connection: close`; 10 s timeouts.
+/// One HTTP/1.1 request with `Connection: close`; 10 s timeouts; panics on I/O errors.
 pub fn request(
     addr: SocketAddr,
     method: &str,
@@ -290,14 +290,21 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> HttpResponse {
-    let mut stream =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect to sonde");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-        .set_write_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    try_request(addr, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} http://{addr}{path}: {e}"))
+}
+
+/// Like [`request`], but an I/O error or a malformed answer is returned.
+pub fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<HttpResponse> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -306,11 +313,76 @@ pub fn request(
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read response");
-    parse_response(&raw)
+    stream.read_to_end(&mut raw)?;
+    if !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        return Err(std::io::Error::other("no complete response head"));
+    }
+    Ok(parse_response(&raw))
+}
+
+/// A program started by a test on 127.0.0.1, killed when dropped.
+pub struct Daemon {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Daemon {
+    /// Starts `program` with the arguments `args(addr)` on a free port and waits (at
+    /// most 30 s) until GET `probe` answers 200; a port another process took meanwhile
+    /// is retried with a new one (5 attempts).
+    pub fn start(
+        program: &str,
+        args: impl Fn(SocketAddr) -> Vec<String>,
+        probe: &str,
+        log: Option<&Path>,
+    ) -> Daemon {
+        for _attempt in 0..5 {
+            let addr = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap();
+            let (out, err) = match log {
+                Some(path) => {
+                    let file = std::fs::File::create(path).unwrap();
+                    (Stdio::from(file.try_clone().unwrap()), Stdio::from(file))
+                }
+                None => (Stdio::null(), Stdio::null()),
+            };
+            let child = Command::new(program)
+                .args(args(addr))
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("{program} must be installed (the test command installs it): {e}")
+                });
+            let mut daemon = Daemon { child, addr };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if daemon.child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                if try_request(addr, "GET", probe, &[], b"").is_ok_and(|r| r.status == 200) {
+                    return daemon;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            drop(daemon);
+        }
+        panic!("{program} did not start");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Parses a whole response (head and body up to EOF or Content-Length).
