@@ -259,7 +259,7 @@ impl HubState {
         // A JWT as Docker Hub issues them; unsigned, the fixture only compares strings.
         let value = format!(
             "eyJhbGciOiJub25lIn0.{}.sig{n}x{}",
-            base64url(payload.as_bytes()),
+            common::base64url(payload.as_bytes()),
             (exp * 1000.0) as u64 % 99_991
         );
         self.tokens.push(Token {
@@ -432,41 +432,14 @@ fn unix_now() -> f64 {
 fn rfc3339(t: f64) -> String {
     let secs = t.floor() as i64;
     let micros = ((t - t.floor()) * 1e6).round() as i64;
-    let days = secs.div_euclid(86_400);
+    let (y, m, d) = common::civil_from_days(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
-    // Days to civil date (proleptic Gregorian), Howard Hinnant's algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
         rem / 3600,
         rem / 60 % 60,
         rem % 60
     )
-}
-
-fn base64url(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
 }
 
 /// `n` repositories `repo-000`... with distinct pulls and stars, updated an hour apart.

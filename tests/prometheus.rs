@@ -31,16 +31,8 @@ fn date_in(days: i64) -> (i32, u8, u8) {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let z = now.div_euclid(86_400) + days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    let y = (yoe + era * 400 + i64::from(m <= 2)) as i32;
-    (y, m, d)
+    let (y, m, d) = common::civil_from_days(now.div_euclid(86_400) + days);
+    (y as i32, m as u8, d as u8)
 }
 
 /// A sysfs tree with one CPU sensor above its critical threshold and a fan.

@@ -295,25 +295,7 @@ pub fn docker_config(host: &str, user: &str, password: &str) -> String {
     format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#)
 }
 
-/// Standard base64 with padding (test side, written independently of sonde's).
-pub fn base64(data: &[u8]) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let mut n = 0u32;
-        for (i, b) in chunk.iter().enumerate() {
-            n |= u32::from(*b) << (16 - 8 * i);
-        }
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
+pub use crate::common::base64;
 
 /// An HTTPS fixture server presenting the certificate of `ca`.
 pub fn tls_fixture(
