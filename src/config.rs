@@ -310,8 +310,8 @@ pub struct FlagDefaults<'a> {
     pub ignored_images: &'a [String],
 }
 
-/// Parses and validates config text; `base_dir` anchors relative file paths.
-#[cfg_attr(not(test), allow(dead_code))]
+/// Parses and validates config text with no flags set (the unit tests' shorthand).
+#[cfg(test)]
 pub fn parse(
     text: &str,
     check_interval: Option<Duration>,
@@ -324,7 +324,8 @@ pub fn parse(
     parse_with(text, &flags, base_dir)
 }
 
-/// [`parse`] with every flag that reaches into checks.
+/// Parses and validates config text; `flags` are the command-line defaults that reach
+/// into checks and `base_dir` anchors relative file paths.
 pub fn parse_with(
     text: &str,
     flags: &FlagDefaults,
