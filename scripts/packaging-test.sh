@@ -102,7 +102,7 @@ tar -tzf "$work/release/sonde-$version-$TARGET.tar.gz" | LC_ALL=C sort >"$work/t
 printf '%s\n' "sonde-$version-$TARGET/" "sonde-$version-$TARGET/README.md" "sonde-$version-$TARGET/sonde" \
   "sonde-$version-$TARGET/sonde.service" "sonde-$version-$TARGET/sonde.yml" | LC_ALL=C sort >"$work/tar.expected"
 diff -u "$work/tar.expected" "$work/tar.list" || fail "unexpected release archive contents"
-tar -xzf "$work/release/sonde-$version-$TARGET.tar.gz" -C "$work" "sonde-$version-$TARGET/sonde"
+tar -xzf "$work/release/sonde-$version-$TARGET.tar.gz" -C "$work"
 cmp "$bin" "$work/sonde-$version-$TARGET/sonde" || fail "the archive's binary is not the build"
 echo "archive and SHA256SUMS ok"
 
@@ -207,6 +207,23 @@ for overlay in base servicemonitor podmonitor; do
 done
 node "$tools/npm/validate-crds.mjs" "$work/k8s-servicemonitor.yaml" "$work/k8s-podmonitor.yaml"
 "${checks[@]}" kubernetes "$work/k8s-base.yaml" "$work/k8s-servicemonitor.yaml" "$work/k8s-podmonitor.yaml"
+
+# --- every shipped command line -----------------------------------------------------------
+section "shipped command lines (each with --config.check appended)"
+# The web config that packaging/debian/default's example names, with a TLS pair and a
+# bcrypt user, as an operator would write it.
+mkdir -p "$work/web"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=sonde \
+  -keyout "$work/web/tls.key" -out "$work/web/tls.crt" 2>/dev/null
+cat >"$work/web/web.yml" <<EOF
+tls_server_config:
+  cert_file: /etc/sonde/tls.crt
+  key_file: /etc/sonde/tls.key
+basic_auth_users:
+  prometheus: $(htpasswd -nbBC 10 prometheus secret | cut -d: -f2)
+EOF
+"${checks[@]}" commands "$rootfs" "$work/image.json" "$work/deb/root" "$work/sonde-$version-$TARGET" "$work/web" \
+  "$work/k8s-base.yaml" "$work/k8s-servicemonitor.yaml" "$work/k8s-podmonitor.yaml"
 
 # --- Prometheus rules -----------------------------------------------------------------------
 section "Prometheus rules"

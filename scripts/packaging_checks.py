@@ -265,7 +265,8 @@ def check_dockerfile(dockerfile_path, ignore_path, staged, rootfs, arch):
         return
     entry = list(entrypoint[-1].value) + (list(cmd[-1].value) if cmd else [])
     expect((rootfs / entry[0].lstrip("/")).is_file(), f"the entrypoint {entry[0]} is not in the image")
-    json.dump({"user": users[0], "command": entry, "labels": labels}, sys.stdout)
+    json.dump({"user": users[0], "command": entry, "entrypoint": list(entrypoint[-1].value),
+               "cmd": list(cmd[-1].value) if cmd else [], "labels": labels}, sys.stdout)
 
 
 def image_user(image_json):
@@ -572,6 +573,189 @@ def check_rancher(directory):
     print("rancher: service with prometheus_port '10060' and a /-/healthy health check")
 
 
+# ---------------------------------------------------------------------------------------
+# Every command line sonde ships, run as a user would run it
+
+
+def copy_root(source, destination):
+    shutil.copytree(source, destination, symlinks=True, dirs_exist_ok=True)
+
+
+def mount_over(stage, target, source_dir_or_files):
+    """A volume mount: the target directory holds only what is mounted there."""
+    target_dir = pathlib.Path(stage) / target.lstrip("/")
+    if target_dir.exists():
+        shutil.rmtree(target_dir)
+    target_dir.mkdir(parents=True)
+    for name, content in source_dir_or_files.items():
+        (target_dir / name).write_text(content)
+        (target_dir / name).chmod(0o644)
+
+
+def shell_commands(line):
+    """Splits one README shell line into simple commands: && ; | end one, > ends its words."""
+    import shlex
+
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    commands, words, redirected = [], [], False
+    for token in lexer:
+        if token in ("&&", "||", ";", "|", "&"):
+            commands.append(words)
+            words, redirected = [], False
+        elif token in (">", ">>", "<", "2>"):
+            redirected = True
+        elif not redirected:
+            words.append(token)
+    commands.append(words)
+    return [c for c in commands if c]
+
+
+def readme_sonde_commands():
+    """Every `sonde ...` command in a shell code block of README.md."""
+    found, in_block, shell = [], False, False
+    pending = ""
+    for number, line in enumerate((ROOT / "README.md").read_text().splitlines(), 1):
+        if line.startswith("```"):
+            in_block = not in_block
+            shell = in_block and line.strip("`").strip() in ("sh", "bash", "shell", "console")
+            continue
+        if not (in_block and shell):
+            continue
+        line = pending + line
+        if line.endswith("\\"):
+            pending = line[:-1] + " "
+            continue
+        pending = ""
+        for words in shell_commands(line):
+            if pathlib.PurePath(words[0]).name == "sonde" and words[0] in ("sonde", "./sonde", "/usr/bin/sonde"):
+                found.append((number, words))
+    return found
+
+
+def systemd_args_examples(default_file):
+    """ARGS="" and each commented `ARGS="..."` example of /etc/default/sonde, split as systemd splits $ARGS."""
+    import shlex
+
+    examples = []
+    for line in pathlib.Path(default_file).read_text().splitlines():
+        text = line.lstrip("#").strip()
+        if text.startswith("ARGS="):
+            value = shlex.split(text[len("ARGS="):])
+            examples.append(value[0].split() if value else [])
+    return examples
+
+
+def run_shipped(label, stage, argv, cwd=None, chroot=True, env=None):
+    """Runs one shipped command line with --config.check appended (in a chroot of stage,
+    with only the environment `env`, as a container starts)."""
+    args = list(argv)
+    if "--config.check" not in args:
+        args.append("--config.check")
+    shown = " ".join(args)
+    if chroot:
+        prefix = [] if os.geteuid() == 0 else ["sudo"]
+        variables = [f"{k}={v}" for k, v in (env or {}).items()]
+        run = prefix + ["env", "-i"] + variables + [shutil.which("chroot"), "--userspec=65534:65534", str(stage)] + args
+    else:
+        run = [str(pathlib.Path(cwd) / args[0]) if args[0].startswith("./") else args[0]] + args[1:]
+    import subprocess
+
+    result = subprocess.run(run, cwd=cwd, capture_output=True, text=True, timeout=30)
+    ok = result.returncode == 0
+    print(f"  {'ok  ' if ok else 'FAIL'} {label}: {shown}")
+    if not ok:
+        problem(f"{label}: `{shown}` exited {result.returncode}: {result.stderr.strip()}")
+    return ok
+
+
+def check_commands(rootfs, image_json, deb_root, tar_dir, web_dir, *kustomized):
+    """Runs every command line sonde ships with --config.check appended, each where it runs:
+    the image's file system (Dockerfile, compose, Rancher, each Kubernetes variant with its
+    ConfigMap mounted), the .deb's (systemd ExecStart with each ARGS example, README commands
+    on /etc/sonde) and the release archive (README's ./sonde commands)."""
+    import tempfile
+
+    image = json.loads(pathlib.Path(image_json).read_text())
+    entrypoint = image["entrypoint"]
+    count = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        web_files = {p.name: p.read_text() for p in pathlib.Path(web_dir).iterdir()}
+
+        def stage(name, base, mounts=()):
+            path = tmp / name
+            copy_root(base, path)
+            for target, files in mounts:
+                mount_over(path, target, files)
+            for directory in [path] + [p for p in path.rglob("*") if p.is_dir()]:
+                directory.chmod(0o755)
+            return path
+
+        # The image: ENTRYPOINT + CMD as `docker run IMAGE` runs it.
+        image_root = stage("image", rootfs)
+        count += run_shipped("Dockerfile ENTRYPOINT + CMD", image_root, image["command"])
+        # compose: the service's command replaces CMD; its bind mounts overlay the image.
+        compose_dir = ROOT / "packaging/compose"
+        service = load_yaml(compose_dir / "docker-compose.yml")["services"]["sonde"]
+        compose_root = stage("compose", rootfs)
+        stage_volumes(service, compose_dir, compose_root)
+        count += run_shipped("compose sonde command", compose_root, entrypoint + service["command"])
+        rancher = load_yaml(ROOT / "packaging/rancher/docker-compose.yml")["services"]["sonde"]
+        expect(not rancher.get("volumes"), "rancher: volumes are not staged by this test")
+        count += run_shipped("Rancher sonde command", image_root, entrypoint + rancher["command"])
+        # Kubernetes: each variant's Deployment, with its ConfigMaps mounted where it says.
+        for path in kustomized:
+            documents = load_all_yaml(path)
+            config_maps = {d["metadata"]["name"]: d.get("data", {}) for d in documents if d["kind"] == "ConfigMap"}
+            workloads = [d for d in documents if d["kind"] in ("Deployment", "StatefulSet", "DaemonSet")]
+            expect(workloads, f"{path}: no workload")
+            for workload in workloads:
+                pod = workload["spec"]["template"]["spec"]
+                volumes = {v["name"]: v for v in pod.get("volumes", [])}
+                for container in pod["containers"]:
+                    mounts = []
+                    for m in container.get("volumeMounts", []):
+                        source = volumes.get(m["name"], {}).get("configMap")
+                        if source:
+                            mounts.append((m["mountPath"], config_maps[source["name"]]))
+                    # What the kubelet gives the pod: the service-account volume (when
+                    # automounted), the API server's address, and the container's env.
+                    env = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+                    env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+                    if pod.get("automountServiceAccountToken", True):
+                        mounts.append(("/var/run/secrets/kubernetes.io/serviceaccount", {
+                            "token": "eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl",
+                            "ca.crt": web_files["tls.crt"],
+                            "namespace": workload["metadata"].get("namespace", "default"),
+                        }))
+                    root = stage(f"k8s-{count}", rootfs, mounts)
+                    argv = container.get("command") or entrypoint
+                    argv = argv + container.get("args", [] if container.get("command") else image["cmd"])
+                    label = f"kustomize {pathlib.Path(path).stem} {workload['kind']} {container['name']}"
+                    count += run_shipped(label, root, argv, env=env)
+        # systemd: ExecStart with $ARGS empty and with each example of /etc/default/sonde.
+        unit = unit_settings(next(pathlib.Path(deb_root).rglob("sonde.service")))
+        exec_start = unit["ExecStart"][-1].split()
+        deb_stage = stage("deb", deb_root)
+        # The files the ARGS examples name (a web config and its TLS pair), made by the test.
+        for name, content in web_files.items():
+            (deb_stage / "etc/sonde" / name).write_text(content)
+            (deb_stage / "etc/sonde" / name).chmod(0o644)
+        for args in systemd_args_examples(pathlib.Path(deb_root) / "etc/default/sonde"):
+            argv = [w for w in exec_start if w != "$ARGS"] + args
+            count += run_shipped(f"systemd ExecStart, ARGS=\"{' '.join(args)}\"", deb_stage, argv)
+        # README: sonde commands in shell blocks; ./sonde in the release archive's directory,
+        # the others on the installed package's files.
+        for line, words in readme_sonde_commands():
+            if words[0] == "./sonde":
+                count += run_shipped(f"README.md:{line}", None, words, cwd=tar_dir, chroot=False)
+            else:
+                argv = ["/usr/bin/sonde"] + words[1:]
+                count += run_shipped(f"README.md:{line}", deb_stage, argv)
+    print(f"commands: {count} shipped command lines ran with --config.check and exited 0")
+
+
 def main():
     command, args = sys.argv[1], sys.argv[2:]
     handlers = {
@@ -579,6 +763,7 @@ def main():
         "image-user": image_user, "image-command": image_command, "free-port": free_port,
         "serve-check": serve_check, "workflows": check_workflows, "kubernetes": check_kubernetes,
         "rules": check_rules, "compose": check_compose, "rancher": check_rancher,
+        "commands": check_commands,
     }
     handlers[command](*args)
     if problems:

@@ -3,8 +3,13 @@
 //! [`RawArgs`] only splits the command line into strings and booleans; `config.rs`
 //! turns it into a validated [`crate::config::Settings`]. The rest of the program never
 //! sees these raw values.
+//!
+//! [`FLAGS`] is the one list of flags: the parser, `--help` and the tests all read it,
+//! so a flag cannot be added to one and forgotten in another. Every long flag that takes
+//! a value accepts `--flag value` and `--flag=value`, the Prometheus (kingpin) convention
+//! that copied examples rely on.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
 /// The flags as typed on the command line.
@@ -36,85 +41,255 @@ pub struct RawArgs {
     pub version: bool,
 }
 
-/// The text `--help` prints.
-pub const HELP: &str = "\
-sonde: periodic checks exported to Prometheus (HTTP uptime, Docker Hub, images, sensors)
+/// Which [`RawArgs`] field a flag fills.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    ConfigFile,
+    ListenAddress,
+    TelemetryPath,
+    WebConfigFile,
+    PushGateway,
+    CheckInterval,
+    IgnoredImages,
+    LogLevel,
+    ConfigCheck,
+    Once,
+    Help,
+    Version,
+}
 
-Usage: sonde [OPTIONS]
+/// One flag: its spellings, the name of its value (`None` for a switch) and its help.
+#[derive(Debug)]
+pub struct Flag {
+    /// The long name, with its dashes.
+    pub long: &'static str,
+    /// A one-letter spelling, if any.
+    pub short: Option<&'static str>,
+    /// Another long name that means the same (`--bind-address`).
+    pub alias: Option<&'static str>,
+    /// What the value is called in `--help`; `None` for a switch.
+    pub value: Option<&'static str>,
+    /// The field it fills.
+    pub field: Field,
+    /// The help text, one or more lines.
+    pub help: &'static str,
+}
 
-Options:
-  -c, --config.file PATH       YAML config; without it one hwmon check of this host runs
-      --web.listen-address ADDR
-                               where to serve (default 0.0.0.0:10060; also \":PORT\",
-                               \"[::1]:PORT\"); alias --bind-address
-      --web.telemetry-path PATH
-                               path of the metrics (default /metrics)
-      --web.config.file PATH   TLS and basic auth (exporter-toolkit format)
-      --check-interval DURATION
-                               interval of every check that sets none (e.g. 30s, 1m)
-      --ignored-images LIST    comma-separated images every kubernetes_images check
-                               ignores (exact or * glob, raw or normalised)
-      --log.level LEVEL        error | warn | info | debug | trace (default info)
-      --config.check           validate the config, print each problem, exit
-      --once                   run every check once, print the metrics, exit
-                               (exit 1 when a check did not succeed)
-      --push.gateway URL       with --once: PUT the metrics to a Pushgateway
-                               (job \"sonde\", instance=<hostname>)
-  -h, --help                   print this help
-  -V, --version                print the version
+/// Every flag sonde takes, in `--help` order.
+pub const FLAGS: &[Flag] = &[
+    Flag {
+        long: "--config.file",
+        short: Some("-c"),
+        alias: None,
+        value: Some("PATH"),
+        field: Field::ConfigFile,
+        help: "YAML config; without it one hwmon check of this host runs",
+    },
+    Flag {
+        long: "--web.listen-address",
+        short: None,
+        alias: Some("--bind-address"),
+        value: Some("ADDR"),
+        field: Field::ListenAddress,
+        help: "where to serve (default 0.0.0.0:10060; also \":PORT\",\n\"[::1]:PORT\"); alias --bind-address",
+    },
+    Flag {
+        long: "--web.telemetry-path",
+        short: None,
+        alias: None,
+        value: Some("PATH"),
+        field: Field::TelemetryPath,
+        help: "path of the metrics (default /metrics)",
+    },
+    Flag {
+        long: "--web.config.file",
+        short: None,
+        alias: None,
+        value: Some("PATH"),
+        field: Field::WebConfigFile,
+        help: "TLS and basic auth (exporter-toolkit format)",
+    },
+    Flag {
+        long: "--check-interval",
+        short: None,
+        alias: None,
+        value: Some("DURATION"),
+        field: Field::CheckInterval,
+        help: "interval of every check that sets none (e.g. 30s, 1m)",
+    },
+    Flag {
+        long: "--ignored-images",
+        short: None,
+        alias: None,
+        value: Some("LIST"),
+        field: Field::IgnoredImages,
+        help: "comma-separated images every kubernetes_images check\nignores (exact or * glob, raw or normalised)",
+    },
+    Flag {
+        long: "--log.level",
+        short: None,
+        alias: None,
+        value: Some("LEVEL"),
+        field: Field::LogLevel,
+        help: "error | warn | info | debug | trace (default info)",
+    },
+    Flag {
+        long: "--config.check",
+        short: None,
+        alias: None,
+        value: None,
+        field: Field::ConfigCheck,
+        help: "validate the config, the web config and every other\nflag, print each problem, exit (added to any command\nline, it checks that line without running it)",
+    },
+    Flag {
+        long: "--once",
+        short: None,
+        alias: None,
+        value: None,
+        field: Field::Once,
+        help: "run every check once, print the metrics, exit\n(exit 1 when a check did not succeed)",
+    },
+    Flag {
+        long: "--push.gateway",
+        short: None,
+        alias: None,
+        value: Some("URL"),
+        field: Field::PushGateway,
+        help: "with --once: PUT the metrics to a Pushgateway\n(job \"sonde\", instance=<hostname>)",
+    },
+    Flag {
+        long: "--help",
+        short: Some("-h"),
+        alias: None,
+        value: None,
+        field: Field::Help,
+        help: "print this help",
+    },
+    Flag {
+        long: "--version",
+        short: Some("-V"),
+        alias: None,
+        value: None,
+        field: Field::Version,
+        help: "print the version",
+    },
+];
 
-Exit codes: 0 success, 1 runtime failure, 2 usage or config error.
-Signals: SIGHUP reloads the config; SIGTERM and SIGINT stop sonde.
-";
+/// Column where help texts start.
+const HELP_COLUMN: usize = 31;
 
-/// Splits the command line into [`RawArgs`]; an unknown flag or a missing value is an error.
-pub fn parse(args: Vec<OsString>) -> Result<RawArgs, String> {
-    let mut p = pico_args::Arguments::from_vec(args);
-    let describe = |e: pico_args::Error| e.to_string();
-    let mut raw = RawArgs {
-        help: p.contains(["-h", "--help"]),
-        version: p.contains(["-V", "--version"]),
-        config_check: p.contains("--config.check"),
-        once: p.contains("--once"),
-        ..RawArgs::default()
-    };
-    raw.config_file = p
-        .opt_value_from_os_str(["-c", "--config.file"], |s| {
-            Ok::<_, std::convert::Infallible>(PathBuf::from(s))
-        })
-        .map_err(describe)?;
-    let listen = p
-        .opt_value_from_str::<_, String>("--web.listen-address")
-        .map_err(describe)?;
-    let alias = p
-        .opt_value_from_str::<_, String>("--bind-address")
-        .map_err(describe)?;
-    if listen.is_some() && alias.is_some() {
-        return Err(
-            "--web.listen-address and --bind-address are the same flag; give it once".into(),
-        );
+/// The text `--help` prints, made from [`FLAGS`].
+pub fn help() -> String {
+    let mut out = String::from(
+        "sonde: periodic checks exported to Prometheus (HTTP uptime, Docker Hub, images, sensors)\n\nUsage: sonde [OPTIONS]\n\nOptions:\n",
+    );
+    for flag in FLAGS {
+        let mut left = match flag.short {
+            Some(short) => format!("  {short}, {}", flag.long),
+            None => format!("      {}", flag.long),
+        };
+        if let Some(value) = flag.value {
+            left.push(' ');
+            left.push_str(value);
+        }
+        let mut lines = flag.help.lines();
+        if left.len() < HELP_COLUMN {
+            let first = lines.next().unwrap_or("");
+            out.push_str(&format!("{left:<HELP_COLUMN$}{first}\n"));
+        } else {
+            out.push_str(&left);
+            out.push('\n');
+        }
+        for line in lines {
+            out.push_str(&format!("{:HELP_COLUMN$}{line}\n", ""));
+        }
     }
-    raw.listen_address = listen.or(alias);
-    raw.telemetry_path = p
-        .opt_value_from_str("--web.telemetry-path")
-        .map_err(describe)?;
-    raw.web_config_file = p
-        .opt_value_from_os_str("--web.config.file", |s| {
-            Ok::<_, std::convert::Infallible>(PathBuf::from(s))
-        })
-        .map_err(describe)?;
-    raw.push_gateway = p.opt_value_from_str("--push.gateway").map_err(describe)?;
-    raw.check_interval = p.opt_value_from_str("--check-interval").map_err(describe)?;
-    raw.ignored_images = p.opt_value_from_str("--ignored-images").map_err(describe)?;
-    raw.log_level = p.opt_value_from_str("--log.level").map_err(describe)?;
-    let rest = p.finish();
-    if let Some(first) = rest.first() {
-        return Err(format!(
-            "unexpected argument {:?} (see --help)",
-            first.to_string_lossy()
-        ));
+    out.push_str(
+        "\nEvery flag that takes a value accepts --flag VALUE and --flag=VALUE.\n\
+         Exit codes: 0 success, 1 runtime failure, 2 usage or config error.\n\
+         Signals: SIGHUP reloads the config; SIGTERM and SIGINT stop sonde.\n",
+    );
+    out
+}
+
+/// Finds the flag a command-line word names, by any of its spellings.
+fn lookup(name: &str) -> Option<&'static Flag> {
+    FLAGS
+        .iter()
+        .find(|f| f.long == name || f.short == Some(name) || f.alias == Some(name))
+}
+
+/// Splits the command line into [`RawArgs`]; an unknown flag, a missing or empty value,
+/// or a flag given twice is an error naming the flag.
+pub fn parse(args: Vec<OsString>) -> Result<RawArgs, String> {
+    let mut raw = RawArgs::default();
+    let mut seen: Vec<Field> = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let Some(text) = arg.to_str() else {
+            return Err(format!(
+                "unexpected argument {:?} (see --help)",
+                arg.to_string_lossy()
+            ));
+        };
+        // `--flag=value` carries its value; the value may itself contain `=`.
+        let (name, inline) = match text.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => (name, Some(value)),
+            _ => (text, None),
+        };
+        let Some(flag) = lookup(name).filter(|_| name.starts_with('-')) else {
+            return Err(format!("unexpected argument {text:?} (see --help)"));
+        };
+        if seen.contains(&flag.field) {
+            return Err(match flag.alias {
+                Some(alias) => format!("{} and {alias} are the same flag; give it once", flag.long),
+                None => format!("{name} is given more than once"),
+            });
+        }
+        seen.push(flag.field);
+        let value = match (flag.value, inline) {
+            (None, None) => None,
+            (None, Some(_)) => return Err(format!("{name} takes no value")),
+            (Some(_), Some(value)) => Some(OsString::from(value)),
+            (Some(what), None) => Some(
+                args.next()
+                    .ok_or_else(|| format!("{name} needs a value ({what})"))?,
+            ),
+        };
+        if let (Some(value), Some(what)) = (&value, flag.value)
+            && value.is_empty()
+        {
+            return Err(format!("{name} needs a value ({what}); it is empty"));
+        }
+        set(&mut raw, flag.field, value)?;
     }
     Ok(raw)
+}
+
+/// Stores one flag's value in its field.
+fn set(raw: &mut RawArgs, field: Field, value: Option<OsString>) -> Result<(), String> {
+    let text = |v: Option<OsString>| -> Result<Option<String>, String> {
+        v.map(|v| {
+            v.into_string()
+                .map_err(|v| format!("{:?} is not valid UTF-8", OsStr::new(&v)))
+        })
+        .transpose()
+    };
+    match field {
+        Field::ConfigFile => raw.config_file = value.map(PathBuf::from),
+        Field::WebConfigFile => raw.web_config_file = value.map(PathBuf::from),
+        Field::ListenAddress => raw.listen_address = text(value)?,
+        Field::TelemetryPath => raw.telemetry_path = text(value)?,
+        Field::PushGateway => raw.push_gateway = text(value)?,
+        Field::CheckInterval => raw.check_interval = text(value)?,
+        Field::IgnoredImages => raw.ignored_images = text(value)?,
+        Field::LogLevel => raw.log_level = text(value)?,
+        Field::ConfigCheck => raw.config_check = true,
+        Field::Once => raw.once = true,
+        Field::Help => raw.help = true,
+        Field::Version => raw.version = true,
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -125,32 +300,120 @@ mod tests {
         list.iter().map(OsString::from).collect()
     }
 
+    /// A value each flag accepts, and where parsing put it.
+    fn sample(field: Field) -> &'static str {
+        match field {
+            Field::ConfigFile | Field::WebConfigFile => "/etc/sonde/x=y.yml",
+            Field::ListenAddress => "127.0.0.1:10060",
+            Field::TelemetryPath => "/m",
+            Field::PushGateway => "http://127.0.0.1:9091",
+            Field::CheckInterval => "1m",
+            Field::IgnoredImages => "nginx:1.11,busybox",
+            Field::LogLevel => "debug",
+            _ => "",
+        }
+    }
+
+    fn value_of(raw: &RawArgs, field: Field) -> Option<String> {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        match field {
+            Field::ConfigFile => path(&raw.config_file),
+            Field::WebConfigFile => path(&raw.web_config_file),
+            Field::ListenAddress => raw.listen_address.clone(),
+            Field::TelemetryPath => raw.telemetry_path.clone(),
+            Field::PushGateway => raw.push_gateway.clone(),
+            Field::CheckInterval => raw.check_interval.clone(),
+            Field::IgnoredImages => raw.ignored_images.clone(),
+            Field::LogLevel => raw.log_level.clone(),
+            Field::ConfigCheck => raw.config_check.then(String::new),
+            Field::Once => raw.once.then(String::new),
+            Field::Help => raw.help.then(String::new),
+            Field::Version => raw.version.then(String::new),
+        }
+    }
+
+    /// Every spelling of every flag, in every form: `--f v`, `--f=v`, `-c v`, the alias.
     #[test]
-    fn flags_with_space_and_equals_forms() {
+    fn every_flag_in_both_forms() {
+        for flag in FLAGS {
+            let spellings = [Some(flag.long), flag.short, flag.alias];
+            for name in spellings.into_iter().flatten() {
+                let Some(_) = flag.value else {
+                    let raw = parse(args(&[name])).unwrap();
+                    assert_eq!(value_of(&raw, flag.field).as_deref(), Some(""), "{name}");
+                    let e = parse(args(&[&format!("{name}=1")]));
+                    assert!(e.is_err(), "{name}=1: {e:?}");
+                    continue;
+                };
+                let want = sample(flag.field);
+                let spaced = parse(args(&[name, want])).unwrap();
+                assert_eq!(
+                    value_of(&spaced, flag.field).as_deref(),
+                    Some(want),
+                    "{name}"
+                );
+                if name.starts_with("--") {
+                    let joined = parse(args(&[&format!("{name}={want}")])).unwrap();
+                    assert_eq!(spaced, joined, "{name}={want}");
+                    let e = parse(args(&[&format!("{name}=")])).unwrap_err();
+                    assert!(e.contains(name) && e.contains("empty"), "{e}");
+                }
+                let e = parse(args(&[name])).unwrap_err();
+                assert!(e.contains(name) && e.contains("needs a value"), "{e}");
+                let e = parse(args(&[name, ""])).unwrap_err();
+                assert!(e.contains(name), "{e}");
+            }
+        }
+    }
+
+    /// `--help` lists exactly the flags of [`FLAGS`]: a flag documented by hand but
+    /// unknown to the parser (or the other way round) fails here.
+    #[test]
+    fn help_lists_every_flag_and_only_those() {
+        let text = help();
+        let mut mentioned: Vec<&str> = text
+            .split(|c: char| c.is_whitespace() || ",;:)".contains(c))
+            .filter(|w| w.starts_with('-') && w.len() > 1 && !w.contains('='))
+            .filter(|w| !matches!(*w, "--flag"))
+            .collect();
+        mentioned.sort_unstable();
+        mentioned.dedup();
+        for word in &mentioned {
+            assert!(
+                lookup(word).is_some(),
+                "--help mentions {word}, which is no flag"
+            );
+        }
+        for flag in FLAGS {
+            for name in [Some(flag.long), flag.short, flag.alias]
+                .into_iter()
+                .flatten()
+            {
+                assert!(mentioned.contains(&name), "--help does not mention {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn combined_flags_and_errors() {
         let raw = parse(args(&[
             "-c",
             "/etc/sonde.yml",
             "--web.listen-address=:9999",
             "--check-interval",
             "1m",
-            "--ignored-images=nginx:1.11,busybox",
-            "--once",
-        ]))
-        .unwrap();
-        assert_eq!(raw.ignored_images.as_deref(), Some("nginx:1.11,busybox"));
-        assert_eq!(raw.config_file, Some(PathBuf::from("/etc/sonde.yml")));
-        assert_eq!(raw.listen_address.as_deref(), Some(":9999"));
-        assert_eq!(raw.check_interval.as_deref(), Some("1m"));
+            "--config.file=x",
+        ]));
+        assert!(raw.unwrap_err().contains("more than once"));
+        let raw = parse(args(&["--config.file=/etc/sonde/sonde.yml", "--once"])).unwrap();
+        assert_eq!(raw.config_file, Some(PathBuf::from("/etc/sonde/sonde.yml")));
         assert!(raw.once && !raw.config_check);
-    }
-
-    #[test]
-    fn alias_and_errors() {
-        let raw = parse(args(&["--bind-address", "127.0.0.1:1"])).unwrap();
-        assert_eq!(raw.listen_address.as_deref(), Some("127.0.0.1:1"));
-        assert!(parse(args(&["--bind-address", "a", "--web.listen-address", "b"])).is_err());
+        let e = parse(args(&["--bind-address", "a", "--web.listen-address", "b"])).unwrap_err();
+        assert!(e.contains("same flag"), "{e}");
         assert!(parse(args(&["--nope"])).unwrap_err().contains("--nope"));
-        assert!(parse(args(&["--config.file"])).is_err());
+        assert!(parse(args(&["--nope=1"])).unwrap_err().contains("--nope=1"));
         assert!(parse(args(&["stray"])).is_err());
+        assert!(parse(args(&["-"])).is_err());
+        assert!(parse(args(&["-c=x"])).is_err());
     }
 }

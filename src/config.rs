@@ -165,9 +165,6 @@ pub fn settings_from_args(raw: RawArgs) -> Result<Settings, String> {
             ));
         }
     };
-    if raw.once && raw.config_check {
-        return Err("--once and --config.check cannot be combined".into());
-    }
     if let Some(url) = &raw.push_gateway {
         if !raw.once {
             return Err("--push.gateway works with --once only".into());

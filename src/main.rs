@@ -54,7 +54,7 @@ fn run() -> Exit {
         }
     };
     if raw.help {
-        print!("{}", cli::HELP);
+        print!("{}", cli::help());
         return Exit::Success;
     }
     if raw.version {
@@ -76,17 +76,8 @@ fn run() -> Exit {
             return Exit::Usage;
         }
     };
-    if settings.config_check {
-        let source = settings.config_file.as_ref().map_or_else(
-            || "the built-in default config".to_string(),
-            |p| p.display().to_string(),
-        );
-        println!("sonde: {source} is valid: {} check(s)", checks.len());
-        return Exit::Success;
-    }
-    if settings.once {
-        return run_once(checks, settings.push_gateway.as_deref());
-    }
+    // The web config is read before --config.check answers, so that appending
+    // --config.check to any command line validates everything it names.
     let web = match &settings.web_config_file {
         None => None,
         Some(path) => match web::security::load(path) {
@@ -97,6 +88,26 @@ fn run() -> Exit {
             }
         },
     };
+    if settings.config_check {
+        let source = settings.config_file.as_ref().map_or_else(
+            || "the built-in default config".to_string(),
+            |p| p.display().to_string(),
+        );
+        let web_note = settings
+            .web_config_file
+            .as_ref()
+            .map_or_else(String::new, |p| {
+                format!(", web config {} is valid", p.display())
+            });
+        println!(
+            "sonde: {source} is valid: {} check(s){web_note}",
+            checks.len()
+        );
+        return Exit::Success;
+    }
+    if settings.once {
+        return run_once(checks, settings.push_gateway.as_deref());
+    }
     let security = Arc::new(web::security::Security::new(
         settings.web_config_file.clone(),
         web,

@@ -153,7 +153,10 @@ fn flag_errors_exit_2_with_one_line() {
         &["--web.telemetry-path", "metrics"],
         &["--web.telemetry-path", "/-/ready"],
         &["--config.file"],
-        &["--once", "--config.check"],
+        &["--config.file="],
+        &["--web.config.file="],
+        &["--once=yes"],
+        &["--config.check", "--config.check"],
     ] {
         let out = run(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -161,6 +164,61 @@ fn flag_errors_exit_2_with_one_line() {
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.starts_with("sonde: "), "{args:?}: {stderr}");
     }
+}
+
+/// The spellings the shipped manifests use: `--flag=value` for paths (the Kubernetes
+/// Deployment's `--config.file=...`), and --config.check added to a --once line checks it.
+#[test]
+fn equals_form_and_config_check_on_any_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sonde.yml");
+    std::fs::write(
+        &config,
+        "checks:\n  - {name: h, kind: hwmon, sysfs_path: /nonexistent}\n",
+    )
+    .unwrap();
+    let with_equals = format!("--config.file={}", config.display());
+    for args in [
+        vec![with_equals.as_str(), "--config.check"],
+        vec!["--once", with_equals.as_str(), "--config.check"],
+        vec![
+            "--once",
+            "--push.gateway=http://127.0.0.1:9/",
+            with_equals.as_str(),
+            "--config.check",
+        ],
+    ] {
+        let out = run(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("is valid: 1 check(s)"),
+            "{args:?}: {stdout}"
+        );
+    }
+    let web = dir.path().join("web.yml");
+    std::fs::write(&web, "basic_auth_users: {u: notahash}\n").unwrap();
+    let out = run(&[
+        &with_equals,
+        &format!("--web.config.file={}", web.display()),
+        "--config.check",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a broken web config passed --config.check"
+    );
+    let out = run(&["--config.file="]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--config.file") && stderr.contains("empty"),
+        "{stderr}"
+    );
 }
 
 #[test]
