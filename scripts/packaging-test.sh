@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Tests how sonde ships (SPEC §7), called by scripts/test.sh:
+# Tests how sonde ships, called by scripts/test.sh:
 #   - the static x86_64 musl release build (file, --version, size);
 #   - the .deb from cargo-deb (files, conffiles, control) and its systemd unit
 #     (systemd-analyze verify, exposure score at most 1.5);

@@ -21,7 +21,7 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
-# Every kind of SPEC §2 and the metric names the dashboards and rules may use (SPEC §2-3).
+# Every kind, and the metric names the dashboards and rules may use.
 KINDS = ["http", "dockerhub", "registry", "kubernetes_images", "hwmon"]
 METRICS = {
     "sonde_http_up", "sonde_http_duration_seconds", "sonde_http_status_code",

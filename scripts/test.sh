@@ -45,5 +45,5 @@ cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
 
 # How sonde ships: static musl build, .deb + systemd unit, image, workflows, Kubernetes,
-# Prometheus rules, compose and Rancher (SPEC §7).
+# Prometheus rules, compose and Rancher.
 bash scripts/packaging-test.sh

@@ -1,27 +1,28 @@
-//! The validated configuration: YAML schema, defaults, validation, flags merged in.
+//! The config file: read it, check every key, build the checks.
 //!
-//! Loading is two passes over the same text. The first reads only each check's `name`
-//! and `kind` (and where the check starts); the second deserializes every check with
-//! the keys of its kind, unknown keys rejected, so errors point at the exact line and
-//! column. Problems name the file, the location and the check.
+//! Loading is two passes over the same text. The outline pass reads only each check's
+//! `name` and `kind` (and where the check starts); the typed pass then deserializes
+//! every check with the keys of its kind through a [`DeserializeSeed`] that carries the
+//! kinds found by the outline, unknown keys rejected, so errors point at the exact line
+//! and column. Problems name the file, the location and the check. This file names no
+//! kind: the table in `checks/mod.rs` does.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::fmt;
 use std::io::Read;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{Location, Spanned};
 
-use crate::checks::{self, BuildContext, Check, KINDS, Spec};
-use crate::cli::RawArgs;
-use crate::results::CheckMeta;
-use crate::units::{DurationValue, format_duration, parse_duration};
+use crate::checks::{self, BuildContext, CheckConfig, KINDS, LoadedCheck, Spec};
+use crate::keys::{SharedKeys, Split};
+use crate::problem::{Problem, yaml_problem};
+use crate::store::CheckMeta;
+use crate::units::{DurationValue, format_duration};
 
 /// Largest config file sonde reads.
 const MAX_CONFIG_BYTES: u64 = 4 << 20;
@@ -29,235 +30,21 @@ const MAX_CONFIG_BYTES: u64 = 4 << 20;
 /// Timeout of a check when neither it nor `global` sets one (capped at the interval).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The default listen address.
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:10060";
-
-/// One thing wrong with the configuration, with where it is.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Problem {
-    /// The file it is in; `None` for the built-in default or flags.
-    pub file: Option<String>,
-    /// 1-based line, 0 when unknown.
-    pub line: u64,
-    /// 1-based column, 0 when unknown.
-    pub column: u64,
-    /// The check it concerns.
-    pub check: Option<String>,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl Problem {
-    /// A problem at a YAML location.
-    pub fn at(at: Location, check: Option<&str>, message: impl Into<String>) -> Problem {
-        Problem {
-            file: None,
-            line: at.line(),
-            column: at.column(),
-            check: check.map(str::to_string),
-            message: message.into(),
-        }
-    }
-
-    /// A problem without a location (flags, I/O).
-    pub fn plain(message: impl Into<String>) -> Problem {
-        Problem {
-            file: None,
-            line: 0,
-            column: 0,
-            check: None,
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(file) = &self.file {
-            write!(f, "{file}:")?;
-            if self.line > 0 {
-                write!(f, "{}:{}:", self.line, self.column)?;
-            }
-            f.write_str(" ")?;
-        }
-        if let Some(check) = &self.check {
-            write!(f, "check {check:?}: ")?;
-        }
-        f.write_str(&self.message)
-    }
-}
-
-/// Log verbosity.
-pub type LogLevel = log::LevelFilter;
-
-/// Everything sonde needs to start, from flags and the config file.
-#[derive(Debug)]
-pub struct Settings {
-    /// Where the config came from; `None` for the built-in default.
-    pub config_file: Option<PathBuf>,
-    /// Addresses to try binding, in order (`:PORT` tries `[::]` then `0.0.0.0`).
-    pub listen: Vec<SocketAddr>,
-    /// The listen address as the user wrote it (for messages).
-    pub listen_text: String,
-    /// Path that serves the metrics.
-    pub telemetry_path: String,
-    /// `--check-interval`
-    pub check_interval: Option<Duration>,
-    /// `--ignored-images`, split on commas (empty entries dropped)
-    pub ignored_images: Vec<String>,
-    /// `--log.level`
-    pub log_level: LogLevel,
-    /// `--config.check`
-    pub config_check: bool,
-    /// `--once`
-    pub once: bool,
-    /// `--web.config.file`
-    pub web_config_file: Option<PathBuf>,
-    /// `--push.gateway`, validated to be an http(s) URL.
-    pub push_gateway: Option<String>,
-}
-
-/// Validates the flags (not the config file).
-pub fn settings_from_args(raw: RawArgs) -> Result<Settings, String> {
-    let listen_text = raw
-        .listen_address
-        .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-    let listen = parse_listen_address(&listen_text)?;
-    let telemetry_path = raw.telemetry_path.unwrap_or_else(|| "/metrics".to_string());
-    if !telemetry_path.starts_with('/') || telemetry_path.len() < 2 {
-        return Err(format!(
-            "--web.telemetry-path {telemetry_path:?} must start with / and name a path"
-        ));
-    }
-    if crate::web::routes::RESERVED_PATHS.contains(&telemetry_path.as_str()) {
-        return Err(format!(
-            "--web.telemetry-path {telemetry_path:?} is already an endpoint of sonde"
-        ));
-    }
-    let check_interval = match raw.check_interval {
-        None => None,
-        Some(text) => {
-            let d = parse_duration(&text).map_err(|e| format!("--check-interval: {e}"))?;
-            if d.is_zero() {
-                return Err("--check-interval must be greater than 0".into());
-            }
-            Some(d)
-        }
-    };
-    let ignored_images: Vec<String> = raw
-        .ignored_images
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
-    let log_level = match raw.log_level.as_deref().unwrap_or("info") {
-        "error" => LogLevel::Error,
-        "warn" => LogLevel::Warn,
-        "info" => LogLevel::Info,
-        "debug" => LogLevel::Debug,
-        "trace" => LogLevel::Trace,
-        other => {
-            return Err(format!(
-                "--log.level {other:?}: use one of error, warn, info, debug, trace"
-            ));
-        }
-    };
-    if let Some(url) = &raw.push_gateway {
-        if !raw.once {
-            return Err("--push.gateway works with --once only".into());
-        }
-        let valid = url
-            .parse::<ureq::http::Uri>()
-            .ok()
-            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
-        if valid.is_none() {
-            return Err(format!(
-                "--push.gateway {url:?} is not an http:// or https:// URL"
-            ));
-        }
-    }
-    Ok(Settings {
-        config_file: raw.config_file,
-        listen,
-        listen_text,
-        telemetry_path,
-        check_interval,
-        ignored_images,
-        log_level,
-        config_check: raw.config_check,
-        once: raw.once,
-        web_config_file: raw.web_config_file,
-        push_gateway: raw.push_gateway,
-    })
-}
-
-/// Parses `HOST:PORT`, `[v6]:PORT` or Go-style `:PORT` into addresses to try.
-pub fn parse_listen_address(text: &str) -> Result<Vec<SocketAddr>, String> {
-    let bad = |why: &str| format!("--web.listen-address {text:?}: {why}");
-    if let Some(port) = text.strip_prefix(':') {
-        let port: u16 = port.parse().map_err(|_| bad("the port must be 0-65535"))?;
-        return Ok(vec![
-            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
-            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port)),
-        ]);
-    }
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(vec![addr]);
-    }
-    let Some((host, port)) = text.rsplit_once(':') else {
-        return Err(bad("expected HOST:PORT, [IPv6]:PORT or :PORT"));
-    };
-    let port: u16 = port.parse().map_err(|_| bad("the port must be 0-65535"))?;
-    if host.is_empty() || host.contains(':') {
-        return Err(bad("write IPv6 addresses in brackets, e.g. [::1]:10060"));
-    }
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| bad(&format!("cannot resolve {host:?}: {e}")))?
-        .collect();
-    if addrs.is_empty() {
-        return Err(bad(&format!("{host:?} has no address")));
-    }
-    Ok(addrs)
-}
-
-/// One check, validated.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CheckConfig {
-    /// Name, kind, interval and timeout.
-    pub meta: CheckMeta,
-    /// `legacy_metrics`
-    pub legacy_metrics: bool,
-    /// The kind's keys.
-    pub spec: Spec,
-}
-
-/// A validated check together with the object that runs it.
-#[derive(Clone)]
-pub struct LoadedCheck {
-    /// What the user configured (compared on reload to keep unchanged checks running).
-    pub config: CheckConfig,
-    /// The runnable check.
-    pub check: Arc<dyn Check>,
-}
-
-impl fmt::Debug for LoadedCheck {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoadedCheck")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
 /// The built-in config used without `--config.file`: one hwmon check of this host.
 pub const DEFAULT_CONFIG: &str = "checks:\n  - name: hwmon\n    kind: hwmon\n";
 
-/// Reads and validates the config file (or the built-in default).
-pub fn load(settings: &Settings) -> Result<Vec<LoadedCheck>, Vec<Problem>> {
-    let (text, file, base_dir) = match &settings.config_file {
+/// Flags that reach into checks: `--check-interval`, `--ignored-images`.
+#[derive(Debug, Default)]
+pub struct FlagDefaults<'a> {
+    /// `--check-interval`
+    pub check_interval: Option<Duration>,
+    /// `--ignored-images`
+    pub ignored_images: &'a [String],
+}
+
+/// Reads and validates the config file, or the built-in default when `file` is `None`.
+pub fn load(file: Option<&Path>, flags: &FlagDefaults) -> Result<Vec<LoadedCheck>, Vec<Problem>> {
+    let (text, name, base_dir) = match file {
         None => (DEFAULT_CONFIG.to_string(), None, PathBuf::from(".")),
         Some(path) => {
             let text = read_config_file(path).map_err(|p| vec![p])?;
@@ -268,13 +55,9 @@ pub fn load(settings: &Settings) -> Result<Vec<LoadedCheck>, Vec<Problem>> {
             (text, Some(path.display().to_string()), base)
         }
     };
-    let flags = FlagDefaults {
-        check_interval: settings.check_interval,
-        ignored_images: &settings.ignored_images,
-    };
-    parse_with(&text, &flags, &base_dir).map_err(|mut problems| {
+    parse_with(&text, flags, &base_dir).map_err(|mut problems| {
         for p in &mut problems {
-            p.file.clone_from(&file);
+            p.file.clone_from(&name);
         }
         problems
     })
@@ -296,15 +79,6 @@ fn read_config_file(path: &Path) -> Result<String, Problem> {
     }
     String::from_utf8(bytes)
         .map_err(|e| Problem::plain(format!("{name}: the config file is not UTF-8: {e}")))
-}
-
-/// Flags that reach into checks: `--check-interval`, `--ignored-images`.
-#[derive(Debug, Default)]
-pub struct FlagDefaults<'a> {
-    /// `--check-interval`
-    pub check_interval: Option<Duration>,
-    /// `--ignored-images`
-    pub ignored_images: &'a [String],
 }
 
 /// Parses and validates config text with no flags set (the unit tests' shorthand).
@@ -423,10 +197,8 @@ fn kind_list() -> String {
 // ---------------------------------------------------------------------------------
 // Pass 2: every key, with the kind's schema.
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 struct Document {
-    #[serde(default)]
     global: Global,
     checks: Vec<CheckDoc>,
 }
@@ -454,54 +226,121 @@ struct CheckDoc {
     spec: Spec,
 }
 
-thread_local! {
-    /// Kinds found by pass 1, read by [`CheckDoc`]'s deserializer in pass 2.
-    static OUTLINE_KINDS: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
-    /// Index of the next check pass 2 deserializes.
-    static NEXT_CHECK: Cell<usize> = const { Cell::new(0) };
-    /// Index of the check being deserialized, for naming it in errors.
-    static CURRENT_CHECK: Cell<Option<usize>> = const { Cell::new(None) };
+/// What the typed pass carries down the document: the kinds the outline found, and
+/// which check is being read (for naming it in an error).
+#[derive(Clone, Copy)]
+struct Outlined<'a> {
+    kinds: &'a [&'static str],
+    current: &'a Cell<Option<usize>>,
 }
 
 fn read_document(text: &str, outline: &[OutlineEntry]) -> Result<Document, Vec<Problem>> {
     // Pass 1 succeeded, so every entry has a kind.
     let kinds: Vec<&'static str> = outline.iter().map(|e| e.kind.unwrap_or("")).collect();
-    OUTLINE_KINDS.with(|k| *k.borrow_mut() = kinds);
-    NEXT_CHECK.with(|n| n.set(0));
-    CURRENT_CHECK.with(|c| c.set(None));
-    let result = serde_saphyr::from_str::<Document>(text);
-    let current = CURRENT_CHECK.with(Cell::take);
-    OUTLINE_KINDS.with(|k| k.borrow_mut().clear());
-    result.map_err(|e| {
+    let current = Cell::new(None);
+    let seed = Outlined {
+        kinds: &kinds,
+        current: &current,
+    };
+    serde_saphyr::with_deserializer_from_str(text, |de| seed.deserialize(de)).map_err(|e| {
         let check = current
+            .get()
             .and_then(|i| outline.get(i))
             .and_then(|o| o.name.as_deref());
         vec![yaml_problem(&e, check)]
     })
 }
 
-impl<'de> Deserialize<'de> for CheckDoc {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let index = NEXT_CHECK.with(|n| {
-            let i = n.get();
-            n.set(i + 1);
-            i
-        });
-        CURRENT_CHECK.with(|c| c.set(Some(index)));
-        let kind = OUTLINE_KINDS.with(|k| k.borrow().get(index).copied());
-        let kind =
-            kind.ok_or_else(|| de::Error::custom("the list of checks changed while reading"))?;
-        let doc = deserializer.deserialize_map(CheckVisitor { kind })?;
-        CURRENT_CHECK.with(|c| c.set(None));
-        Ok(doc)
+impl<'de> DeserializeSeed<'de> for Outlined<'_> {
+    type Value = Document;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Document, D::Error> {
+        deserializer.deserialize_map(self)
     }
 }
 
-struct CheckVisitor {
+/// The top level: `global` and `checks`.
+impl<'de> Visitor<'de> for Outlined<'_> {
+    type Value = Document;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a config with `global` and `checks`")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Document, A::Error> {
+        const FIELDS: &[&str] = &["global", "checks"];
+        let mut global = None;
+        let mut checks = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "global" => global = Some(map.next_value::<Option<Global>>()?.unwrap_or_default()),
+                "checks" => checks = Some(map.next_value_seed(CheckList(self))?),
+                other => return Err(de::Error::unknown_field(other, FIELDS)),
+            }
+        }
+        Ok(Document {
+            global: global.unwrap_or_default(),
+            checks: checks.ok_or_else(|| de::Error::missing_field("checks"))?,
+        })
+    }
+}
+
+/// The `checks:` list, each element read with the kind the outline found for it.
+struct CheckList<'a>(Outlined<'a>);
+
+impl<'de> DeserializeSeed<'de> for CheckList<'_> {
+    type Value = Vec<CheckDoc>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Vec<CheckDoc>, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CheckList<'_> {
+    type Value = Vec<CheckDoc>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of checks")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<CheckDoc>, A::Error> {
+        let mut out = Vec::new();
+        loop {
+            let index = out.len();
+            let Some(&kind) = self.0.kinds.get(index) else {
+                // The outline read the same text, so there is no further element.
+                if seq.next_element::<de::IgnoredAny>()?.is_some() {
+                    return Err(de::Error::custom(
+                        "the list of checks changed while reading",
+                    ));
+                }
+                break;
+            };
+            self.0.current.set(Some(index));
+            match seq.next_element_seed(OneCheck { kind })? {
+                Some(doc) => out.push(doc),
+                None => break,
+            }
+            self.0.current.set(None);
+        }
+        Ok(out)
+    }
+}
+
+/// One check, read with the keys of its kind.
+struct OneCheck {
     kind: &'static str,
 }
 
-impl<'de> Visitor<'de> for CheckVisitor {
+impl<'de> DeserializeSeed<'de> for OneCheck {
+    type Value = CheckDoc;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<CheckDoc, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OneCheck {
     type Value = CheckDoc;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -510,82 +349,24 @@ impl<'de> Visitor<'de> for CheckVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<CheckDoc, A::Error> {
         let mut common = Common::default();
-        let spec = Spec::deserialize_kind(
-            self.kind,
-            CommonKeys {
-                inner: map,
-                common: &mut common,
-            },
-        )?;
+        let spec = Spec::deserialize_kind(self.kind, Split::new(map, &mut common))?;
         Ok(CheckDoc { common, spec })
     }
 }
 
-/// A map that takes the keys every check has and hands the rest to the kind.
-struct CommonKeys<'c, A> {
-    inner: A,
-    common: &'c mut Common,
-}
-
-impl<'de, A: MapAccess<'de>> MapAccess<'de> for CommonKeys<'_, A> {
-    type Error = A::Error;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, A::Error> {
-        loop {
-            let Some(key) = self.inner.next_key::<String>()? else {
-                return Ok(None);
-            };
-            match key.as_str() {
-                // Already read in pass 1.
-                "name" | "kind" => {
-                    self.inner.next_value::<de::IgnoredAny>()?;
-                }
-                "interval" => self.common.interval = Some(self.inner.next_value()?),
-                "timeout" => self.common.timeout = Some(self.inner.next_value()?),
-                "legacy_metrics" => self.common.legacy_metrics = self.inner.next_value()?,
-                _ => return seed.deserialize(key.into_deserializer()).map(Some),
+impl SharedKeys for Common {
+    fn take<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+        match key {
+            // Already read by the outline pass.
+            "name" | "kind" => {
+                map.next_value::<de::IgnoredAny>()?;
             }
+            "interval" => self.interval = Some(map.next_value()?),
+            "timeout" => self.timeout = Some(map.next_value()?),
+            "legacy_metrics" => self.legacy_metrics = map.next_value()?,
+            _ => return Ok(false),
         }
-    }
-
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
-        self.inner.next_value_seed(seed)
-    }
-}
-
-impl<'de, A: MapAccess<'de>> Deserializer<'de> for CommonKeys<'_, A> {
-    type Error = A::Error;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, A::Error> {
-        visitor.visit_map(self)
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
-        identifier ignored_any
-    }
-}
-
-/// Turns a YAML error into a [`Problem`] at its location (also used for the web config).
-pub fn yaml_problem(e: &serde_saphyr::Error, check: Option<&str>) -> Problem {
-    let message = serde_saphyr::MessageFormatter::format_message(
-        &serde_saphyr::DefaultMessageFormatter,
-        e.without_snippet(),
-    );
-    let message: String = message.chars().flat_map(char::escape_default).collect();
-    // escape_default turns quotes into \" which reads badly; keep them plain.
-    let message = message.replace("\\\"", "\"").replace("\\'", "'");
-    let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-    Problem {
-        file: None,
-        line,
-        column,
-        check: check.map(str::to_string),
-        message,
+        Ok(true)
     }
 }
 
@@ -606,35 +387,7 @@ fn validate(
     flags: &FlagDefaults,
     base_dir: &Path,
 ) -> Result<Vec<LoadedCheck>, Vec<Problem>> {
-    let check_interval = flags.check_interval;
-    let mut problems = Vec::new();
-    for (what, value) in [
-        ("interval", &doc.global.interval),
-        ("timeout", &doc.global.timeout),
-    ] {
-        if let Some(v) = value
-            && v.value.0.is_zero()
-        {
-            problems.push(Problem::at(
-                v.referenced,
-                None,
-                format!("global.{what} must be greater than 0"),
-            ));
-        }
-    }
-    if let (Some(i), Some(t)) = (&doc.global.interval, &doc.global.timeout)
-        && t.value.0 > i.value.0
-    {
-        problems.push(Problem::at(
-            t.referenced,
-            None,
-            format!(
-                "global.timeout {} exceeds global.interval {}",
-                format_duration(t.value.0),
-                format_duration(i.value.0)
-            ),
-        ));
-    }
+    let mut problems = validate_global(&doc.global);
     if doc.checks.is_empty() {
         problems.push(Problem {
             line: 1,
@@ -646,8 +399,9 @@ fn validate(
     let mut loaded = Vec::new();
     for (check, entry) in doc.checks.into_iter().zip(outline) {
         let name = entry.name.clone().unwrap_or_default();
-        let kind = entry.kind.and_then(checks::kind_info);
-        let Some(kind) = kind else { continue };
+        let Some(kind) = entry.kind.and_then(checks::kind_info) else {
+            continue;
+        };
         let here = |msg: String| Problem::at(entry.start, Some(&name), msg);
         if !valid_name(&name) {
             problems.push(here(format!(
@@ -657,58 +411,17 @@ fn validate(
         if !seen.insert(name.clone()) {
             problems.push(here(format!("duplicate check name {name:?}")));
         }
-        let interval = check
-            .common
-            .interval
-            .as_ref()
-            .map(|s| s.value.0)
-            .or(check_interval)
-            .or(doc.global.interval.as_ref().map(|s| s.value.0))
-            .unwrap_or(kind.default_interval);
-        if let Some(i) = &check.common.interval
-            && i.value.0.is_zero()
-        {
-            problems.push(Problem::at(
-                i.referenced,
-                Some(&name),
-                "interval must be greater than 0",
-            ));
-            continue;
-        }
-        let timeout = match check
-            .common
-            .timeout
-            .as_ref()
-            .or(doc.global.timeout.as_ref())
-        {
-            Some(t) if t.value.0.is_zero() => {
-                problems.push(Problem::at(
-                    t.referenced,
-                    Some(&name),
-                    "timeout must be greater than 0",
-                ));
+        let meta = match schedule(&check.common, &doc.global, flags, kind.default_interval) {
+            Ok((interval, timeout)) => CheckMeta {
+                name,
+                kind: kind.name,
+                interval,
+                timeout,
+            },
+            Err((at, message)) => {
+                problems.push(Problem::at(at, Some(&name), message));
                 continue;
             }
-            Some(t) if t.value.0 > interval => {
-                problems.push(Problem::at(
-                    t.referenced,
-                    Some(&name),
-                    format!(
-                        "timeout {} exceeds the interval {}",
-                        format_duration(t.value.0),
-                        format_duration(interval)
-                    ),
-                ));
-                continue;
-            }
-            Some(t) => t.value.0,
-            None => DEFAULT_TIMEOUT.min(interval),
-        };
-        let meta = CheckMeta {
-            name: name.clone(),
-            kind: kind.name,
-            interval,
-            timeout,
         };
         let ctx = BuildContext {
             meta: &meta,
@@ -728,14 +441,83 @@ fn validate(
             Err(mut p) => problems.append(&mut p),
         }
     }
-    problems.extend(checks::http::legacy_conflicts(&loaded));
-    problems.extend(checks::dockerhub::legacy_conflicts(&loaded));
-    problems.extend(checks::kubernetes::legacy_conflicts(&loaded));
+    problems.extend(checks::legacy_conflicts(&loaded));
     if problems.is_empty() {
         Ok(loaded)
     } else {
         Err(problems)
     }
+}
+
+/// `global.interval` and `global.timeout`: positive, the timeout within the interval.
+fn validate_global(global: &Global) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (what, value) in [("interval", &global.interval), ("timeout", &global.timeout)] {
+        if let Some(v) = value
+            && v.value.0.is_zero()
+        {
+            problems.push(Problem::at(
+                v.referenced,
+                None,
+                format!("global.{what} must be greater than 0"),
+            ));
+        }
+    }
+    if let (Some(i), Some(t)) = (&global.interval, &global.timeout)
+        && t.value.0 > i.value.0
+    {
+        problems.push(Problem::at(
+            t.referenced,
+            None,
+            format!(
+                "global.timeout {} exceeds global.interval {}",
+                format_duration(t.value.0),
+                format_duration(i.value.0)
+            ),
+        ));
+    }
+    problems
+}
+
+/// A check's interval and timeout. The interval comes from the check, else
+/// `--check-interval`, else `global`, else the kind's default; the timeout from the
+/// check or `global`, else 10s capped at the interval.
+fn schedule(
+    common: &Common,
+    global: &Global,
+    flags: &FlagDefaults,
+    kind_default: Duration,
+) -> Result<(Duration, Duration), (Location, String)> {
+    if let Some(i) = &common.interval
+        && i.value.0.is_zero()
+    {
+        return Err((i.referenced, "interval must be greater than 0".into()));
+    }
+    let interval = common
+        .interval
+        .as_ref()
+        .map(|s| s.value.0)
+        .or(flags.check_interval)
+        .or(global.interval.as_ref().map(|s| s.value.0))
+        .unwrap_or(kind_default);
+    let timeout = match common.timeout.as_ref().or(global.timeout.as_ref()) {
+        Some(t) if t.value.0.is_zero() => {
+            return Err((t.referenced, "timeout must be greater than 0".into()));
+        }
+        Some(t) if t.value.0 > interval => {
+            return Err((
+                t.referenced,
+                format!(
+                    "timeout {} exceeds the interval {}",
+                    format_duration(t.value.0),
+                    format_duration(interval)
+                ),
+            ));
+        }
+        Some(t) => t.value.0,
+        None => DEFAULT_TIMEOUT.min(interval),
+    };
+    Ok((interval, timeout))
 }
 
 #[cfg(test)]
@@ -848,23 +630,6 @@ mod tests {
             let p = problems(text);
             assert!(!p.is_empty(), "{text:?} was accepted");
             assert!(p.iter().all(|p| !p.contains('\n')), "{p:?}");
-        }
-    }
-
-    #[test]
-    fn listen_addresses() {
-        assert_eq!(
-            parse_listen_address("127.0.0.1:80").unwrap(),
-            vec!["127.0.0.1:80".parse().unwrap()]
-        );
-        assert_eq!(
-            parse_listen_address("[::1]:80").unwrap(),
-            vec!["[::1]:80".parse().unwrap()]
-        );
-        assert_eq!(parse_listen_address(":80").unwrap().len(), 2);
-        assert!(parse_listen_address("localhost:80").is_ok());
-        for bad in ["80", ":x", "::1:80", "host:99999", ""] {
-            assert!(parse_listen_address(bad).is_err(), "{bad:?}");
         }
     }
 }

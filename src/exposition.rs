@@ -11,8 +11,38 @@ use std::io;
 use std::sync::{Arc, Mutex};
 
 use crate::metrics::{FamilySet, MetricType, escape_help, format_value};
-use crate::results::{Snapshot, Store, lock};
-use crate::web::http1::BodySource;
+use crate::store::{Slot, Snapshot, Store};
+use crate::sync::lock;
+
+const CHECK_SUCCESS: &str = "sonde_check_success";
+const CHECK_SUCCESS_HELP: &str = "1 if the last run of the check succeeded, else 0.";
+const CHECK_DURATION: &str = "sonde_check_duration_seconds";
+const CHECK_DURATION_HELP: &str = "Duration of the last run of the check in seconds.";
+const CHECK_LAST_RUN: &str = "sonde_check_last_run_timestamp_seconds";
+const CHECK_LAST_RUN_HELP: &str = "Unix time the last run of the check started.";
+const CHECK_LAST_SUCCESS: &str = "sonde_check_last_success_timestamp_seconds";
+const CHECK_LAST_SUCCESS_HELP: &str =
+    "Unix time the last successful run of the check started; 0 if none has succeeded.";
+const CHECK_INTERVAL: &str = "sonde_check_interval_seconds";
+const CHECK_INTERVAL_HELP: &str = "Configured interval of the check in seconds.";
+const CHECK_RUNS: &str = "sonde_check_runs_total";
+const CHECK_RUNS_HELP: &str = "Runs of the check since it was started.";
+const CHECK_FAILURES: &str = "sonde_check_failures_total";
+const CHECK_FAILURES_HELP: &str = "Runs of the check that did not succeed.";
+const BUILD_INFO: &str = "sonde_build_info";
+const BUILD_INFO_HELP: &str = "Version and revision sonde was built from; always 1.";
+const RELOAD_OK: &str = "sonde_config_last_reload_successful";
+const RELOAD_OK_HELP: &str = "1 if the last config load or reload succeeded, else 0.";
+const RELOAD_OK_AT: &str = "sonde_config_last_reload_success_timestamp_seconds";
+const RELOAD_OK_AT_HELP: &str = "Unix time of the last successful config load or reload.";
+
+/// A body produced piece by piece (a large exposition), not held in one buffer.
+pub trait BodySource: Send + Sync + std::fmt::Debug {
+    /// Total length in bytes.
+    fn len(&self) -> usize;
+    /// Hands the body to `out` in pieces.
+    fn write_to(&self, out: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()>;
+}
 
 /// Version reported by `--version` and `sonde_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -149,43 +179,26 @@ impl Rendered {
 pub fn render_store(store: &Store) -> Rendered {
     let slots = store.slots();
     let snapshots: Vec<_> = slots.iter().map(|s| (Arc::clone(s), s.latest())).collect();
+    let own = self_metrics(store, &snapshots);
+    let published: Vec<Arc<Snapshot>> = snapshots.into_iter().filter_map(|(_, s)| s).collect();
+    merge(published, own)
+}
+
+/// Every check's run counters and times, the build info and the reload status.
+fn self_metrics(store: &Store, snapshots: &[(Arc<Slot>, Option<Arc<Snapshot>>)]) -> FamilySet {
     let mut own = FamilySet::new();
-    let success = own.family(
-        "sonde_check_success",
-        "1 if the last run of the check succeeded, else 0.",
-        MetricType::Gauge,
-    );
-    let duration = own.family(
-        "sonde_check_duration_seconds",
-        "Duration of the last run of the check in seconds.",
-        MetricType::Gauge,
-    );
-    let last_run = own.family(
-        "sonde_check_last_run_timestamp_seconds",
-        "Unix time the last run of the check started.",
-        MetricType::Gauge,
-    );
+    let success = own.family(CHECK_SUCCESS, CHECK_SUCCESS_HELP, MetricType::Gauge);
+    let duration = own.family(CHECK_DURATION, CHECK_DURATION_HELP, MetricType::Gauge);
+    let last_run = own.family(CHECK_LAST_RUN, CHECK_LAST_RUN_HELP, MetricType::Gauge);
     let last_ok = own.family(
-        "sonde_check_last_success_timestamp_seconds",
-        "Unix time the last successful run of the check started; 0 if none has succeeded.",
+        CHECK_LAST_SUCCESS,
+        CHECK_LAST_SUCCESS_HELP,
         MetricType::Gauge,
     );
-    let interval = own.family(
-        "sonde_check_interval_seconds",
-        "Configured interval of the check in seconds.",
-        MetricType::Gauge,
-    );
-    let runs = own.family(
-        "sonde_check_runs_total",
-        "Runs of the check since it was started.",
-        MetricType::Counter,
-    );
-    let failures = own.family(
-        "sonde_check_failures_total",
-        "Runs of the check that did not succeed.",
-        MetricType::Counter,
-    );
-    for (slot, snap) in &snapshots {
+    let interval = own.family(CHECK_INTERVAL, CHECK_INTERVAL_HELP, MetricType::Gauge);
+    let runs = own.family(CHECK_RUNS, CHECK_RUNS_HELP, MetricType::Counter);
+    let failures = own.family(CHECK_FAILURES, CHECK_FAILURES_HELP, MetricType::Counter);
+    for (slot, snap) in snapshots {
         let labels = [("check", slot.meta.name.as_str()), ("kind", slot.meta.kind)];
         own.sample(interval, &labels, slot.meta.interval.as_secs_f64());
         let Some(snap) = snap else {
@@ -196,36 +209,26 @@ pub fn render_store(store: &Store) -> Rendered {
         own.sample(success, &labels, if snap.success { 1.0 } else { 0.0 });
         own.sample(duration, &labels, snap.duration.as_secs_f64());
         own.sample(last_run, &labels, snap.started_unix_ms as f64 / 1000.0);
-        own.sample(
-            last_ok,
-            &labels,
-            snap.last_success_unix_ms
-                .map_or(0.0, |ms| ms as f64 / 1000.0),
-        );
+        let last_success = snap
+            .last_success_unix_ms
+            .map_or(0.0, |ms| ms as f64 / 1000.0);
+        own.sample(last_ok, &labels, last_success);
         own.sample(runs, &labels, snap.runs_total as f64);
         own.sample(failures, &labels, snap.failures_total as f64);
     }
-    let build = own.family(
-        "sonde_build_info",
-        "Version and revision sonde was built from; always 1.",
-        MetricType::Gauge,
-    );
+    let build = own.family(BUILD_INFO, BUILD_INFO_HELP, MetricType::Gauge);
     own.sample(build, &[("revision", REVISION), ("version", VERSION)], 1.0);
     let reload = store.reload_status();
-    let ok = own.family(
-        "sonde_config_last_reload_successful",
-        "1 if the last config load or reload succeeded, else 0.",
-        MetricType::Gauge,
-    );
+    let ok = own.family(RELOAD_OK, RELOAD_OK_HELP, MetricType::Gauge);
     own.sample(ok, &[], if reload.successful { 1.0 } else { 0.0 });
-    let ok_at = own.family(
-        "sonde_config_last_reload_success_timestamp_seconds",
-        "Unix time of the last successful config load or reload.",
-        MetricType::Gauge,
-    );
+    let ok_at = own.family(RELOAD_OK_AT, RELOAD_OK_AT_HELP, MetricType::Gauge);
     own.sample(ok_at, &[], reload.last_success_unix_ms as f64 / 1000.0);
+    own
+}
 
-    let published: Vec<Arc<Snapshot>> = snapshots.iter().filter_map(|(_, s)| s.clone()).collect();
+/// Merges the checks' families and sonde's own by name: one HELP and TYPE line per
+/// family, its sample lines borrowed from wherever they were rendered.
+fn merge(published: Vec<Arc<Snapshot>>, own: FamilySet) -> Rendered {
     // name -> (help, type, where its sample lines are)
     let mut merged: BTreeMap<&str, (&str, MetricType, Vec<Piece>)> = BTreeMap::new();
     let sets = published
@@ -389,7 +392,7 @@ fn read_self_stat() -> Option<SelfStat> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::{CheckMeta, Snapshot};
+    use crate::store::{CheckMeta, Snapshot};
     use std::time::Duration;
 
     fn snapshot(families: FamilySet, success: bool) -> Snapshot {

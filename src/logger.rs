@@ -8,8 +8,8 @@ use std::time::SystemTime;
 
 use log::{LevelFilter, Log, Metadata, Record};
 
-use crate::results::unix_ms;
 use crate::units::rfc3339_millis;
+use crate::units::unix_ms;
 
 struct Logger;
 

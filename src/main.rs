@@ -3,14 +3,21 @@
 
 mod checks;
 mod cli;
-mod client;
 mod config;
 mod exposition;
+mod files;
+mod keys;
 mod logger;
 mod metrics;
+mod net;
+mod problem;
 mod push;
-mod results;
 mod scheduler;
+mod settings;
+mod store;
+mod sync;
+mod sysfs;
+mod tls;
 mod units;
 mod web;
 
@@ -18,10 +25,12 @@ use std::process::ExitCode;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use config::{Problem, Settings};
+use checks::LoadedCheck;
 use exposition::{Exposition, REVISION, VERSION};
-use results::Store;
+use problem::Problem;
 use scheduler::Scheduler;
+use settings::Settings;
+use store::Store;
 use web::routes::{App, ReloadReply};
 
 /// How sonde ends.
@@ -61,7 +70,7 @@ fn run() -> Exit {
         println!("sonde {VERSION} (revision {REVISION})");
         return Exit::Success;
     }
-    let settings = match config::settings_from_args(raw) {
+    let settings = match settings::settings_from_args(raw) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("sonde: {e}");
@@ -69,7 +78,7 @@ fn run() -> Exit {
         }
     };
     logger::init(settings.log_level);
-    let checks = match config::load(&settings) {
+    let checks = match load_config(&settings) {
         Ok(c) => c,
         Err(problems) => {
             print_problems(&problems);
@@ -115,6 +124,15 @@ fn run() -> Exit {
     serve(&settings, checks, security)
 }
 
+/// Reads the config file named by the flags (or the built-in default).
+fn load_config(settings: &Settings) -> Result<Vec<LoadedCheck>, Vec<Problem>> {
+    let flags = config::FlagDefaults {
+        check_interval: settings.check_interval,
+        ignored_images: &settings.ignored_images,
+    };
+    config::load(settings.config_file.as_deref(), &flags)
+}
+
 fn print_problems(problems: &[Problem]) {
     for p in problems {
         eprintln!("sonde: {p}");
@@ -124,7 +142,7 @@ fn print_problems(problems: &[Problem]) {
 /// Runs every check once and prints the exposition (without `process_*`, which would
 /// collide with node_exporter's own when the output feeds its textfile collector), or
 /// pushes it to a Pushgateway.
-fn run_once(checks: Vec<config::LoadedCheck>, gateway: Option<&str>) -> Exit {
+fn run_once(checks: Vec<LoadedCheck>, gateway: Option<&str>) -> Exit {
     let store = Store::new();
     Scheduler::start(&store, checks, true).wait();
     let text = exposition::render_store(&store).to_text();
@@ -150,7 +168,7 @@ enum Control {
 
 fn serve(
     settings: &Settings,
-    checks: Vec<config::LoadedCheck>,
+    checks: Vec<LoadedCheck>,
     security: Arc<web::security::Security>,
 ) -> Exit {
     let (control_tx, control_rx) = mpsc::channel::<Control>();
@@ -174,7 +192,7 @@ fn serve(
         exposition: Arc::new(Exposition::new(Arc::clone(&store))),
         telemetry_path: settings.telemetry_path.clone(),
         reload: Box::new(move |reply| {
-            results::lock(&reload_tx)
+            sync::lock(&reload_tx)
                 .send(Control::Reload(Some(reply)))
                 .is_ok()
         }),
@@ -205,28 +223,7 @@ fn serve(
             }
             Err(_) => break,
             Ok(Control::Reload(reply)) => {
-                let outcome = match config::load(settings) {
-                    Ok(checks) => {
-                        scheduler.reload(&store, checks);
-                        store.record_reload(true);
-                        log::info!("msg=\"config reloaded\" checks={}", store.slots().len());
-                        Ok(())
-                    }
-                    Err(problems) => {
-                        store.record_reload(false);
-                        for p in &problems {
-                            log::error!(
-                                "msg=\"config reload failed; keeping the running config\" problem={:?}",
-                                p.to_string()
-                            );
-                        }
-                        Err(problems
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join("\n"))
-                    }
-                };
+                let outcome = reload(settings, &mut scheduler, &store);
                 if let Some(reply) = reply {
                     let _ = reply.send(outcome);
                 }
@@ -236,6 +233,33 @@ fn serve(
     server.stop();
     scheduler.stop(Duration::from_millis(1500));
     Exit::Success
+}
+
+/// Re-reads the config: a valid one replaces the running checks (unchanged ones keep
+/// running); an invalid one is logged and the running checks carry on.
+fn reload(settings: &Settings, scheduler: &mut Scheduler, store: &Store) -> Result<(), String> {
+    match load_config(settings) {
+        Ok(checks) => {
+            scheduler.reload(store, checks);
+            store.record_reload(true);
+            log::info!("msg=\"config reloaded\" checks={}", store.slots().len());
+            Ok(())
+        }
+        Err(problems) => {
+            store.record_reload(false);
+            for p in &problems {
+                log::error!(
+                    "msg=\"config reload failed; keeping the running config\" problem={:?}",
+                    p.to_string()
+                );
+            }
+            Err(problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"))
+        }
+    }
 }
 
 /// Forwards SIGTERM/SIGINT (stop) and SIGHUP (reload) to the main thread.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::client::{self, AgentOptions, TlsSettings};
+use crate::net::http::{self as client, AgentOptions, TlsSettings};
 
 /// How long a push may take.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -14,15 +14,17 @@ pub fn push(gateway: &str, text: &str) -> Result<(), String> {
     let url = format!(
         "{}/metrics/job/sonde/instance/{}",
         gateway.trim_end_matches('/'),
-        path_segment(&instance)
+        client::percent_encode(&instance)
     );
     let agent = client::agent(&TlsSettings::webpki(), &AgentOptions::default())?;
     let request = ureq::http::Request::put(&url)
         .header("Content-Type", "text/plain; version=0.0.4")
         .body(text.as_bytes())
         .map_err(|e| format!("push to {url}: {e}"))?;
-    let mut response = client::send(&agent, request, PUSH_TIMEOUT)
-        .map_err(|e| format!("push to {url} failed: {e}"))?;
+    let exchange = client::send(&agent, request, PUSH_TIMEOUT);
+    let mut response = exchange
+        .response
+        .map_err(|e| format!("push to {}", client::describe(&e, &exchange.trace, &url)))?;
     let status = response.status().as_u16();
     if (200..300).contains(&status) {
         return Ok(());
@@ -52,27 +54,14 @@ fn hostname() -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
-/// Percent-encodes a label value for a URL path segment.
-fn path_segment(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn label_values_are_encoded_for_the_path() {
-        assert_eq!(path_segment("web-01.example"), "web-01.example");
-        assert_eq!(path_segment("a/b c"), "a%2Fb%20c");
+    fn label_values_are_encoded_for_the_path_and_the_host_has_a_name() {
+        assert_eq!(client::percent_encode("web-01.example"), "web-01.example");
+        assert_eq!(client::percent_encode("a/b c"), "a%2Fb%20c");
         assert!(hostname().is_some());
     }
 }

@@ -282,71 +282,19 @@ impl HubState {
         if !allowed {
             return json(401, r#"{"message":"authentication required"}"#.into());
         }
-        if let Some((fault, times)) = ns.fault.clone() {
-            ns.fault = match times {
-                1 => None,
-                u32::MAX => Some((fault.clone(), times)),
-                n => Some((fault.clone(), n - 1)),
-            };
-            return match fault {
-                Fault::TooMany {
-                    headers,
-                    body,
-                    content_type,
-                } => {
-                    let mut reply = Reply::Http {
-                        status: 429,
-                        headers: vec![("Content-Type".into(), content_type.into())],
-                        body: body.into_bytes(),
-                    };
-                    for (k, v) in headers {
-                        reply = reply.with_header(&k, &v);
-                    }
-                    self.remaining = 0;
-                    reply
-                }
-                Fault::Status(status) => json(status, r#"{"message":"internal error"}"#.into()),
-                Fault::Body(body) => Reply::Http {
-                    status: 200,
-                    headers: vec![("Content-Type".into(), "application/json".into())],
-                    body,
-                },
-            };
-        }
-        let mut page = 1usize;
-        let mut page_size = 10usize;
-        let mut ordering = None;
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            match k {
-                "page" => match v.parse() {
-                    Ok(p) if p >= 1 => page = p,
-                    _ => return json(400, r#"{"message":"invalid page"}"#.into()),
-                },
-                "page_size" => match v.parse() {
-                    Ok(s) if (1..=100).contains(&s) => page_size = s,
-                    _ => return json(400, r#"{"message":"invalid page_size"}"#.into()),
-                },
-                "ordering" => ordering = Some(v.to_string()),
-                _ => {}
+        if let Some((too_many, reply)) = take_fault(ns) {
+            if too_many {
+                self.remaining = 0;
             }
+            return reply;
         }
+        let (page, page_size, ordering) = match list_query(query) {
+            Ok(q) => q,
+            Err(reply) => return reply,
+        };
         let mut repos = ns.repos.clone();
-        match ordering.as_deref() {
-            None | Some("name") => repos.sort_by(|a, b| a.name.cmp(&b.name)),
-            Some("-name") => repos.sort_by(|a, b| b.name.cmp(&a.name)),
-            Some("pull_count") => repos.sort_by_key(|r| r.pulls),
-            Some("-pull_count") => repos.sort_by_key(|r| std::cmp::Reverse(r.pulls)),
-            // PostgreSQL puts NULLs first in a descending order and last in an ascending one.
-            Some("last_updated") => repos.sort_by(|a, b| {
-                let key = |r: &Repo| r.last_updated.unwrap_or(f64::INFINITY);
-                key(a).total_cmp(&key(b))
-            }),
-            Some("-last_updated") => repos.sort_by(|a, b| {
-                let key = |r: &Repo| r.last_updated.unwrap_or(f64::INFINITY);
-                key(b).total_cmp(&key(a))
-            }),
-            Some(_) => return json(400, r#"{"message":"invalid ordering"}"#.into()),
+        if let Err(reply) = sort(&mut repos, ordering.as_deref()) {
+            return reply;
         }
         let start = (page - 1) * page_size;
         if page > 1 && start >= repos.len() && ns.next != Next::Endless {
@@ -375,28 +323,7 @@ impl HubState {
             .iter()
             .skip(start)
             .take(page_size)
-            .map(|r| {
-                let updated = r.last_updated.map(rfc3339);
-                serde_json::json!({
-                    "name": r.name,
-                    "namespace": name,
-                    "repository_type": "image",
-                    "status": 1,
-                    "status_description": "active",
-                    "description": null,
-                    "is_private": ns.private,
-                    "star_count": r.stars,
-                    "pull_count": r.pulls,
-                    "last_updated": updated,
-                    "last_modified": updated,
-                    "date_registered": "2019-03-01T10:00:00.000000Z",
-                    "affiliation": "",
-                    "media_types": ["application/vnd.oci.image.index.v1+json"],
-                    "content_types": ["image"],
-                    "categories": [{"name": "Monitoring", "slug": "monitoring"}],
-                    "storage_size": 123456789
-                })
-            })
+            .map(|r| repository_json(r, name, ns.private))
             .collect();
         if page == 1
             && let Some(change) = ns.after_page_1.take()
@@ -411,6 +338,114 @@ impl HubState {
         });
         json(200, body.to_string())
     }
+}
+
+/// The queued fault of a namespace, counted down, as a reply; whether it is a 429 (which
+/// spends the remaining budget).
+fn take_fault(ns: &mut Namespace) -> Option<(bool, Reply)> {
+    let (fault, times) = ns.fault.clone()?;
+    ns.fault = match times {
+        1 => None,
+        u32::MAX => Some((fault.clone(), times)),
+        n => Some((fault.clone(), n - 1)),
+    };
+    Some(match fault {
+        Fault::TooMany {
+            headers,
+            body,
+            content_type,
+        } => {
+            let mut reply = Reply::Http {
+                status: 429,
+                headers: vec![("Content-Type".into(), content_type.into())],
+                body: body.into_bytes(),
+            };
+            for (k, v) in headers {
+                reply = reply.with_header(&k, &v);
+            }
+            (true, reply)
+        }
+        Fault::Status(status) => (
+            false,
+            json(status, r#"{"message":"internal error"}"#.into()),
+        ),
+        Fault::Body(body) => (
+            false,
+            Reply::Http {
+                status: 200,
+                headers: vec![("Content-Type".into(), "application/json".into())],
+                body,
+            },
+        ),
+    })
+}
+
+/// `page`, `page_size` and `ordering` of a listing, with the documented defaults and
+/// limits.
+fn list_query(query: &str) -> Result<(usize, usize, Option<String>), Reply> {
+    let mut page = 1usize;
+    let mut page_size = 10usize;
+    let mut ordering = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "page" => match v.parse() {
+                Ok(p) if p >= 1 => page = p,
+                _ => return Err(json(400, r#"{"message":"invalid page"}"#.into())),
+            },
+            "page_size" => match v.parse() {
+                Ok(s) if (1..=100).contains(&s) => page_size = s,
+                _ => return Err(json(400, r#"{"message":"invalid page_size"}"#.into())),
+            },
+            "ordering" => ordering = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    Ok((page, page_size, ordering))
+}
+
+fn sort(repos: &mut [Repo], ordering: Option<&str>) -> Result<(), Reply> {
+    match ordering {
+        None | Some("name") => repos.sort_by(|a, b| a.name.cmp(&b.name)),
+        Some("-name") => repos.sort_by(|a, b| b.name.cmp(&a.name)),
+        Some("pull_count") => repos.sort_by_key(|r| r.pulls),
+        Some("-pull_count") => repos.sort_by_key(|r| std::cmp::Reverse(r.pulls)),
+        // PostgreSQL puts NULLs first in a descending order and last in an ascending one.
+        Some("last_updated") => repos.sort_by(|a, b| {
+            let key = |r: &Repo| r.last_updated.unwrap_or(f64::INFINITY);
+            key(a).total_cmp(&key(b))
+        }),
+        Some("-last_updated") => repos.sort_by(|a, b| {
+            let key = |r: &Repo| r.last_updated.unwrap_or(f64::INFINITY);
+            key(b).total_cmp(&key(a))
+        }),
+        Some(_) => return Err(json(400, r#"{"message":"invalid ordering"}"#.into())),
+    }
+    Ok(())
+}
+
+/// One repository of a listing, with every field Docker Hub sends.
+fn repository_json(r: &Repo, namespace: &str, private: bool) -> serde_json::Value {
+    let updated = r.last_updated.map(rfc3339);
+    serde_json::json!({
+        "name": r.name,
+        "namespace": namespace,
+        "repository_type": "image",
+        "status": 1,
+        "status_description": "active",
+        "description": null,
+        "is_private": private,
+        "star_count": r.stars,
+        "pull_count": r.pulls,
+        "last_updated": updated,
+        "last_modified": updated,
+        "date_registered": "2019-03-01T10:00:00.000000Z",
+        "affiliation": "",
+        "media_types": ["application/vnd.oci.image.index.v1+json"],
+        "content_types": ["image"],
+        "categories": [{"name": "Monitoring", "slug": "monitoring"}],
+        "storage_size": 123456789
+    })
 }
 
 fn json(status: u16, body: String) -> Reply {
@@ -518,8 +553,9 @@ fn wait_log(sonde: &Sonde, secs: u64, parts: &[&str]) -> String {
     }
 }
 
-#[test]
-fn an_organization_of_250_repositories_is_read_in_three_requests() {
+/// One `--once` over an organization of 250 repositories (`big`: repo-017 never updated,
+/// repo-042 with microseconds) and one of a single repository (`small`).
+fn read_big_and_small() -> (Hub, Exposition) {
     let hub = Hub::start();
     let now = unix_now();
     let mut big = many(250, now - 60.0);
@@ -534,7 +570,12 @@ fn an_organization_of_250_repositories_is_read_in_three_requests() {
     );
     let (code, m, stderr) = once(&dir, &config);
     assert_eq!(code, 0, "{stderr}\n{}", m.0);
+    (hub, m)
+}
 
+#[test]
+fn an_organization_of_250_repositories_is_read_in_three_requests() {
+    let (hub, _) = read_big_and_small();
     let requests: Vec<String> = hub.listings("big").into_iter().map(|h| h.path).collect();
     println!(
         "API requests for one run over an organization of 250 repositories: {}",
@@ -549,7 +590,11 @@ fn an_organization_of_250_repositories_is_read_in_three_requests() {
         ]
     );
     assert_eq!(hub.hits().len(), 4, "no other request: {:?}", hub.hits());
+}
 
+#[test]
+fn every_repository_is_exported_with_its_pulls_and_stars() {
+    let (_hub, m) = read_big_and_small();
     assert_eq!(
         m.value("sonde_dockerhub_repositories{check=\"hub\",organization=\"big\"}"),
         Some(250.0)
@@ -572,6 +617,13 @@ fn an_organization_of_250_repositories_is_read_in_three_requests() {
         Some(2.0)
     );
     assert_eq!(m.value(&pulls("hub", "small", "tool")), Some(5.0));
+}
+
+/// `last_updated` keeps its fraction of a second; a repository never updated (null) is
+/// exported without a timestamp.
+#[test]
+fn last_updated_is_exported_to_the_microsecond_and_a_null_is_left_out() {
+    let (_hub, m) = read_big_and_small();
     let updated = |r: &str| {
         m.value(&series(
             "sonde_dockerhub_last_updated_timestamp_seconds",
@@ -590,18 +642,29 @@ fn an_organization_of_250_repositories_is_read_in_three_requests() {
         )),
         Some(1_600_000_000.5)
     );
-    // A null last_updated: the repository is exported, its timestamp is not.
     assert_eq!(updated("repo-017"), None);
     assert_eq!(m.value(&pulls("hub", "big", "repo-017")), Some(1_000_119.0));
     assert_eq!(
         m.value(&series("sonde_dockerhub_stars", "hub", "big", "repo-017")),
         Some(4.0)
     );
+}
+
+#[test]
+fn the_rate_limit_remaining_is_the_last_answer_s() {
+    let (_hub, m) = read_big_and_small();
     // The fixture counts down from 180; the last of four answers said 176.
     assert_eq!(
         m.value("sonde_dockerhub_rate_limit_remaining{check=\"hub\"}"),
         Some(176.0)
     );
+}
+
+/// Pulls are a counter and stars a gauge, no legacy series without `legacy_metrics`, and
+/// promtool finds nothing.
+#[test]
+fn the_exposition_is_typed_and_passes_promtool() {
+    let (_hub, m) = read_big_and_small();
     assert_eq!(m.value(&success("hub")), Some(1.0));
     assert!(m.0.contains("# TYPE sonde_dockerhub_pulls_total counter\n"));
     assert!(m.0.contains("# TYPE sonde_dockerhub_stars gauge\n"));
@@ -943,9 +1006,9 @@ fn legacy_metrics_add_docker_image_pulls() {
     );
 }
 
-#[test]
-fn a_private_organization_is_read_with_a_bearer_token_renewed_in_time_and_after_a_401() {
-    let hub = Hub::start();
+/// sonde reading a private organization every second with trace logging, through tokens
+/// that live 4 s.
+fn read_private_organization(hub: &Hub) -> Sonde {
     hub.add(
         "private",
         vec![repo("internal", 42, 0, Some(1_700_000_000.0))],
@@ -971,13 +1034,27 @@ fn a_private_organization_is_read_with_a_bearer_token_renewed_in_time_and_after_
         "--config.file",
         config.to_str().unwrap(),
     ]);
-    let sonde = Sonde::spawn(&mut command, dir);
+    Sonde::spawn(&mut command, dir)
+}
+
+/// The cases share one sonde because each follows its tokens further: renewals, then a
+/// revocation, then everything it logged and served on the way.
+#[test]
+fn a_private_organization_is_read_with_a_bearer_token_renewed_in_time_and_after_a_401() {
+    let hub = Hub::start();
+    let sonde = read_private_organization(&hub);
     sonde.wait_metrics(20, |m| {
         m.value(&pulls("hub", "private", "internal")) == Some(42.0)
     });
+    a_token_is_renewed_before_it_expires(&hub);
+    a_revoked_token_is_replaced_after_one_401(&hub, &sonde);
+    neither_the_secret_nor_a_token_is_ever_shown(&hub, &sonde);
+}
 
-    // Tokens live 4 s: sonde logs in again before one expires, never sending a stale one.
-    wait_hub(&hub, 20, "three logins", |h| h.issued_tokens().len() >= 3);
+/// Case: sonde logs in with the documented body and logs in again before a token expires,
+/// never sending a stale one.
+fn a_token_is_renewed_before_it_expires(hub: &Hub) {
+    wait_hub(hub, 20, "three logins", |h| h.issued_tokens().len() >= 3);
     let logins = hub.with(|h| h.logins.clone());
     let login: serde_json::Value = serde_json::from_str(&logins[0]).unwrap();
     assert_eq!(
@@ -991,11 +1068,14 @@ fn a_private_organization_is_read_with_a_bearer_token_renewed_in_time_and_after_
             .all(|h| h.auth == Auth::Valid && h.status == 200),
         "{listings:?}"
     );
+}
 
-    // Tokens revoked early (a password change): the 401 makes sonde log in again and retry.
+/// Case: tokens revoked early (a password change) answer 401; sonde logs in once more and
+/// retries within the same run, which therefore does not fail.
+fn a_revoked_token_is_replaced_after_one_401(hub: &Hub, sonde: &Sonde) {
     // First let sonde hold a long-lived token, so it has no reason to renew it on its own.
     hub.with(|h| h.token_lifetime = 600.0);
-    wait_hub(&hub, 20, "a long-lived token", |h| {
+    wait_hub(hub, 20, "a long-lived token", |h| {
         h.with(|s| s.tokens.last().is_some_and(|t| t.exp - unix_now() > 100.0))
     });
     hub.with(|h| h.tokens.iter_mut().for_each(|t| t.revoked = true));
@@ -1029,10 +1109,13 @@ fn a_private_organization_is_read_with_a_bearer_token_renewed_in_time_and_after_
         "{}",
         m.0
     );
+}
 
-    // Neither the secret nor any token reaches a metric, a page or a log line.
+/// Case: neither the secret nor any token (nor its signature) reaches a metric, a page or
+/// a log line, even at trace level.
+fn neither_the_secret_nor_a_token_is_ever_shown(hub: &Hub, sonde: &Sonde) {
     let mut exposed = vec![
-        m.0.clone(),
+        sonde.metrics().0,
         sonde.get("/api/v1/checks").text(),
         sonde.get("/").text(),
     ];

@@ -55,10 +55,69 @@ fn every_kind_once_matches_the_golden_file() {
     let dir = Dir::new();
     dir.write("ca.pem", &ca.ca_pem);
     dir.write("token", "api-token\n");
-    let w = web.addr;
+    let config = fixture_config(
+        &web.addr.to_string(),
+        &secure.https_url("/"),
+        &hub.url(""),
+        &r,
+        &registry.app_digest,
+        &api.server.addr.to_string(),
+    );
+    let path = dir.write("sonde.yml", config);
+
+    let started = std::time::Instant::now();
+    let out = common::run(&["--once", "-c", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("sonde --once took {:?}", started.elapsed());
+    assert!(!stderr.contains("panicked"), "sonde panicked: {stderr}");
+    // Several fixtures fail on purpose (a 503, an absent image, ...), so --once says so.
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+
+    assert!(
+        api.gone_sent.load(std::sync::atomic::Ordering::SeqCst),
+        "the deployments list was meant to be continued and restarted after a 410"
+    );
+
+    let actual = normalise(&stdout, dir.path());
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(Path::new(GOLDEN).parent().unwrap()).unwrap();
+        std::fs::write(GOLDEN, &actual).unwrap();
+        eprintln!("wrote {GOLDEN}; review it with `git diff`");
+        return;
+    }
+    compare_with_golden(&actual, &stderr);
+}
+
+/// Fails with a readable diff when `actual` is not the golden file.
+fn compare_with_golden(actual: &str, stderr: &str) {
+    let expected = std::fs::read_to_string(GOLDEN).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {GOLDEN} ({e}); create it with `UPDATE_GOLDEN=1 cargo test --test golden`"
+        )
+    });
+    if let Some(diff) = line_diff(&expected, actual) {
+        panic!(
+            "the output of `sonde --once` differs from {GOLDEN}\n\
+             (- golden, + this run, after normalisation):\n\n{diff}\n\
+             If the change is intended, run `UPDATE_GOLDEN=1 cargo test --test golden` and \
+             review `git diff tests/golden/e2e-output.prom`.\n\nsonde's stderr:\n{stderr}"
+        );
+    }
+}
+
+/// The config of the golden run: every kind, against the fixtures at these addresses.
+fn fixture_config(
+    w: &str,
+    secure_url: &str,
+    hub_url: &str,
+    r: &str,
+    digest: &str,
+    api: &str,
+) -> String {
     // Port 1 (tcpmux) is privileged and unused in practice: a refusal without a race
     // for a port released by the test.
-    let config = format!(
+    format!(
         r#"checks:
   - name: web
     kind: http
@@ -101,47 +160,7 @@ fn every_kind_once_matches_the_golden_file() {
     kind: hwmon
     sysfs_path: {HWMON_TREE:?}
 "#,
-        secure_url = secure.https_url("/"),
-        hub_url = hub.url(""),
-        digest = registry.app_digest,
-        api = api.server.addr,
-    );
-    let path = dir.write("sonde.yml", config);
-
-    let started = std::time::Instant::now();
-    let out = common::run(&["--once", "-c", path.to_str().unwrap()]);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    eprintln!("sonde --once took {:?}", started.elapsed());
-    assert!(!stderr.contains("panicked"), "sonde panicked: {stderr}");
-    // Several fixtures fail on purpose (a 503, an absent image, ...), so --once says so.
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-
-    assert!(
-        api.gone_sent.load(std::sync::atomic::Ordering::SeqCst),
-        "the deployments list was meant to be continued and restarted after a 410"
-    );
-
-    let actual = normalise(&stdout, dir.path());
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(Path::new(GOLDEN).parent().unwrap()).unwrap();
-        std::fs::write(GOLDEN, &actual).unwrap();
-        eprintln!("wrote {GOLDEN}; review it with `git diff`");
-        return;
-    }
-    let expected = std::fs::read_to_string(GOLDEN).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {GOLDEN} ({e}); create it with `UPDATE_GOLDEN=1 cargo test --test golden`"
-        )
-    });
-    if let Some(diff) = line_diff(&expected, &actual) {
-        panic!(
-            "the output of `sonde --once` differs from {GOLDEN}\n\
-             (- golden, + this run, after normalisation):\n\n{diff}\n\
-             If the change is intended, run `UPDATE_GOLDEN=1 cargo test --test golden` and \
-             review `git diff tests/golden/e2e-output.prom`.\n\nsonde's stderr:\n{stderr}"
-        );
-    }
+    )
 }
 
 /// A golden test whose comparison cannot fail protects nothing: a value the fixtures
@@ -520,6 +539,7 @@ impl Registry {
 /// A cluster of a few workloads of every kind whose images live in the registry `r`:
 /// present, absent, behind a pull secret, ignored and invalid. Deployments come in
 /// pages of 2, so the list is continued (and restarted once on the fixture's 410).
+/// It is long because it is data: one entry per workload, nothing to factor out.
 fn cluster(r: &str, app_digest: &str) -> Cluster {
     let app = format!("{r}/team/app:v1");
     let migrate = format!("{r}/team/migrate:v1");

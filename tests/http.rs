@@ -5,6 +5,7 @@
 mod common;
 
 use std::net::TcpListener;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -37,8 +38,67 @@ fn closed_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-#[test]
-fn every_failure_reason_with_native_and_legacy_values() {
+/// What the shared run of every failure reason left behind.
+struct FailureRun {
+    code: Option<i32>,
+    elapsed: Duration,
+    m: Exposition,
+    stderr: String,
+    /// Where the fixture listened, for its URLs.
+    fixture: String,
+    refused: String,
+}
+
+impl FailureRun {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.fixture)
+    }
+
+    fn up(&self, check: &str, url: &str) -> Option<f64> {
+        self.m
+            .value(&format!("sonde_http_up{{check=\"{check}\",url=\"{url}\"}}"))
+    }
+
+    fn status(&self, check: &str, url: &str) -> Option<f64> {
+        self.m.value(&format!(
+            "sonde_http_status_code{{check=\"{check}\",url=\"{url}\"}}"
+        ))
+    }
+
+    fn reason(&self, check: &str, url: &str, reason: &str) -> Option<f64> {
+        self.m.value(&format!(
+            "sonde_http_failures_total{{check=\"{check}\",url=\"{url}\",reason=\"{reason}\"}}"
+        ))
+    }
+
+    /// `name{check="..",url=".."}` of the fixture's `path`.
+    fn of(&self, name: &str, check: &str, path: &str) -> Option<f64> {
+        self.m.value(&format!(
+            "{name}{{check=\"{check}\",url=\"{}\"}}",
+            self.url(path)
+        ))
+    }
+
+    fn legacy_up(&self, url: &str) -> Option<f64> {
+        self.m
+            .value(&format!("sample_external_url_up{{url=\"{url}\"}}"))
+    }
+
+    fn legacy_ms(&self, url: &str) -> Option<f64> {
+        self.m
+            .value(&format!("sample_external_url_response_ms{{url=\"{url}\"}}"))
+    }
+}
+
+static FAILURE_RUN: OnceLock<Result<FailureRun, String>> = OnceLock::new();
+
+/// The one `--once` run that the failure cases below assert on: its hanging URL costs
+/// the 2 s timeout, which each case would pay again.
+fn failure_run() -> &'static FailureRun {
+    shared(&FAILURE_RUN, run_every_failure_reason)
+}
+
+fn run_every_failure_reason() -> FailureRun {
     let f = Fixture::start(route);
     let dir = Dir::new();
     dir.write("pw", "s3cret-pw\n");
@@ -103,160 +163,181 @@ checks:
     let cfg = dir.write("sonde.yml", config);
     let started = Instant::now();
     let out = run(&["--once", "--config.file", cfg.to_str().unwrap()]);
-    let elapsed = started.elapsed();
+    FailureRun {
+        elapsed: started.elapsed(),
+        code: out.status.code(),
+        m: Exposition(String::from_utf8(out.stdout).unwrap()),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        fixture: f.addr.to_string(),
+        refused,
+    }
+}
+
+#[test]
+fn some_probes_fail_so_once_exits_1() {
     assert_eq!(
-        out.status.code(),
+        failure_run().code,
         Some(1),
         "some probes fail, so --once exits 1"
     );
-    let m = Exposition(String::from_utf8(out.stdout).unwrap());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    // The hanging URL is bounded by the 2 s timeout; the run does not wait longer.
-    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+}
 
-    let up = |check: &str, url: &str| {
-        m.value(&format!("sonde_http_up{{check=\"{check}\",url=\"{url}\"}}"))
-    };
-    let status = |check: &str, url: &str| {
-        m.value(&format!(
-            "sonde_http_status_code{{check=\"{check}\",url=\"{url}\"}}"
-        ))
-    };
-    let reason = |check: &str, url: &str, reason: &str| {
-        m.value(&format!(
-            "sonde_http_failures_total{{check=\"{check}\",url=\"{url}\",reason=\"{reason}\"}}"
-        ))
-    };
-    let legacy_up = |url: &str| m.value(&format!("sample_external_url_up{{url=\"{url}\"}}"));
-    let legacy_ms =
-        |url: &str| m.value(&format!("sample_external_url_response_ms{{url=\"{url}\"}}"));
-
-    // 200
-    assert_eq!(up("main", &f.url("/ok")), Some(1.0));
-    assert_eq!(status("main", &f.url("/ok")), Some(200.0));
-    assert_eq!(legacy_up(&f.url("/ok")), Some(1.0));
-    let ms = legacy_ms(&f.url("/ok")).unwrap();
+#[test]
+fn a_200_is_up_with_its_duration_size_and_legacy_milliseconds() {
+    let r = failure_run();
+    let ok = r.url("/ok");
+    assert_eq!(r.up("main", &ok), Some(1.0));
+    assert_eq!(r.status("main", &ok), Some(200.0));
+    assert_eq!(r.legacy_up(&ok), Some(1.0));
+    let ms = r.legacy_ms(&ok).unwrap();
     assert!(ms.is_finite() && ms > 0.0, "{ms}");
-    let secs = m
-        .value(&format!(
-            "sonde_http_duration_seconds{{check=\"main\",url=\"{}\"}}",
-            f.url("/ok")
-        ))
-        .unwrap();
+    let secs = r.of("sonde_http_duration_seconds", "main", "/ok").unwrap();
     assert!(
         (ms / 1000.0 - secs).abs() < 1e-6,
         "legacy ms {ms} vs seconds {secs}"
     );
+    assert_eq!(r.of("sonde_http_body_size_bytes", "main", "/ok"), Some(8.0));
     assert_eq!(
-        m.value(&format!(
-            "sonde_http_body_size_bytes{{check=\"main\",url=\"{}\"}}",
-            f.url("/ok")
-        )),
-        Some(8.0)
-    );
-    assert_eq!(
-        m.value(&format!(
-            "sonde_http_probes_total{{check=\"main\",url=\"{}\",result=\"success\"}}",
-            f.url("/ok")
+        r.m.value(&format!(
+            "sonde_http_probes_total{{check=\"main\",url=\"{ok}\",result=\"success\"}}"
         )),
         Some(1.0)
     );
     assert_eq!(
-        m.value(&format!(
-            "sonde_http_probe_duration_seconds_count{{check=\"main\",url=\"{}\"}}",
-            f.url("/ok")
-        )),
+        r.of("sonde_http_probe_duration_seconds_count", "main", "/ok"),
         Some(1.0)
     );
-    // 503
-    assert_eq!(up("main", &f.url("/503")), Some(0.0));
-    assert_eq!(status("main", &f.url("/503")), Some(503.0));
-    assert_eq!(reason("main", &f.url("/503"), "status_code"), Some(1.0));
-    assert_eq!(legacy_up(&f.url("/503")), Some(0.0));
-    assert!(legacy_ms(&f.url("/503")).unwrap().is_finite());
-    // 404 accepted by valid_status_codes
-    assert_eq!(up("notfound", &f.url("/404")), Some(1.0));
-    assert_eq!(status("notfound", &f.url("/404")), Some(404.0));
-    assert_eq!(legacy_up(&f.url("/404")), Some(1.0));
-    // redirect followed
-    assert_eq!(up("main", &f.url("/redirect")), Some(1.0));
-    assert_eq!(status("main", &f.url("/redirect")), Some(200.0));
+}
+
+#[test]
+fn a_503_is_down_with_reason_status_code() {
+    let r = failure_run();
+    let e503 = r.url("/503");
+    assert_eq!(r.up("main", &e503), Some(0.0));
+    assert_eq!(r.status("main", &e503), Some(503.0));
+    assert_eq!(r.reason("main", &e503, "status_code"), Some(1.0));
+    assert_eq!(r.legacy_up(&e503), Some(0.0));
+    assert!(r.legacy_ms(&e503).unwrap().is_finite());
+}
+
+#[test]
+fn a_404_listed_in_valid_status_codes_is_up() {
+    let r = failure_run();
+    let e404 = r.url("/404");
+    assert_eq!(r.up("notfound", &e404), Some(1.0));
+    assert_eq!(r.status("notfound", &e404), Some(404.0));
+    assert_eq!(r.legacy_up(&e404), Some(1.0));
+}
+
+#[test]
+fn a_redirect_is_followed_and_counted() {
+    let r = failure_run();
+    let redirect = r.url("/redirect");
+    assert_eq!(r.up("main", &redirect), Some(1.0));
+    assert_eq!(r.status("main", &redirect), Some(200.0));
+    assert_eq!(r.of("sonde_http_redirects", "main", "/redirect"), Some(1.0));
+    assert_eq!(r.legacy_up(&redirect), Some(1.0));
+}
+
+#[test]
+fn a_redirect_loop_fails_with_reason_redirects() {
+    let r = failure_run();
+    let lp = r.url("/loop");
+    assert_eq!(r.up("main", &lp), Some(0.0));
+    assert_eq!(r.reason("main", &lp, "redirects"), Some(1.0));
+    assert_eq!(r.legacy_up(&lp), Some(0.0));
+}
+
+#[test]
+fn a_refused_connection_fails_with_reason_connect() {
+    let r = failure_run();
+    let refused = &r.refused;
+    assert_eq!(r.up("main", refused), Some(0.0));
+    assert_eq!(r.status("main", refused), Some(0.0));
+    assert_eq!(r.reason("main", refused, "connect"), Some(1.0));
+    assert_eq!(r.legacy_up(refused), Some(0.0));
+    assert!(r.legacy_ms(refused).unwrap().is_finite());
+}
+
+#[test]
+fn an_unresolvable_host_fails_with_reason_dns() {
+    let r = failure_run();
     assert_eq!(
-        m.value(&format!(
-            "sonde_http_redirects{{check=\"main\",url=\"{}\"}}",
-            f.url("/redirect")
-        )),
+        r.reason("main", "http://nonexistent.invalid/", "dns"),
         Some(1.0)
     );
-    assert_eq!(legacy_up(&f.url("/redirect")), Some(1.0));
-    // redirect loop
-    assert_eq!(up("main", &f.url("/loop")), Some(0.0));
-    assert_eq!(reason("main", &f.url("/loop"), "redirects"), Some(1.0));
-    assert_eq!(legacy_up(&f.url("/loop")), Some(0.0));
-    // connection refused
-    assert_eq!(up("main", &refused), Some(0.0));
-    assert_eq!(status("main", &refused), Some(0.0));
-    assert_eq!(reason("main", &refused, "connect"), Some(1.0));
-    assert_eq!(legacy_up(&refused), Some(0.0));
-    assert!(legacy_ms(&refused).unwrap().is_finite());
-    // unresolvable host
-    assert_eq!(
-        reason("main", "http://nonexistent.invalid/", "dns"),
-        Some(1.0)
-    );
-    assert_eq!(legacy_up("http://nonexistent.invalid/"), Some(0.0));
-    // accepts and never answers
-    assert_eq!(reason("main", &f.url("/hang"), "timeout"), Some(1.0));
-    let hang_secs = m
-        .value(&format!(
-            "sonde_http_duration_seconds{{check=\"main\",url=\"{}\"}}",
-            f.url("/hang")
-        ))
+    assert_eq!(r.legacy_up("http://nonexistent.invalid/"), Some(0.0));
+}
+
+/// A URL that accepts and never answers fails at the 2 s timeout, and the run does not
+/// wait longer for it.
+#[test]
+fn a_hanging_url_fails_with_reason_timeout_after_the_timeout() {
+    let r = failure_run();
+    assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
+    let hang = r.url("/hang");
+    assert_eq!(r.reason("main", &hang, "timeout"), Some(1.0));
+    let hang_secs = r
+        .of("sonde_http_duration_seconds", "main", "/hang")
         .unwrap();
     assert!((1.9..4.0).contains(&hang_secs), "{hang_secs}");
-    assert_eq!(legacy_up(&f.url("/hang")), Some(0.0));
-    assert_eq!(legacy_ms(&f.url("/hang")), Some(f64::INFINITY));
-    // body over body_size_limit
-    assert_eq!(up("limits", &f.url("/big")), Some(0.0));
+    assert_eq!(r.legacy_up(&hang), Some(0.0));
+    assert_eq!(r.legacy_ms(&hang), Some(f64::INFINITY));
+}
+
+#[test]
+fn a_body_over_body_size_limit_fails_with_reason_body_too_large() {
+    let r = failure_run();
+    let big = r.url("/big");
+    assert_eq!(r.up("limits", &big), Some(0.0));
+    assert_eq!(r.reason("limits", &big, "body_too_large"), Some(1.0));
     assert_eq!(
-        reason("limits", &f.url("/big"), "body_too_large"),
-        Some(1.0)
-    );
-    assert_eq!(
-        m.value(&format!(
-            "sonde_http_body_size_bytes{{check=\"limits\",url=\"{}\"}}",
-            f.url("/big")
-        )),
+        r.of("sonde_http_body_size_bytes", "limits", "/big"),
         Some(1024.0)
     );
-    assert_eq!(legacy_up(&f.url("/big")), Some(0.0));
-    // body regexes
+    assert_eq!(r.legacy_up(&big), Some(0.0));
+}
+
+#[test]
+fn body_regexes_fail_a_body_that_matches_or_does_not_match_them() {
+    let r = failure_run();
     assert_eq!(
-        reason("regex", &f.url("/maintenance"), "body_regex"),
+        r.reason("regex", &r.url("/maintenance"), "body_regex"),
         Some(1.0)
     );
-    assert_eq!(up("regex", &f.url("/ok?a")), Some(1.0));
-    assert_eq!(up("regex_must", &f.url("/ok?b")), Some(1.0));
+    assert_eq!(r.up("regex", &r.url("/ok?a")), Some(1.0));
+    assert_eq!(r.up("regex_must", &r.url("/ok?b")), Some(1.0));
     assert_eq!(
-        reason("regex_must", &f.url("/maintenance?b"), "body_regex"),
+        r.reason("regex_must", &r.url("/maintenance?b"), "body_regex"),
         Some(1.0)
     );
-    assert_eq!(legacy_up(&f.url("/maintenance")), Some(0.0));
-    assert_eq!(legacy_up(&f.url("/ok?b")), Some(1.0));
-    // credentials from files
-    assert_eq!(up("basic", &f.url("/basic")), Some(1.0));
-    assert_eq!(up("bearer", &f.url("/bearer")), Some(1.0));
-    assert_eq!(up("noauth", &f.url("/basic")), Some(0.0));
-    assert_eq!(status("noauth", &f.url("/basic")), Some(401.0));
-    assert_eq!(legacy_up(&f.url("/basic")), Some(1.0));
-    assert_eq!(legacy_up(&f.url("/bearer")), Some(1.0));
+    assert_eq!(r.legacy_up(&r.url("/maintenance")), Some(0.0));
+    assert_eq!(r.legacy_up(&r.url("/ok?b")), Some(1.0));
+}
+
+/// Basic auth and bearer tokens read from files are sent (without them: 401), and
+/// neither they nor their encoding reach the exposition or the log.
+#[test]
+fn credentials_from_files_are_sent_and_never_shown() {
+    let r = failure_run();
+    let (basic, bearer) = (r.url("/basic"), r.url("/bearer"));
+    assert_eq!(r.up("basic", &basic), Some(1.0));
+    assert_eq!(r.up("bearer", &bearer), Some(1.0));
+    assert_eq!(r.up("noauth", &basic), Some(0.0));
+    assert_eq!(r.status("noauth", &basic), Some(401.0));
+    assert_eq!(r.legacy_up(&basic), Some(1.0));
+    assert_eq!(r.legacy_up(&bearer), Some(1.0));
     for secret in ["s3cret-pw", "t0ken-value", "dXNlcjpzM2NyZXQtcHc"] {
         assert!(
-            !m.0.contains(secret) && !stderr.contains(secret),
+            !r.m.0.contains(secret) && !r.stderr.contains(secret),
             "{secret} leaked"
         );
     }
-    // Self metrics of the run.
+}
+
+#[test]
+fn a_check_with_a_failing_url_fails_and_each_check_ran_once() {
+    let m = &failure_run().m;
     assert_eq!(
         m.value("sonde_check_success{check=\"main\",kind=\"http\"}"),
         Some(0.0)
@@ -269,8 +350,11 @@ checks:
         m.value("sonde_check_runs_total{check=\"main\",kind=\"http\"}"),
         Some(1.0)
     );
-    // promtool flags the legacy millisecond name and nothing else.
-    let findings = promtool_check_metrics(&m.0);
+}
+
+#[test]
+fn promtool_flags_the_legacy_millisecond_name_and_nothing_else() {
+    let findings = promtool_check_metrics(&failure_run().m.0);
     let lines: Vec<&str> = findings.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(
         lines,
@@ -279,15 +363,24 @@ checks:
     );
 }
 
-#[test]
-fn https_with_a_test_ca_and_an_expired_certificate() {
-    let ca = TestCa::new();
-    let good = Fixture::start_tls(&ca.leaf((2020, 1, 1), (2040, 6, 15)), route);
-    let expired = Fixture::start_tls(&ca.leaf((2020, 1, 1), (2021, 3, 4)), route);
-    let dir = Dir::new();
-    dir.write("ca.pem", &ca.pem);
-    let config = format!(
-        r#"
+/// Two sites of one test CA: `good` valid until 2040-06-15, `expired` since 2021-03-04.
+struct TlsSites {
+    good: Fixture,
+    expired: Fixture,
+    m: Exposition,
+}
+
+impl TlsSites {
+    /// Runs `--once` over them with the CA, without it, with `insecure_skip_verify` and
+    /// with `server_name`; the expired one fails the run.
+    fn check() -> TlsSites {
+        let ca = TestCa::new();
+        let good = Fixture::start_tls(&ca.leaf((2020, 1, 1), (2040, 6, 15)), route);
+        let expired = Fixture::start_tls(&ca.leaf((2020, 1, 1), (2021, 3, 4)), route);
+        let dir = Dir::new();
+        dir.write("ca.pem", &ca.pem);
+        let config = format!(
+            r#"
 checks:
   - name: tls_ok
     kind: http
@@ -306,61 +399,104 @@ checks:
     tls: {{ca_file: ca.pem, server_name: localhost}}
     urls: ["https://127.0.0.1:{good_port}/ok"]
 "#,
-        good = good.https_url("/ok"),
-        expired = expired.https_url("/ok"),
-        good_port = good.addr.port(),
-    );
-    let cfg = dir.write("sonde.yml", config);
-    let out = run(&["--once", "-c", cfg.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    let m = Exposition(String::from_utf8(out.stdout).unwrap());
-    let value = |name: &str, check: &str, url: &str| {
-        m.value(&format!("{name}{{check=\"{check}\",url=\"{url}\"}}"))
-    };
-    let not_after = "sonde_http_tls_cert_not_after_timestamp_seconds";
-    let (g, e) = (good.https_url("/ok"), expired.https_url("/ok"));
+            good = good.https_url("/ok"),
+            expired = expired.https_url("/ok"),
+            good_port = good.addr.port(),
+        );
+        let cfg = dir.write("sonde.yml", config);
+        let out = run(&["--once", "-c", cfg.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1));
+        TlsSites {
+            good,
+            expired,
+            m: Exposition(String::from_utf8(out.stdout).unwrap()),
+        }
+    }
 
-    assert_eq!(value("sonde_http_up", "tls_ok", &g), Some(1.0));
+    fn value(&self, name: &str, check: &str, url: &str) -> Option<f64> {
+        self.m
+            .value(&format!("{name}{{check=\"{check}\",url=\"{url}\"}}"))
+    }
+}
+
+const NOT_AFTER: &str = "sonde_http_tls_cert_not_after_timestamp_seconds";
+
+#[test]
+fn a_certificate_of_the_configured_ca_is_trusted_and_its_expiry_exported() {
+    let sites = TlsSites::check();
+    let g = sites.good.https_url("/ok");
+    assert_eq!(sites.value("sonde_http_up", "tls_ok", &g), Some(1.0));
     assert_eq!(
-        value(not_after, "tls_ok", &g),
+        sites.value(NOT_AFTER, "tls_ok", &g),
         Some(unix_day(2040, 6, 15) as f64)
     );
     assert_eq!(
-        m.value(&format!("sample_external_url_up{{url=\"{g}\"}}")),
+        sites
+            .m
+            .value(&format!("sample_external_url_up{{url=\"{g}\"}}")),
         Some(1.0)
     );
-    // Expired: verification fails, the NotAfter is still exported.
-    assert_eq!(value("sonde_http_up", "tls_ok", &e), Some(0.0));
+}
+
+#[test]
+fn an_expired_certificate_fails_with_reason_tls_and_its_expiry_exported() {
+    let sites = TlsSites::check();
+    let e = sites.expired.https_url("/ok");
+    assert_eq!(sites.value("sonde_http_up", "tls_ok", &e), Some(0.0));
     assert_eq!(
-        m.value(&format!(
+        sites.m.value(&format!(
             "sonde_http_failures_total{{check=\"tls_ok\",url=\"{e}\",reason=\"tls\"}}"
         )),
         Some(1.0)
     );
     assert_eq!(
-        value(not_after, "tls_ok", &e),
+        sites.value(NOT_AFTER, "tls_ok", &e),
         Some(unix_day(2021, 3, 4) as f64)
     );
-    assert_eq!(value("sonde_http_status_code", "tls_ok", &e), Some(0.0));
     assert_eq!(
-        m.value(&format!("sample_external_url_up{{url=\"{e}\"}}")),
+        sites.value("sonde_http_status_code", "tls_ok", &e),
         Some(0.0)
     );
-    // Without the CA the chain is unknown: tls failure, NotAfter still known.
-    assert_eq!(value("sonde_http_up", "tls_default_roots", &g), Some(0.0));
     assert_eq!(
-        value(not_after, "tls_default_roots", &g),
+        sites
+            .m
+            .value(&format!("sample_external_url_up{{url=\"{e}\"}}")),
+        Some(0.0)
+    );
+}
+
+/// Without the CA the chain is unknown: a tls failure, the expiry still known.
+#[test]
+fn an_unknown_ca_fails_with_its_expiry_still_exported() {
+    let sites = TlsSites::check();
+    let g = sites.good.https_url("/ok");
+    assert_eq!(
+        sites.value("sonde_http_up", "tls_default_roots", &g),
+        Some(0.0)
+    );
+    assert_eq!(
+        sites.value(NOT_AFTER, "tls_default_roots", &g),
         Some(unix_day(2040, 6, 15) as f64)
     );
-    // insecure_skip_verify accepts the expired certificate.
-    assert_eq!(value("sonde_http_up", "tls_insecure", &e), Some(1.0));
+}
+
+#[test]
+fn insecure_skip_verify_accepts_an_expired_certificate() {
+    let sites = TlsSites::check();
+    let e = sites.expired.https_url("/ok");
+    assert_eq!(sites.value("sonde_http_up", "tls_insecure", &e), Some(1.0));
     assert_eq!(
-        value(not_after, "tls_insecure", &e),
+        sites.value(NOT_AFTER, "tls_insecure", &e),
         Some(unix_day(2021, 3, 4) as f64)
     );
-    // server_name overrides the name verified (the URL's host is an IP).
-    let by_ip = format!("https://127.0.0.1:{}/ok", good.addr.port());
-    assert_eq!(value("sonde_http_up", "tls_sni", &by_ip), Some(1.0));
+}
+
+/// `server_name` overrides the name verified when the URL's host is an IP.
+#[test]
+fn server_name_is_the_name_verified() {
+    let sites = TlsSites::check();
+    let by_ip = format!("https://127.0.0.1:{}/ok", sites.good.addr.port());
+    assert_eq!(sites.value("sonde_http_up", "tls_sni", &by_ip), Some(1.0));
 }
 
 #[test]

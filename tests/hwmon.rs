@@ -489,14 +489,20 @@ fn raspberry_pi_equals_node_exporter_with_kernel_humidity_units() {
     );
 }
 
-#[test]
-fn colliding_chips_follow_the_upstream_suffix_rule() {
+/// `sonde --once` over the collisions tree, checked clean: the path and the exposition.
+fn collisions() -> (PathBuf, String) {
     let sysfs = tree("collisions");
     let (code, text) = sonde_once(&sysfs);
     assert_clean_run(code, &text);
+    (sysfs, text)
+}
+
+/// Two hwmon devices of one parent: the name file tells asus-nb-wmi's apart; the
+/// twice-registered card has the same name twice, so its hwmonX does.
+#[test]
+fn colliding_chips_follow_the_upstream_suffix_rule() {
+    let (_, text) = collisions();
     let sonde = Parsed::new(&text);
-    // Two hwmon devices of one parent: the name file tells asus-nb-wmi's apart; the
-    // twice-registered card has the same name twice, so its hwmonX does.
     let chips: BTreeSet<(String, String)> = sonde
         .with_prefix("sonde_hwmon_chip_names")
         .iter()
@@ -516,6 +522,14 @@ fn colliding_chips_follow_the_upstream_suffix_rule() {
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
     assert_eq!(chips, want);
+}
+
+/// Each of two colliding chips keeps its own values under its suffixed label; a chip
+/// whose base label is unique keeps it.
+#[test]
+fn colliding_chips_keep_their_own_values() {
+    let (_, text) = collisions();
+    let sonde = Parsed::new(&text);
     let pwm =
         |chip: &'static str, s: &'static str| [("check", "hw"), ("chip", chip), ("sensor", s)];
     let fans = "platform_asus_nb_wmi_asus";
@@ -547,17 +561,21 @@ fn colliding_chips_follow_the_upstream_suffix_rule() {
         ),
         Some(22.5)
     );
-    // A chip whose base label is unique keeps it.
     let k10 = [
         ("check", "hw"),
         ("chip", "pci0000:00_0000:00:18_3"),
         ("sensor", "temp1"),
     ];
     assert_eq!(sonde.find("sonde_hwmon_temp_celsius", &k10), Some(61.5));
+}
 
-    // node_exporter 1.5.0 predates the rule: both chips of a parent share its label, so
-    // one of each duplicate pair is lost. Every series it does show is in sonde's
-    // output under one of the suffixed labels.
+/// node_exporter 1.5.0 predates the rule: both chips of a parent share its label, so
+/// one of each duplicate pair is lost. Every series it does show is in sonde's output
+/// under one of the suffixed labels.
+#[test]
+fn every_colliding_series_of_node_exporter_has_a_suffixed_twin() {
+    let (sysfs, text) = collisions();
+    let sonde = Parsed::new(&text);
     let node = Parsed::new(&node_exporter_scrape(&sysfs));
     let node_chips: BTreeSet<&str> = node
         .with_prefix("node_hwmon_")
@@ -605,30 +623,57 @@ fn mkfifo(path: &Path) {
     assert!(status.success(), "mkfifo {}", path.display());
 }
 
+/// A copy of the broken tree (garbage values, dangling and looping links, FIFOs, EIO),
+/// scraped by node_exporter and then read by `sonde --once`, checked clean.
+struct BrokenTree {
+    _dir: Dir,
+    node_text: String,
+    text: String,
+}
+
+impl BrokenTree {
+    fn read() -> BrokenTree {
+        let (dir, sysfs) = copy_tree("broken");
+        let it87 = sysfs.join("devices/platform/it87.2608/hwmon/hwmon0");
+        // A read that fails with EIO, as a broken driver's does.
+        symlink("/proc/self/mem", it87.join("temp15_input")).unwrap();
+        let node_text = node_exporter_scrape(&sysfs);
+        // node_exporter blocks for good opening a FIFO, so these come after its scrape.
+        mkfifo(&it87.join("temp14_input"));
+        mkfifo(&sysfs.join("devices/virtual/hwmon/hwmon8/name"));
+        mkfifo(&sysfs.join("class/hwmon/hwmon9"));
+        let (code, text) = sonde_once(&sysfs);
+        assert_clean_run(code, &text);
+        BrokenTree {
+            _dir: dir,
+            node_text,
+            text,
+        }
+    }
+}
+
+fn it87(sensor: &'static str) -> [(&'static str, &'static str); 3] {
+    [
+        ("check", "hw"),
+        ("chip", "platform_it87_2608"),
+        ("sensor", sensor),
+    ]
+}
+
+/// Difference: a device link to a regular file makes node_exporter drop the chip and
+/// fail the collector; sonde reads the chip and has no device directory to add.
 #[test]
-fn broken_tree_gives_the_good_values_without_hanging() {
-    let (_dir, sysfs) = copy_tree("broken");
-    let it87 = sysfs.join("devices/platform/it87.2608/hwmon/hwmon0");
-    // A read that fails with EIO, as a broken driver's does.
-    symlink("/proc/self/mem", it87.join("temp15_input")).unwrap();
-    let node_text = node_exporter_scrape(&sysfs);
-    // node_exporter blocks for good opening a FIFO, so these come after its scrape.
-    mkfifo(&it87.join("temp14_input"));
-    mkfifo(&sysfs.join("devices/virtual/hwmon/hwmon8/name"));
-    mkfifo(&sysfs.join("class/hwmon/hwmon9"));
-    let (code, text) = sonde_once(&sysfs);
-    assert_clean_run(code, &text);
-    // Difference: a device link to a regular file makes node_exporter drop the chip
-    // and fail the collector; sonde reads the chip and has no device directory to add.
+fn broken_tree_equals_node_exporter_plus_a_chip_it_drops() {
+    let tree = BrokenTree::read();
     let (node, sonde) = assert_equivalent(
-        &node_text,
-        &text,
+        &tree.node_text,
+        &tree.text,
         &[
             "sonde_hwmon_chip_names{chip=odd_blob,chip_name=blobby}",
             "sonde_hwmon_temp_celsius{chip=odd_blob,sensor=temp1}",
         ],
     );
-    assert!(!node_text.contains("odd_blob"));
+    assert!(!tree.node_text.contains("odd_blob"));
     assert!(
         node.find(
             "node_hwmon_temp_celsius",
@@ -636,36 +681,52 @@ fn broken_tree_gives_the_good_values_without_hanging() {
         )
         .is_some()
     );
-    let it = |s: &'static str| {
-        [
-            ("check", "hw"),
-            ("chip", "platform_it87_2608"),
-            ("sensor", s),
-        ]
-    };
-    // The good values, including what Go's ParseFloat also accepts.
     assert_eq!(
-        sonde.find("sonde_hwmon_temp_celsius", &it("temp1")),
+        sonde.find(
+            "sonde_hwmon_temp_celsius",
+            &[("check", "hw"), ("chip", "odd_blob"), ("sensor", "temp1")]
+        ),
+        Some(27.0)
+    );
+}
+
+/// The good values of a broken chip, including what Go's ParseFloat also accepts, and
+/// its labels (invalid UTF-8 bytes replaced, a 144-byte one cut to 128).
+#[test]
+fn broken_tree_gives_the_good_values_of_a_broken_chip() {
+    let tree = BrokenTree::read();
+    let sonde = Parsed::new(&tree.text);
+    assert_eq!(
+        sonde.find("sonde_hwmon_temp_celsius", &it87("temp1")),
         Some(41.0)
     );
     assert_eq!(
-        sonde.find("sonde_hwmon_temp_celsius", &it("temp7")),
+        sonde.find("sonde_hwmon_temp_celsius", &it87("temp7")),
         Some(0.016)
     );
     assert_eq!(
-        sonde.find("sonde_hwmon_temp_celsius", &it("temp11")),
+        sonde.find("sonde_hwmon_temp_celsius", &it87("temp11")),
         Some(30.0)
     );
-    assert_eq!(sonde.find("sonde_hwmon_fan_rpm", &it("fan1")), Some(1500.0));
-    assert_eq!(sonde.find("sonde_hwmon_fan_rpm", &it("fan2")), Some(1500.0));
-    assert_eq!(sonde.find("sonde_hwmon_in_volts", &it("in0")), Some(1.104));
+    assert_eq!(
+        sonde.find("sonde_hwmon_fan_rpm", &it87("fan1")),
+        Some(1500.0)
+    );
+    assert_eq!(
+        sonde.find("sonde_hwmon_fan_rpm", &it87("fan2")),
+        Some(1500.0)
+    );
+    assert_eq!(
+        sonde.find("sonde_hwmon_in_volts", &it87("in0")),
+        Some(1.104)
+    );
     // Millivolts times 0.001, as node_exporter computes them (3.3000000000000003).
     assert_eq!(
-        sonde.find("sonde_hwmon_in_volts", &it("in2")),
+        sonde.find("sonde_hwmon_in_volts", &it87("in2")),
         Some(3300.0 * 0.001)
     );
     assert_eq!(
-        sonde.find("sonde_hwmon_in_volts", &it("in3")),
+        sonde.find("sonde_hwmon_in_volts", &it87("in3")),
         Some(3300.0 * 0.001)
     );
     let label = [
@@ -681,7 +742,13 @@ fn broken_tree_gives_the_good_values_without_hanging() {
         .find(|s| s.labels["sensor"] == "temp11")
         .expect("the long label");
     assert_eq!(long.labels["label"].len(), 128);
-    // Garbage, directories, dangling links, loops, FIFOs and EIO: no value, no hang.
+}
+
+/// Garbage, directories, dangling links, loops, FIFOs and EIO: no value, and no hang
+/// (`BrokenTree::read` asserts the run ends, cleanly).
+#[test]
+fn broken_tree_unreadable_sensors_have_no_value() {
+    let text = BrokenTree::read().text;
     for sensor in [
         "temp2", "temp3", "temp4", "temp5", "temp6", "temp8", "temp9", "temp10", "temp12",
         "temp13", "temp14", "temp15", "in1", "in4", "pwm1",
@@ -691,8 +758,13 @@ fn broken_tree_gives_the_good_values_without_hanging() {
             "{sensor} should have no value:\n{text}"
         );
     }
-    // Chips named by the name file (device link dangling or looping), by a garbled name
-    // file, or by their directory when the name is a directory or a FIFO.
+}
+
+/// Chips named by the name file (device link dangling or looping), by a garbled name
+/// file, or by their directory when the name is a directory or a FIFO.
+#[test]
+fn broken_tree_chips_are_named_by_what_can_be_read() {
+    let sonde = Parsed::new(&BrokenTree::read().text);
     for (chip, temp) in [
         ("hwmon4", 25.0),
         ("loopy", 26.0),
@@ -706,13 +778,6 @@ fn broken_tree_gives_the_good_values_without_hanging() {
             "{chip}"
         );
     }
-    assert_eq!(
-        sonde.find(
-            "sonde_hwmon_temp_celsius",
-            &[("check", "hw"), ("chip", "odd_blob"), ("sensor", "temp1")]
-        ),
-        Some(27.0)
-    );
 }
 
 #[test]

@@ -11,8 +11,8 @@ mod common;
 
 use std::path::Path;
 
-/// Every kind of SPEC §2: the example config must show each one.
-const SPEC_KINDS: &[&str] = &[
+/// Every kind sonde has: the example config must show each one.
+const ALL_KINDS: &[&str] = &[
     "http",
     "dockerhub",
     "registry",
@@ -174,7 +174,7 @@ fn validate_shipped(relative: &str, known: &[String]) -> usize {
 fn the_example_config_shows_every_kind_once_with_hwmon_active() {
     let shipped = read_shipped("packaging/sonde.yml");
     let kinds: Vec<&str> = shipped.blocks.iter().map(|b| b.kind.as_str()).collect();
-    for kind in SPEC_KINDS {
+    for kind in ALL_KINDS {
         assert_eq!(
             kinds.iter().filter(|k| *k == kind).count(),
             1,

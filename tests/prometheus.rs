@@ -1,9 +1,9 @@
 //! Prometheus in the loop: Debian's real `prometheus` scrapes sonde over HTTPS with basic
 //! auth every second, with sonde running every kind against the fixtures and real servers
 //! of the other tests, and evaluates the rules of `packaging/prometheus/`. Through
-//! Prometheus' HTTP API the test asserts that the target is up, that every metric name of
-//! SPEC is there with its label names, that each alert fires in the scenario built for it,
-//! and that every expression of the Grafana dashboard returns data.
+//! Prometheus' HTTP API the test asserts that the target is up, that every documented
+//! metric name is there with its label names, that each alert fires in the scenario built
+//! for it, and that every expression of the Grafana dashboard returns data.
 //!
 //! The rules are loaded with their `for:` durations removed (a test cannot wait minutes);
 //! `promtool test rules` covers the durations themselves.
@@ -258,76 +258,148 @@ fn dashboard_exprs() -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn prometheus_scrapes_sonde_and_every_rule_and_panel_works() {
-    let dir = Dir::new();
+/// Every documented metric name with its label names (besides `instance` and `job`).
+const DOCUMENTED_METRICS: &[(&str, &[&str])] = &[
+    ("sonde_http_up", &["check", "url"]),
+    ("sonde_http_duration_seconds", &["check", "url"]),
+    ("sonde_http_status_code", &["check", "url"]),
+    ("sonde_http_redirects", &["check", "url"]),
+    ("sonde_http_body_size_bytes", &["check", "url"]),
+    (
+        "sonde_http_tls_cert_not_after_timestamp_seconds",
+        &["check", "url"],
+    ),
+    ("sonde_http_probes_total", &["check", "url", "result"]),
+    (
+        "sonde_http_probe_duration_seconds_bucket",
+        &["check", "url", "le"],
+    ),
+    ("sonde_http_probe_duration_seconds_sum", &["check", "url"]),
+    ("sonde_http_probe_duration_seconds_count", &["check", "url"]),
+    ("sample_external_url_up", &["url"]),
+    ("sample_external_url_response_ms", &["url"]),
+    (
+        "sonde_dockerhub_pulls_total",
+        &["check", "organization", "repository"],
+    ),
+    (
+        "sonde_dockerhub_stars",
+        &["check", "organization", "repository"],
+    ),
+    (
+        "sonde_dockerhub_last_updated_timestamp_seconds",
+        &["check", "organization", "repository"],
+    ),
+    ("sonde_dockerhub_repositories", &["check", "organization"]),
+    ("sonde_dockerhub_rate_limit_remaining", &["check"]),
+    ("docker_image_pulls", &["image", "organization"]),
+    ("sonde_image_available", &["check", "image"]),
+    ("sonde_image_check_status", &["check", "image", "status"]),
+    (
+        "sonde_kubernetes_image_available",
+        &["check", "namespace", "kind", "name", "container", "image"],
+    ),
+    (
+        "sonde_kubernetes_image_check_status",
+        &[
+            "check",
+            "namespace",
+            "kind",
+            "name",
+            "container",
+            "image",
+            "status",
+        ],
+    ),
+    (
+        "k8s_image_existence_exporter_deployment_image_exists",
+        &[
+            "namespace",
+            "owner_name",
+            "container",
+            "image",
+            "deployment",
+        ],
+    ),
+    ("k8s_image_existence_exporter_completed_rechecks_total", &[]),
+    ("k8s_image_existence_exporter_generic_errors_total", &[]),
+    ("sonde_hwmon_temp_celsius", &["check", "chip", "sensor"]),
+    (
+        "sonde_hwmon_temp_crit_celsius",
+        &["check", "chip", "sensor"],
+    ),
+    ("sonde_hwmon_chip_names", &["check", "chip", "chip_name"]),
+    (
+        "sonde_hwmon_sensor_label",
+        &["check", "chip", "sensor", "label"],
+    ),
+    ("sonde_check_success", &["check", "kind"]),
+    ("sonde_check_duration_seconds", &["check", "kind"]),
+    ("sonde_check_last_run_timestamp_seconds", &["check", "kind"]),
+    (
+        "sonde_check_last_success_timestamp_seconds",
+        &["check", "kind"],
+    ),
+    ("sonde_check_interval_seconds", &["check", "kind"]),
+    ("sonde_check_runs_total", &["check", "kind"]),
+    ("sonde_check_failures_total", &["check", "kind"]),
+    ("sonde_build_info", &["version", "revision"]),
+    ("sonde_config_last_reload_successful", &[]),
+    ("sonde_config_last_reload_success_timestamp_seconds", &[]),
+    ("process_cpu_seconds_total", &[]),
+    ("process_resident_memory_bytes", &[]),
+    ("process_open_fds", &[]),
+    ("process_start_time_seconds", &[]),
+];
 
-    // Certificates: sonde's own (HTTPS towards Prometheus) and a site expiring in 3 days.
-    let ca = TestCa::new();
-    let serving = ca.leaf((2020, 1, 1), (2045, 1, 1));
-    dir.write("ca.pem", &ca.pem);
-    dir.write("tls.crt", &serving.cert_pem);
-    dir.write("tls.key", &serving.key_pem);
-    let now = date_in(-30);
-    let soon = ca.leaf(now, date_in(3));
-    let expiring = Fixture::start_tls(&soon, |_| Reply::status(200, "ok"));
+/// Servers for sonde's checks: a site that can start failing, a site whose certificate
+/// expires in 3 days, the real registry with one image, a cluster, Docker Hub and a hot
+/// sysfs tree.
+struct Targets {
+    /// Whether `site` answers 200 (else 503).
+    healthy: Arc<AtomicBool>,
+    site: Fixture,
+    expiring: Fixture,
+    registry: images::Registry,
+    api: images::kube::ApiServer,
+    hub: Fixture,
+    sysfs: PathBuf,
+}
 
-    // A URL that starts failing.
-    let healthy = Arc::new(AtomicBool::new(true));
-    let flag = Arc::clone(&healthy);
-    let site = Fixture::start(move |_| {
-        if flag.load(Ordering::Relaxed) {
-            Reply::status(200, "all good")
-        } else {
-            Reply::status(503, "down")
+impl Targets {
+    /// Starts them; `dir` receives the files sonde's config names.
+    fn start(dir: &Dir, ca: &TestCa) -> Targets {
+        let soon = ca.leaf(date_in(-30), date_in(3));
+        let expiring = Fixture::start_tls(&soon, |_| Reply::status(200, "ok"));
+        let healthy = Arc::new(AtomicBool::new(true));
+        let flag = Arc::clone(&healthy);
+        let site = Fixture::start(move |_| {
+            if flag.load(Ordering::Relaxed) {
+                Reply::status(200, "all good")
+            } else {
+                Reply::status(503, "down")
+            }
+        });
+        let storage = dir.path().join("registry-data");
+        std::fs::create_dir_all(&storage).unwrap();
+        let registry = images::Registry::start(dir.path(), "registry", &storage, "", "");
+        registry.push_image("team/app", "v1", false, "e2e");
+        let api = start_cluster(dir, &registry.host());
+        Targets {
+            healthy,
+            site,
+            expiring,
+            registry,
+            api,
+            hub: docker_hub(),
+            sysfs: hot_sysfs(dir),
         }
-    });
+    }
 
-    // The real registry with one image; a second one is absent.
-    let storage = dir.path().join("registry-data");
-    std::fs::create_dir_all(&storage).unwrap();
-    let registry = images::Registry::start(dir.path(), "registry", &storage, "", "");
-    registry.push_image("team/app", "v1", false, "e2e");
-    let host = registry.host();
-
-    // A cluster whose deployment uses the present image and the absent one.
-    let kca = images::TestCa::new();
-    let mut cluster = Cluster {
-        page_size: 10,
-        ..Cluster::default()
-    };
-    cluster.items.insert(
-        "deployments".into(),
-        vec![workload(
-            "deployments",
-            "shop",
-            "frontend",
-            pod_spec(
-                &[
-                    ("app", &format!("{host}/team/app:v1")),
-                    ("cache", &format!("{host}/team/cache:v9")),
-                ],
-                &[],
-                &[],
-                None,
-            ),
-            1,
-        )],
-    );
-    let api = start_api(&kca, cluster, "k8s-token");
-    dir.write("kube-ca.pem", &kca.ca_pem);
-    dir.write("kube-token", "k8s-token");
-
-    let hub = docker_hub();
-    let sysfs = hot_sysfs(&dir);
-
-    let hash = bcrypt::hash(PASSWORD, 4).unwrap();
-    let web = dir.write(
-        "web.yml",
-        format!("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\nbasic_auth_users:\n  prometheus: \"{hash}\"\n"),
-    );
-    let config = format!(
-        r#"global:
+    /// One check of each kind; `cluster` also has the legacy series of the old exporter.
+    fn sonde_config(&self) -> String {
+        format!(
+            r#"global:
   interval: 1s
   timeout: 1s
 checks:
@@ -359,30 +431,111 @@ checks:
     kind: hwmon
     sysfs_path: "{sysfs}"
 "#,
-        site = site.url("/"),
-        expiring = expiring.https_url("/"),
-        hub = hub.addr,
-        kube = api.server.addr,
-        sysfs = sysfs.display(),
-    );
-    dir.write("sonde.yml", &config);
-    let web_arg = web.display().to_string();
-    let sonde = Sonde::start_in(dir, &["--web.config.file", &web_arg]);
-    let dir = Dir::new();
-    dir.write("ca.pem", &ca.pem);
-    let rules = rule_files(&dir);
-    let rule_list: String = rules
-        .iter()
-        .map(|p| format!("  - {}\n", p.display()))
-        .collect();
-    let prom_config = format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nrule_files:\n{rule_list}scrape_configs:\n  - job_name: sonde\n    scheme: https\n    tls_config:\n      ca_file: {ca}\n      server_name: localhost\n    basic_auth:\n      username: prometheus\n      password: {PASSWORD}\n    static_configs:\n      - targets: [\"{target}\"]\n",
-        ca = dir.path().join("ca.pem").display(),
-        target = sonde.addr,
-    );
-    let prom = Prometheus::start(&dir, &prom_config);
+            site = self.site.url("/"),
+            expiring = self.expiring.https_url("/"),
+            hub = self.hub.addr,
+            host = self.registry.host(),
+            kube = self.api.server.addr,
+            sysfs = self.sysfs.display(),
+        )
+    }
+}
 
-    // The target is up (HTTPS and basic auth work for a real scraper).
+/// A cluster whose deployment uses the present image and an absent one.
+fn start_cluster(dir: &Dir, host: &str) -> images::kube::ApiServer {
+    let kca = images::TestCa::new();
+    let mut cluster = Cluster {
+        page_size: 10,
+        ..Cluster::default()
+    };
+    cluster.items.insert(
+        "deployments".into(),
+        vec![workload(
+            "deployments",
+            "shop",
+            "frontend",
+            pod_spec(
+                &[
+                    ("app", &format!("{host}/team/app:v1")),
+                    ("cache", &format!("{host}/team/cache:v9")),
+                ],
+                &[],
+                &[],
+                None,
+            ),
+            1,
+        )],
+    );
+    let api = start_api(&kca, cluster, "k8s-token");
+    dir.write("kube-ca.pem", &kca.ca_pem);
+    dir.write("kube-token", "k8s-token");
+    api
+}
+
+/// sonde serving HTTPS with basic auth and checking `targets`, and Prometheus scraping it
+/// every second with the packaged rules loaded.
+struct Scene {
+    sonde: Sonde,
+    targets: Targets,
+    prom: Prometheus,
+    rules: Vec<PathBuf>,
+    _prom_dir: Dir,
+}
+
+impl Scene {
+    fn start() -> Scene {
+        let dir = Dir::new();
+        let ca = TestCa::new();
+        let serving = ca.leaf((2020, 1, 1), (2045, 1, 1));
+        dir.write("ca.pem", &ca.pem);
+        dir.write("tls.crt", &serving.cert_pem);
+        dir.write("tls.key", &serving.key_pem);
+        let targets = Targets::start(&dir, &ca);
+        let hash = bcrypt::hash(PASSWORD, 4).unwrap();
+        let web = dir.write(
+            "web.yml",
+            format!("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\nbasic_auth_users:\n  prometheus: \"{hash}\"\n"),
+        );
+        dir.write("sonde.yml", targets.sonde_config());
+        let web_arg = web.display().to_string();
+        let sonde = Sonde::start_in(dir, &["--web.config.file", &web_arg]);
+        let prom_dir = Dir::new();
+        prom_dir.write("ca.pem", &ca.pem);
+        let rules = rule_files(&prom_dir);
+        let rule_list: String = rules
+            .iter()
+            .map(|p| format!("  - {}\n", p.display()))
+            .collect();
+        let prom_config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nrule_files:\n{rule_list}scrape_configs:\n  - job_name: sonde\n    scheme: https\n    tls_config:\n      ca_file: {ca}\n      server_name: localhost\n    basic_auth:\n      username: prometheus\n      password: {PASSWORD}\n    static_configs:\n      - targets: [\"{target}\"]\n",
+            ca = prom_dir.path().join("ca.pem").display(),
+            target = sonde.addr,
+        );
+        let prom = Prometheus::start(&prom_dir, &prom_config);
+        Scene {
+            sonde,
+            targets,
+            prom,
+            rules,
+            _prom_dir: prom_dir,
+        }
+    }
+}
+
+/// One Prometheus and one sonde serve every case, in this order: starting them, the
+/// registry and the fixtures per case would cost more than the cases, and the dashboard's
+/// rates need the failures that the alert case starts.
+#[test]
+fn prometheus_scrapes_sonde_and_every_rule_and_panel_works() {
+    let scene = Scene::start();
+    a_real_scraper_gets_the_target_up_over_https_with_basic_auth(&scene.prom);
+    every_spec_metric_is_scraped_with_its_label_names(&scene);
+    each_alert_fires_in_the_scenario_built_for_it(&scene);
+    every_dashboard_expression_returns_data(&scene.prom);
+}
+
+/// Case: Prometheus scrapes sonde over HTTPS with basic auth, and every check has run.
+fn a_real_scraper_gets_the_target_up_over_https_with_basic_auth(prom: &Prometheus) {
     prom.wait(30, "the sonde target is up", |p| {
         p.query("up{job=\"sonde\"} == 1").len() == 1
     });
@@ -392,107 +545,19 @@ checks:
             .and_then(|r| r["value"][1].as_str().map(str::to_string))
             == Some("6".into())
     });
+}
 
-    // Every SPEC metric name with its label names.
-    let expected: &[(&str, &[&str])] = &[
-        ("sonde_http_up", &["check", "url"]),
-        ("sonde_http_duration_seconds", &["check", "url"]),
-        ("sonde_http_status_code", &["check", "url"]),
-        ("sonde_http_redirects", &["check", "url"]),
-        ("sonde_http_body_size_bytes", &["check", "url"]),
-        (
-            "sonde_http_tls_cert_not_after_timestamp_seconds",
-            &["check", "url"],
-        ),
-        ("sonde_http_probes_total", &["check", "url", "result"]),
-        (
-            "sonde_http_probe_duration_seconds_bucket",
-            &["check", "url", "le"],
-        ),
-        ("sonde_http_probe_duration_seconds_sum", &["check", "url"]),
-        ("sonde_http_probe_duration_seconds_count", &["check", "url"]),
-        ("sample_external_url_up", &["url"]),
-        ("sample_external_url_response_ms", &["url"]),
-        (
-            "sonde_dockerhub_pulls_total",
-            &["check", "organization", "repository"],
-        ),
-        (
-            "sonde_dockerhub_stars",
-            &["check", "organization", "repository"],
-        ),
-        (
-            "sonde_dockerhub_last_updated_timestamp_seconds",
-            &["check", "organization", "repository"],
-        ),
-        ("sonde_dockerhub_repositories", &["check", "organization"]),
-        ("sonde_dockerhub_rate_limit_remaining", &["check"]),
-        ("docker_image_pulls", &["image", "organization"]),
-        ("sonde_image_available", &["check", "image"]),
-        ("sonde_image_check_status", &["check", "image", "status"]),
-        (
-            "sonde_kubernetes_image_available",
-            &["check", "namespace", "kind", "name", "container", "image"],
-        ),
-        (
-            "sonde_kubernetes_image_check_status",
-            &[
-                "check",
-                "namespace",
-                "kind",
-                "name",
-                "container",
-                "image",
-                "status",
-            ],
-        ),
-        (
-            "k8s_image_existence_exporter_deployment_image_exists",
-            &[
-                "namespace",
-                "owner_name",
-                "container",
-                "image",
-                "deployment",
-            ],
-        ),
-        ("k8s_image_existence_exporter_completed_rechecks_total", &[]),
-        ("k8s_image_existence_exporter_generic_errors_total", &[]),
-        ("sonde_hwmon_temp_celsius", &["check", "chip", "sensor"]),
-        (
-            "sonde_hwmon_temp_crit_celsius",
-            &["check", "chip", "sensor"],
-        ),
-        ("sonde_hwmon_chip_names", &["check", "chip", "chip_name"]),
-        (
-            "sonde_hwmon_sensor_label",
-            &["check", "chip", "sensor", "label"],
-        ),
-        ("sonde_check_success", &["check", "kind"]),
-        ("sonde_check_duration_seconds", &["check", "kind"]),
-        ("sonde_check_last_run_timestamp_seconds", &["check", "kind"]),
-        (
-            "sonde_check_last_success_timestamp_seconds",
-            &["check", "kind"],
-        ),
-        ("sonde_check_interval_seconds", &["check", "kind"]),
-        ("sonde_check_runs_total", &["check", "kind"]),
-        ("sonde_check_failures_total", &["check", "kind"]),
-        ("sonde_build_info", &["version", "revision"]),
-        ("sonde_config_last_reload_successful", &[]),
-        ("sonde_config_last_reload_success_timestamp_seconds", &[]),
-        ("process_cpu_seconds_total", &[]),
-        ("process_resident_memory_bytes", &[]),
-        ("process_open_fds", &[]),
-        ("process_start_time_seconds", &[]),
-    ];
-    for (name, labels) in expected {
-        let series = prom.api(&format!("/api/v1/series?match[]={}", encode(name)));
+/// Case: every documented metric name is in Prometheus with exactly its label names.
+fn every_spec_metric_is_scraped_with_its_label_names(scene: &Scene) {
+    for (name, labels) in DOCUMENTED_METRICS {
+        let series = scene
+            .prom
+            .api(&format!("/api/v1/series?match[]={}", encode(name)));
         let series = series.as_array().cloned().unwrap_or_default();
         assert!(
             !series.is_empty(),
             "{name} is missing; sonde says:\n{}",
-            sonde_text(&sonde)
+            sonde_text(&scene.sonde)
         );
         let mut want: BTreeSet<&str> = labels.iter().copied().collect();
         want.extend(["__name__", "instance", "job"]);
@@ -501,10 +566,14 @@ checks:
             assert_eq!(got, want, "{name}: {s}");
         }
     }
+}
 
-    // The scenarios: a failing URL, an expiring certificate, an absent image, a hot sensor.
-    healthy.store(false, Ordering::Relaxed);
-    let alert_names = rule_alert_names(&rules);
+/// Case: a failing URL, an expiring certificate, an absent image and a hot sensor each
+/// fire their alert (and the failing checks SondeCheckFailing); SondeDown does not fire
+/// while sonde is up.
+fn each_alert_fires_in_the_scenario_built_for_it(scene: &Scene) {
+    scene.targets.healthy.store(false, Ordering::Relaxed);
+    let alert_names = rule_alert_names(&scene.rules);
     let must_fire = [
         "SondeURLDown",
         "SondeTLSCertificateExpiringSoon",
@@ -518,20 +587,22 @@ checks:
             "{name} is not among the rules: {alert_names:?}"
         );
     }
-    prom.wait(60, "the scenario alerts fire", |p| {
+    scene.prom.wait(60, "the scenario alerts fire", |p| {
         let alerts = p.alerts();
         must_fire
             .iter()
             .all(|a| alerts.get(*a).is_some_and(|s| s == "firing"))
     });
-    let alerts = prom.alerts();
+    let alerts = scene.prom.alerts();
     assert!(
         !alerts.contains_key("SondeDown"),
         "SondeDown fired while sonde is up: {alerts:?}"
     );
+}
 
-    // Every dashboard expression returns data.
-    // (Rates need two samples of a counter that only appears with the first failure.)
+/// Case: every expression of the Grafana dashboard returns data. (Rates need two samples
+/// of a counter that only appears with the first failure, hence the wait.)
+fn every_dashboard_expression_returns_data(prom: &Prometheus) {
     for expr in dashboard_exprs() {
         prom.wait(
             30,
@@ -539,11 +610,9 @@ checks:
             |p| !p.query(&expr).is_empty(),
         );
     }
-    drop(sonde);
-    drop(registry);
 }
 
-/// sonde's current exposition (HTTPS with basic auth), for failure messages.
+/// sonde's log so far, for failure messages (its exposition needs HTTPS and basic auth).
 fn sonde_text(sonde: &Sonde) -> String {
     sonde.log().join("\n")
 }

@@ -6,7 +6,7 @@ mod common;
 mod images;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::{Dir, Fixture, Reply, SeenRequest, Sonde};
@@ -74,8 +74,28 @@ fn manifest_requests(log: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-#[test]
-fn real_registry_tags_digests_oci_and_missing_images() {
+/// What the shared run against the plain registry left behind.
+struct PlainRun {
+    code: i32,
+    out: String,
+    err: String,
+    /// The checked references, in the order of the config.
+    images: [String; 9],
+    app_digest: String,
+    registry_log: String,
+}
+
+static PLAIN_RUN: OnceLock<Result<PlainRun, String>> = OnceLock::new();
+
+/// The one `--once` run that the plain-registry cases below assert on: starting the real
+/// registry and pushing to it is the expensive part.
+fn plain_run() -> &'static PlainRun {
+    common::shared(&PLAIN_RUN, run_against_a_plain_registry)
+}
+
+/// Tags, digests, a tag with a digest, a missing tag and repository, an OCI image, an
+/// index, an unknown digest and an invalid reference.
+fn run_against_a_plain_registry() -> PlainRun {
     let dir = Dir::new();
     let storage = dir.path().join("storage");
     let registry = Registry::start(dir.path(), "plain", &storage, "", "");
@@ -101,13 +121,34 @@ fn real_registry_tags_digests_oci_and_missing_images() {
         list.join(", ")
     );
     let (code, out, err) = run_once(&dir, &config);
+    PlainRun {
+        code,
+        out,
+        err,
+        images,
+        app_digest,
+        registry_log: registry.log_text(),
+    }
+}
+
+#[test]
+fn once_exits_1_when_an_image_is_not_available() {
+    let run = plain_run();
     assert_eq!(
-        code, 1,
-        "not every image is available, so --once fails; stderr: {err}"
+        run.code, 1,
+        "not every image is available, so --once fails; stderr: {}",
+        run.err
     );
+}
+
+/// A tag, a digest (alone or after a tag), an OCI image and an index are available; a
+/// missing tag, repository or digest is absent; an invalid reference says so.
+#[test]
+fn tags_digests_oci_images_and_indexes_are_found_and_missing_ones_absent() {
+    let PlainRun { out, images, .. } = plain_run();
     let c = "reg";
     assert_lines(
-        &out,
+        out,
         &[
             available(c, &images[0], 1),
             status(c, &images[0], "available"),
@@ -128,12 +169,20 @@ fn real_registry_tags_digests_oci_and_missing_images() {
             "sonde_check_success{check=\"reg\",kind=\"registry\"} 0".to_string(),
         ],
     );
-    // An invalid reference has a status but no availability sample.
+}
+
+#[test]
+fn an_invalid_reference_has_a_status_but_no_availability_sample() {
+    let PlainRun { out, images, .. } = plain_run();
     assert!(!out.contains(&format!(
         "sonde_image_available{{check=\"reg\",image=\"{}\"}}",
         images[8]
     )));
-    // Every status is exported, exactly one of them 1.
+}
+
+#[test]
+fn every_status_is_exported_exactly_one_of_them_1() {
+    let PlainRun { out, images, .. } = plain_run();
     let statuses: Vec<&str> = out
         .lines()
         .filter(|l| {
@@ -145,10 +194,13 @@ fn real_registry_tags_digests_oci_and_missing_images() {
         .collect();
     assert_eq!(statuses.len(), 8, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|l| l.ends_with(" 1")).count(), 1);
+}
 
-    // HEAD only, and the digest that two references share is asked for once.
-    let log = registry.log_text();
-    let requests = manifest_requests(&log);
+/// HEAD only, and the digest that two references share is asked for once.
+#[test]
+fn each_distinct_image_costs_one_head_request() {
+    let run = plain_run();
+    let requests = manifest_requests(&run.registry_log);
     assert!(requests.iter().all(|(m, _)| m == "HEAD"), "{requests:?}");
     assert_eq!(
         requests.len(),
@@ -157,13 +209,18 @@ fn real_registry_tags_digests_oci_and_missing_images() {
     );
     let by_digest = requests
         .iter()
-        .filter(|(_, uri)| uri == &format!("/v2/team/app/manifests/{app_digest}"))
+        .filter(|(_, uri)| uri == &format!("/v2/team/app/manifests/{}", run.app_digest))
         .count();
     assert_eq!(by_digest, 1, "{requests:?}");
+}
+
+#[test]
+fn the_exposition_passes_promtool() {
+    let out = &plain_run().out;
     assert!(
-        common::promtool_check_metrics(&out).trim().is_empty(),
+        common::promtool_check_metrics(out).trim().is_empty(),
         "{}",
-        common::promtool_check_metrics(&out)
+        common::promtool_check_metrics(out)
     );
 }
 
@@ -260,43 +317,7 @@ fn start_hub() -> Hub {
         );
         Fixture::start(move |req: &SeenRequest| {
             if let Some(query) = req.path.strip_prefix("/token?") {
-                let scope = query
-                    .split('&')
-                    .find_map(|p| p.strip_prefix("scope="))
-                    .unwrap_or("")
-                    .replace("%3A", ":")
-                    .replace("%2F", "/");
-                if !query.contains("service=registry.test") {
-                    return Reply::status(400, "no service");
-                }
-                if scope.starts_with("repository:private/") {
-                    let want = format!("Basic {}", images::base64(b"hubuser:hubpass"));
-                    if req.header("authorization") != Some(want.as_str()) {
-                        return images::json(
-                            401,
-                            r#"{"details":"incorrect username or password"}"#,
-                        );
-                    }
-                }
-                let lifetime = if scope.starts_with("repository:short/") {
-                    1
-                } else {
-                    300
-                };
-                let mut list = tokens.lock().unwrap();
-                let token = format!("tok-{}", list.len());
-                list.push((
-                    token.clone(),
-                    scope,
-                    Instant::now(),
-                    Duration::from_secs(lifetime),
-                ));
-                return images::json(
-                    200,
-                    &format!(
-                        r#"{{"token":"{token}","access_token":"{token}","expires_in":{lifetime},"issued_at":"2026-01-01T00:00:00Z"}}"#
-                    ),
-                );
+                return token_reply(req, query, &tokens);
             }
             let Some(rest) = req.path.strip_prefix("/v2/") else {
                 return Reply::status(404, "");
@@ -327,23 +348,7 @@ fn start_hub() -> Hub {
             if scope != &format!("repository:{repo}:pull") {
                 return unauthorized;
             }
-            match repo {
-                "library/nginx" | "short/app" | "private/app" if !broken.load(Ordering::SeqCst) => {
-                    Reply::status(200, "")
-                        .with_header(
-                            "Content-Type",
-                            "application/vnd.docker.distribution.manifest.v2+json",
-                        )
-                        .with_header(
-                            "Docker-Content-Digest",
-                            &format!("sha256:{}", "a".repeat(64)),
-                        )
-                }
-                "library/nginx" => Reply::status(503, "down for maintenance"),
-                "broken/app" => Reply::status(502, "bad gateway"),
-                "slow/app" => Reply::Hang,
-                _ => Reply::status(404, r#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#),
-            }
+            manifest_reply(repo, broken.load(Ordering::SeqCst))
         })
     };
     *addr.lock().unwrap() = fixture.addr.to_string();
@@ -355,6 +360,64 @@ fn start_hub() -> Hub {
     }
 }
 
+/// The realm: a token for the scope asked, living 1 s for `short/`, else 300 s; `private/`
+/// needs the Basic credentials of hubuser.
+fn token_reply(req: &SeenRequest, query: &str, tokens: &Tokens) -> Reply {
+    let scope = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("scope="))
+        .unwrap_or("")
+        .replace("%3A", ":")
+        .replace("%2F", "/");
+    if !query.contains("service=registry.test") {
+        return Reply::status(400, "no service");
+    }
+    if scope.starts_with("repository:private/") {
+        let want = format!("Basic {}", images::base64(b"hubuser:hubpass"));
+        if req.header("authorization") != Some(want.as_str()) {
+            return images::json(401, r#"{"details":"incorrect username or password"}"#);
+        }
+    }
+    let lifetime = if scope.starts_with("repository:short/") {
+        1
+    } else {
+        300
+    };
+    let mut list = tokens.lock().unwrap();
+    let token = format!("tok-{}", list.len());
+    list.push((
+        token.clone(),
+        scope,
+        Instant::now(),
+        Duration::from_secs(lifetime),
+    ));
+    images::json(
+        200,
+        &format!(
+            r#"{{"token":"{token}","access_token":"{token}","expires_in":{lifetime},"issued_at":"2026-01-01T00:00:00Z"}}"#
+        ),
+    )
+}
+
+/// A manifest HEAD with a valid token: present, absent, failing or hanging by repository.
+fn manifest_reply(repo: &str, broken: bool) -> Reply {
+    match repo {
+        "library/nginx" | "short/app" | "private/app" if !broken => Reply::status(200, "")
+            .with_header(
+                "Content-Type",
+                "application/vnd.docker.distribution.manifest.v2+json",
+            )
+            .with_header(
+                "Docker-Content-Digest",
+                &format!("sha256:{}", "a".repeat(64)),
+            ),
+        "library/nginx" => Reply::status(503, "down for maintenance"),
+        "broken/app" => Reply::status(502, "bad gateway"),
+        "slow/app" => Reply::Hang,
+        _ => Reply::status(404, r#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#),
+    }
+}
+
 fn runs(m: &common::Exposition, check: &str) -> f64 {
     m.value(&format!(
         "sonde_check_runs_total{{check=\"{check}\",kind=\"registry\"}}"
@@ -362,28 +425,45 @@ fn runs(m: &common::Exposition, check: &str) -> f64 {
     .unwrap_or(0.0)
 }
 
-#[test]
-fn token_flow_expiry_errors_and_a_hang() {
-    let hub = start_hub();
-    let limited = Fixture::start(|_req: &SeenRequest| {
-        Reply::status(429, r#"{"errors":[{"code":"TOOMANYREQUESTS"}]}"#)
-            .with_header("Retry-After", "3600")
-    });
-    let h = hub.fixture.addr.to_string();
-    let l = limited.addr.to_string();
-    let dir = Dir::new();
-    dir.write("hub.json", images::docker_config(&h, "hubuser", "hubpass"));
-    let nginx = format!("{h}/library/nginx:1.25");
-    let short = format!("{h}/short/app:v1");
-    let private = format!("{h}/private/app:v1");
-    let gone = format!("{h}/library/gone:v1");
-    let broken = format!("{h}/broken/app:v1");
-    let slow = format!("{h}/slow/app:v1");
-    let rate = format!("{l}/team/app:v1");
-    dir.write(
-        "sonde.yml",
-        format!(
-            "checks:
+/// sonde checking, every 3 s, images of the Docker-Hub-like fixture (present, short-lived
+/// token, private, gone, failing, hanging) and one of a registry that only answers 429.
+struct HubScene {
+    sonde: Sonde,
+    hub: Hub,
+    limited: Fixture,
+    nginx: String,
+    short: String,
+    private: String,
+    gone: String,
+    broken: String,
+    slow: String,
+    rate: String,
+}
+
+impl HubScene {
+    fn start() -> HubScene {
+        let hub = start_hub();
+        let limited = Fixture::start(|_req: &SeenRequest| {
+            Reply::status(429, r#"{"errors":[{"code":"TOOMANYREQUESTS"}]}"#)
+                .with_header("Retry-After", "3600")
+        });
+        let h = hub.fixture.addr.to_string();
+        let l = limited.addr.to_string();
+        let dir = Dir::new();
+        dir.write("hub.json", images::docker_config(&h, "hubuser", "hubpass"));
+        let [nginx, short, private, gone, broken, slow, rate] = [
+            format!("{h}/library/nginx:1.25"),
+            format!("{h}/short/app:v1"),
+            format!("{h}/private/app:v1"),
+            format!("{h}/library/gone:v1"),
+            format!("{h}/broken/app:v1"),
+            format!("{h}/slow/app:v1"),
+            format!("{l}/team/app:v1"),
+        ];
+        dir.write(
+            "sonde.yml",
+            format!(
+                "checks:
   - name: hub
     kind: registry
     interval: 3s
@@ -392,31 +472,80 @@ fn token_flow_expiry_errors_and_a_hang() {
     docker_config_file: hub.json
     images: [\"{nginx}\", \"{short}\", \"{private}\", \"{gone}\", \"{broken}\", \"{slow}\", \"{rate}\"]
 "
-        ),
-    );
-    let sonde = Sonde::start_in(dir, &[]);
-    sonde.wait_ready();
-    let m = sonde.wait_metrics(20, |m| runs(m, "hub") >= 1.0);
-    let text = &m.0;
+            ),
+        );
+        let sonde = Sonde::start_in(dir, &[]);
+        sonde.wait_ready();
+        HubScene {
+            sonde,
+            hub,
+            limited,
+            nginx,
+            short,
+            private,
+            gone,
+            broken,
+            slow,
+            rate,
+        }
+    }
+}
+
+/// The cases share one sonde because they follow it over runs: the first run, token reuse
+/// and renewal over three more, then a registry that starts failing.
+#[test]
+fn token_flow_expiry_errors_and_a_hang() {
+    let scene = HubScene::start();
+    let m = scene.sonde.wait_metrics(20, |m| runs(m, "hub") >= 1.0);
+    each_image_has_the_status_its_registry_gives(&scene, &m.0);
+    manifests_are_asked_with_head_accepting_all_four_media_types(&scene.hub);
+    // Run three more times.
+    let first = runs(&m, "hub");
+    scene
+        .sonde
+        .wait_metrics(30, |m| runs(m, "hub") >= first + 3.0);
+    a_token_is_reused_until_it_expires_and_never_sent_expired(&scene.hub);
+    a_rate_limited_registry_is_not_asked_again(&scene.limited);
+    registry_credentials_never_reach_the_log(&scene.sonde);
+    a_registry_that_starts_failing_leaves_availability_unknown(&scene);
+}
+
+/// Case: through the token flow, public, short-lived and private images are available
+/// and a gone one absent; a 5xx, a hang and a 429 make an image undetermined, with no
+/// availability sample.
+fn each_image_has_the_status_its_registry_gives(scene: &HubScene, text: &str) {
+    let HubScene {
+        nginx,
+        short,
+        private,
+        gone,
+        broken,
+        slow,
+        rate,
+        ..
+    } = scene;
     assert_lines(
         text,
         &[
-            available("hub", &nginx, 1),
-            available("hub", &short, 1),
-            available("hub", &private, 1),
-            available("hub", &gone, 0),
-            status("hub", &gone, "absent"),
-            status("hub", &broken, "unreachable"),
-            status("hub", &slow, "unreachable"),
-            status("hub", &rate, "rate_limited"),
+            available("hub", nginx, 1),
+            available("hub", short, 1),
+            available("hub", private, 1),
+            available("hub", gone, 0),
+            status("hub", gone, "absent"),
+            status("hub", broken, "unreachable"),
+            status("hub", slow, "unreachable"),
+            status("hub", rate, "rate_limited"),
         ],
     );
-    for image in [&broken, &slow, &rate] {
+    for image in [broken, slow, rate] {
         assert!(!text.contains(&format!(
             "sonde_image_available{{check=\"hub\",image=\"{image}\"}}"
         )));
     }
-    // Every manifest request is a HEAD with all four media types.
+}
+
+/// Case: every manifest request is a HEAD with all four media types in Accept.
+fn manifests_are_asked_with_head_accepting_all_four_media_types(hub: &Hub) {
     for r in hub
         .fixture
         .seen()
@@ -429,9 +558,11 @@ fn token_flow_expiry_errors_and_a_hang() {
             assert!(accept.contains(t), "{accept}");
         }
     }
-    // Run three more times.
-    let first = runs(&m, "hub");
-    sonde.wait_metrics(30, |m| runs(m, "hub") >= first + 3.0);
+}
+
+/// Case: a 300 s token is fetched once and reused by every later run; a 1 s token is
+/// renewed in each run, and an expired one is never sent.
+fn a_token_is_reused_until_it_expires_and_never_sent_expired(hub: &Hub) {
     let tokens = hub.tokens.lock().unwrap().clone();
     let count = |prefix: &str| {
         tokens
@@ -439,22 +570,29 @@ fn token_flow_expiry_errors_and_a_hang() {
             .filter(|(_, s, ..)| s.starts_with(prefix))
             .count()
     };
-    // A 300 s token is fetched once and reused by every later run.
     assert_eq!(count("repository:library/nginx:"), 1, "{tokens:?}");
     assert_eq!(count("repository:private/app:"), 1, "{tokens:?}");
-    // A 1 s token is renewed in each run, and an expired one is never sent.
     assert!(count("repository:short/app:") >= 3, "{tokens:?}");
     assert_eq!(hub.expired_uses.load(Ordering::SeqCst), 0);
-    // After the 429 the rate-limited registry got no other request.
-    assert_eq!(limited.seen().len(), 1, "{:?}", limited.seen());
-    // Credentials never show up in the log.
-    assert!(sonde.log().iter().all(|l| !l.contains("hubpass")));
+}
 
-    // A registry that starts failing: no guess replaces the availability.
-    hub.broken.store(true, Ordering::SeqCst);
+/// Case: after its 429 (Retry-After: 1 h) the rate-limited registry got no other request.
+fn a_rate_limited_registry_is_not_asked_again(limited: &Fixture) {
+    assert_eq!(limited.seen().len(), 1, "{:?}", limited.seen());
+}
+
+/// Case: the docker config's password is in no log line.
+fn registry_credentials_never_reach_the_log(sonde: &Sonde) {
+    assert!(sonde.log().iter().all(|l| !l.contains("hubpass")));
+}
+
+/// Case: when a registry starts failing, no guess replaces the availability it had.
+fn a_registry_that_starts_failing_leaves_availability_unknown(scene: &HubScene) {
+    let (sonde, nginx) = (&scene.sonde, &scene.nginx);
+    scene.hub.broken.store(true, Ordering::SeqCst);
     let now = runs(&sonde.metrics(), "hub");
     let m = sonde.wait_metrics(20, |m| runs(m, "hub") >= now + 2.0);
-    assert_lines(&m.0, &[status("hub", &nginx, "unreachable")]);
+    assert_lines(&m.0, &[status("hub", nginx, "unreachable")]);
     assert!(!m.0.contains(&format!(
         "sonde_image_available{{check=\"hub\",image=\"{nginx}\"}}"
     )));

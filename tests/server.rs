@@ -40,10 +40,16 @@ fn keep_alive_get(stream: &mut TcpStream, path: &str) {
     write!(stream, "GET {path} HTTP/1.1\r\nHost: sonde\r\n\r\n").unwrap();
 }
 
-#[test]
-fn endpoints_methods_and_formats() {
+/// sonde with one check that has run once (and failed: nothing listens on port 9).
+fn ready_sonde() -> Sonde {
     let sonde = Sonde::start(ONE_CHECK);
     sonde.wait_ready();
+    sonde
+}
+
+#[test]
+fn health_endpoints_answer_and_healthcheck_is_json() {
+    let sonde = ready_sonde();
     let r = sonde.get("/healthcheck");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("application/json"));
@@ -53,6 +59,11 @@ fn endpoints_methods_and_formats() {
     );
     assert_eq!(sonde.get("/-/healthy").status, 200);
     assert_eq!(sonde.get("/-/ready").status, 200);
+}
+
+#[test]
+fn the_index_page_and_the_checks_api_describe_each_check() {
+    let sonde = ready_sonde();
     let r = sonde.get("/");
     assert_eq!(r.status, 200);
     assert!(
@@ -78,8 +89,11 @@ fn endpoints_methods_and_formats() {
             .unwrap()
             .ends_with('Z')
     );
+}
 
-    // Unknown paths and wrong methods.
+#[test]
+fn unknown_paths_are_404_and_wrong_methods_405_with_allow() {
+    let sonde = ready_sonde();
     assert_eq!(sonde.get("/nope").status, 404);
     let r = request(sonde.addr, "POST", "/metrics", &[], b"x");
     assert_eq!(r.status, 405);
@@ -88,15 +102,22 @@ fn endpoints_methods_and_formats() {
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("POST"));
     assert_eq!(request(sonde.addr, "DELETE", "/", &[], b"").status, 405);
+}
 
-    // HEAD: the GET headers without a body.
+#[test]
+fn head_gets_the_get_headers_without_a_body() {
+    let sonde = ready_sonde();
     let r = request(sonde.addr, "HEAD", "/healthcheck", &[], b"");
     assert_eq!(r.status, 200);
     let get_len = sonde.get("/healthcheck").body.len().to_string();
     assert_eq!(r.header("content-length"), Some(get_len.as_str()));
     assert!(r.body.is_empty());
+}
 
-    // gzip when accepted, identical once decoded.
+/// gzip when accepted (not when refused with q=0), identical once decoded.
+#[test]
+fn metrics_are_gzipped_when_accepted() {
+    let sonde = ready_sonde();
     let plain = sonde.get("/metrics");
     assert_eq!(
         plain.header("content-type"),
@@ -115,6 +136,7 @@ fn endpoints_methods_and_formats() {
     flate2::read::GzDecoder::new(&gz.body[..])
         .read_to_string(&mut decoded)
         .unwrap();
+    // The process_ series change between the two scrapes.
     let strip = |s: &str| {
         s.lines()
             .filter(|l| !l.starts_with("process_"))

@@ -63,29 +63,59 @@ fn start_with_web_config(dir: Dir, web: &str) -> Sonde {
     Sonde::start_in(dir, &["--web.config.file", web_path.to_str().unwrap()])
 }
 
+/// sonde serving HTTPS (certificate of `ca`) with basic auth for prometheus/s3cret and a
+/// configured response header.
+struct Guarded {
+    sonde: Sonde,
+    ca: TestCa,
+    /// The bcrypt hash of the web config.
+    hash: String,
+}
+
+impl Guarded {
+    fn start() -> Guarded {
+        let ca = TestCa::new();
+        let leaf = ca.leaf((2020, 1, 1), (2045, 1, 1));
+        let dir = Dir::new();
+        dir.write("tls.crt", &leaf.cert_pem);
+        dir.write("tls.key", &leaf.key_pem);
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let web = format!(
+            "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\nbasic_auth_users:\n  prometheus: \"{hash}\"\nhttp_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"
+        );
+        let sonde = start_with_web_config(dir, &web);
+        Guarded { sonde, ca, hash }
+    }
+
+    fn get(&self, path: &str, auth: Option<(&str, &str)>) -> Result<HttpResponse, String> {
+        https(self.sonde.addr, &self.ca.pem, path, auth)
+    }
+
+    /// Neither the password nor its hash is in the log after what the test did.
+    fn assert_no_secret_logged(&self) {
+        let log = self.sonde.log().join("\n");
+        assert!(
+            !log.contains("s3cret") && !log.contains(&self.hash),
+            "{log}"
+        );
+    }
+}
+
 #[test]
-fn https_and_basic_auth() {
-    let ca = TestCa::new();
-    let leaf = ca.leaf((2020, 1, 1), (2045, 1, 1));
-    let dir = Dir::new();
-    dir.write("tls.crt", &leaf.cert_pem);
-    dir.write("tls.key", &leaf.key_pem);
-    let hash = bcrypt::hash("s3cret", 4).unwrap();
-    let web = format!(
-        "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\nbasic_auth_users:\n  prometheus: \"{hash}\"\nhttp_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"
-    );
-    let sonde = start_with_web_config(dir, &web);
-    let ok = https(
-        sonde.addr,
-        &ca.pem,
-        "/metrics",
-        Some(("prometheus", "s3cret")),
-    )
-    .unwrap();
+fn https_with_the_right_password_serves_metrics_and_the_configured_headers() {
+    let guarded = Guarded::start();
+    let ok = guarded
+        .get("/metrics", Some(("prometheus", "s3cret")))
+        .unwrap();
     assert_eq!(ok.status, 200);
     assert!(ok.text().contains("sonde_build_info"));
     assert_eq!(ok.header("x-content-type-options"), Some("nosniff"));
-    // Every endpoint wants credentials.
+    guarded.assert_no_secret_logged();
+}
+
+#[test]
+fn every_endpoint_refuses_no_a_wrong_or_an_unknown_user_s_credentials() {
+    let guarded = Guarded::start();
     for path in [
         "/metrics",
         "/",
@@ -96,40 +126,36 @@ fn https_and_basic_auth() {
         "/api/v1/checks",
         "/nope",
     ] {
-        let r = https(sonde.addr, &ca.pem, path, None).unwrap();
+        let r = guarded.get(path, None).unwrap();
         assert_eq!(r.status, 401, "{path}");
         assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"sonde\""));
-        let r = https(sonde.addr, &ca.pem, path, Some(("prometheus", "wrong"))).unwrap();
+        let r = guarded.get(path, Some(("prometheus", "wrong"))).unwrap();
         assert_eq!(r.status, 401, "{path}");
-        let r = https(sonde.addr, &ca.pem, path, Some(("nobody", "s3cret"))).unwrap();
+        let r = guarded.get(path, Some(("nobody", "s3cret"))).unwrap();
         assert_eq!(r.status, 401, "{path}");
     }
-    // The cached verification still rejects a different password.
-    assert_eq!(
-        https(
-            sonde.addr,
-            &ca.pem,
-            "/-/healthy",
-            Some(("prometheus", "s3cret"))
-        )
-        .unwrap()
-        .status,
-        200
-    );
-    assert_eq!(
-        https(
-            sonde.addr,
-            &ca.pem,
-            "/-/healthy",
-            Some(("prometheus", "s3cre"))
-        )
-        .unwrap()
-        .status,
-        401
-    );
+    guarded.assert_no_secret_logged();
+}
 
-    // Plain HTTP on the TLS port gets a plain 400.
-    let mut plain = TcpStream::connect(sonde.addr).unwrap();
+/// A verification is cached, but only for the password that passed it.
+#[test]
+fn a_cached_verification_still_rejects_a_different_password() {
+    let guarded = Guarded::start();
+    let healthy = |password| {
+        guarded
+            .get("/-/healthy", Some(("prometheus", password)))
+            .unwrap()
+            .status
+    };
+    assert_eq!(healthy("s3cret"), 200);
+    assert_eq!(healthy("s3cre"), 401);
+    guarded.assert_no_secret_logged();
+}
+
+#[test]
+fn plain_http_on_the_tls_port_gets_a_plain_400() {
+    let guarded = Guarded::start();
+    let mut plain = TcpStream::connect(guarded.sonde.addr).unwrap();
     plain
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -141,22 +167,21 @@ fn https_and_basic_auth() {
     let text = String::from_utf8_lossy(&raw);
     assert!(text.starts_with("HTTP/1.0 400 Bad Request"), "{text}");
     assert!(text.contains("HTTP request to an HTTPS server"));
-    // A client that does not trust the CA fails the handshake; the server carries on.
+}
+
+#[test]
+fn a_client_that_does_not_trust_the_ca_fails_and_the_server_carries_on() {
+    let guarded = Guarded::start();
     let other = TestCa::new();
-    assert!(https(sonde.addr, &other.pem, "/-/healthy", None).is_err());
+    assert!(https(guarded.sonde.addr, &other.pem, "/-/healthy", None).is_err());
     assert_eq!(
-        https(
-            sonde.addr,
-            &ca.pem,
-            "/-/healthy",
-            Some(("prometheus", "s3cret"))
-        )
-        .unwrap()
-        .status,
+        guarded
+            .get("/-/healthy", Some(("prometheus", "s3cret")))
+            .unwrap()
+            .status,
         200
     );
-    let log = sonde.log().join("\n");
-    assert!(!log.contains("s3cret") && !log.contains(&hash), "{log}");
+    guarded.assert_no_secret_logged();
 }
 
 #[test]
@@ -194,8 +219,9 @@ fn an_expired_certificate_replaced_on_disk_is_picked_up() {
     );
 }
 
-#[test]
-fn rsa_and_ec_keys_from_openssl() {
+/// Makes a key with `openssl <genkey>` (PEM with `label`) and a self-signed certificate
+/// for it, and asserts that sonde serves HTTPS with them.
+fn serves_https_with_an_openssl_key(kind: &str, genkey: &[&str], label: &str) {
     let has_openssl = Command::new("openssl")
         .arg("version")
         .output()
@@ -204,82 +230,84 @@ fn rsa_and_ec_keys_from_openssl() {
         has_openssl,
         "openssl is needed to make RSA (PKCS#1) and EC (SEC1) keys"
     );
-    for (kind, genkey) in [
-        (
-            "rsa",
-            vec!["genrsa", "-traditional", "-out", "tls.key", "2048"],
-        ),
-        (
-            "ec",
-            vec![
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-                "tls.key",
-            ],
-        ),
-    ] {
-        let dir = Dir::new();
-        let ok = Command::new("openssl")
-            .args(&genkey)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            ok.status.success(),
-            "{kind}: {}",
-            String::from_utf8_lossy(&ok.stderr)
-        );
-        let key = std::fs::read_to_string(dir.path().join("tls.key")).unwrap();
-        let label = if kind == "rsa" {
-            "BEGIN RSA PRIVATE KEY"
-        } else {
-            "BEGIN EC PRIVATE KEY"
-        };
-        assert!(key.contains(label), "{kind}: {key}");
-        let ok = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-new",
-                "-key",
-                "tls.key",
-                "-out",
-                "tls.crt",
-                "-days",
-                "30",
-                "-subj",
-                "/CN=localhost",
-            ])
-            .args([
-                "-addext",
-                "subjectAltName=DNS:localhost",
-                "-addext",
-                "basicConstraints=critical,CA:FALSE",
-            ])
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            ok.status.success(),
-            "{kind}: {}",
-            String::from_utf8_lossy(&ok.stderr)
-        );
-        let cert = std::fs::read_to_string(dir.path().join("tls.crt")).unwrap();
-        let sonde = start_with_web_config(
-            dir,
-            "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  min_version: TLS12\n",
-        );
-        let r = https(sonde.addr, &cert, "/-/healthy", None);
-        // A self-signed leaf is its own trust anchor here.
-        assert_eq!(
-            r.map(|r| r.status).map_err(|e| format!("{kind}: {e}")),
-            Ok(200)
-        );
-    }
+    let dir = Dir::new();
+    let ok = Command::new("openssl")
+        .args(genkey)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{kind}: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let key = std::fs::read_to_string(dir.path().join("tls.key")).unwrap();
+    assert!(key.contains(label), "{kind}: {key}");
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "tls.key",
+            "-out",
+            "tls.crt",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{kind}: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let cert = std::fs::read_to_string(dir.path().join("tls.crt")).unwrap();
+    let sonde = start_with_web_config(
+        dir,
+        "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  min_version: TLS12\n",
+    );
+    let r = https(sonde.addr, &cert, "/-/healthy", None);
+    // A self-signed leaf is its own trust anchor here.
+    assert_eq!(
+        r.map(|r| r.status).map_err(|e| format!("{kind}: {e}")),
+        Ok(200)
+    );
+}
+
+#[test]
+fn an_rsa_pkcs1_key_from_openssl_serves_https() {
+    serves_https_with_an_openssl_key(
+        "rsa",
+        &["genrsa", "-traditional", "-out", "tls.key", "2048"],
+        "BEGIN RSA PRIVATE KEY",
+    );
+}
+
+#[test]
+fn an_ec_sec1_key_from_openssl_serves_https() {
+    serves_https_with_an_openssl_key(
+        "ec",
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "tls.key",
+        ],
+        "BEGIN EC PRIVATE KEY",
+    );
 }
 
 #[test]

@@ -1,10 +1,12 @@
-//! The [`Check`] trait and the table of kinds.
+//! The [`Check`] trait and the table of kinds: the one place that names every kind.
 //!
-//! Each kind lives in its own file with its YAML keys (a `Spec`), its metric names and
-//! its run logic. Adding a kind is one new file here and one line in each of the two
-//! `match`es below ([`Spec::deserialize_kind`] and [`Spec::build`]) plus its row in
-//! [`KINDS`].
+//! Each kind lives in its own file: its YAML keys (a spec type implementing
+//! [`KindSpec`]), its metric names, how it builds, runs and renders. The API clients a
+//! kind talks to live in `net/`. Adding a kind is one new file here and one row in the
+//! [`kinds!`] table below; `config.rs` needs no change.
 
+use std::collections::HashMap;
+use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -12,16 +14,17 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde::de::Deserializer;
+use serde_saphyr::Location;
 
-use crate::config::Problem;
 use crate::metrics::FamilySet;
-use crate::results::{CheckMeta, TargetReport};
+use crate::problem::Problem;
+use crate::store::{CheckMeta, TargetReport};
 
 pub mod dockerhub;
 pub mod http;
 pub mod hwmon;
-pub mod image_ref;
 pub mod kubernetes;
+pub mod probe;
 pub mod registry;
 
 /// Static facts about a kind.
@@ -33,87 +36,149 @@ pub struct KindInfo {
     pub default_interval: Duration,
 }
 
-/// Every kind sonde knows, in the order `--help` and errors list them.
-pub const KINDS: &[KindInfo] = &[
-    KindInfo {
-        name: "http",
-        default_interval: Duration::from_secs(30),
-    },
-    KindInfo {
-        name: "dockerhub",
-        default_interval: Duration::from_secs(300),
-    },
-    KindInfo {
-        name: "hwmon",
-        default_interval: Duration::from_secs(15),
-    },
-    KindInfo {
-        name: "registry",
-        default_interval: Duration::from_secs(300),
-    },
-    KindInfo {
-        name: "kubernetes_images",
-        default_interval: Duration::from_secs(300),
-    },
-];
+/// What a kind's spec (its YAML keys) can do.
+pub trait KindSpec {
+    /// The check it builds.
+    type Check: Check;
+
+    /// Validates the keys and builds the check; problems carry their YAML location.
+    fn build(&self, ctx: &BuildContext) -> Result<Self::Check, Vec<Problem>>;
+
+    /// With `legacy_metrics: true`, the series this check exports under old names that
+    /// no other legacy check may export too (see [`legacy_conflicts`]).
+    fn legacy_claims(&self) -> Vec<LegacyClaim> {
+        Vec::new()
+    }
+}
+
+/// Declares every kind once: its config name, default interval and spec type. Expands
+/// to [`KINDS`], the [`Spec`] enum and its dispatch.
+macro_rules! kinds {
+    ($($variant:ident: $name:literal, $secs:literal s, $spec:ty;)*) => {
+        /// Every kind sonde knows, in the order `--help` and errors list them.
+        pub const KINDS: &[KindInfo] = &[
+            $(KindInfo { name: $name, default_interval: Duration::from_secs($secs) },)*
+        ];
+
+        /// The kind-specific keys of one check, as written in YAML.
+        // Specs are built once per config load and never copied in bulk, so the size
+        // difference between kinds' keys does not matter.
+        #[allow(clippy::large_enum_variant)]
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum Spec {
+            $(#[doc = concat!("`kind: ", $name, "`")] $variant($spec),)*
+        }
+
+        impl Spec {
+            /// Deserializes the kind-specific keys of a check whose `kind` is known.
+            pub fn deserialize_kind<'de, D: Deserializer<'de>>(
+                kind: &str,
+                keys: D,
+            ) -> Result<Spec, D::Error> {
+                match kind {
+                    $($name => <$spec>::deserialize(keys).map(Spec::$variant),)*
+                    other => Err(serde::de::Error::custom(format!("unknown kind {other:?}"))),
+                }
+            }
+
+            /// Validates the keys and builds the check that runs them.
+            pub fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Check>, Vec<Problem>> {
+                match self {
+                    $(Spec::$variant(spec) => spec.build(ctx).map(|c| Arc::new(c) as _),)*
+                }
+            }
+
+            /// See [`KindSpec::legacy_claims`].
+            pub fn legacy_claims(&self) -> Vec<LegacyClaim> {
+                match self {
+                    $(Spec::$variant(spec) => spec.legacy_claims(),)*
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    Http: "http", 30 s, http::HttpSpec;
+    Dockerhub: "dockerhub", 300 s, dockerhub::DockerhubSpec;
+    Hwmon: "hwmon", 15 s, hwmon::HwmonSpec;
+    Registry: "registry", 300 s, registry::RegistrySpec;
+    Kubernetes: "kubernetes_images", 300 s, kubernetes::KubernetesSpec;
+}
 
 /// Looks a kind up by its config name.
 pub fn kind_info(name: &str) -> Option<&'static KindInfo> {
     KINDS.iter().find(|k| k.name == name)
 }
 
-/// The kind-specific keys of one check, as written in YAML.
-// Specs are built once per config load and never copied in bulk, so the size
-// difference between kinds' keys does not matter.
-#[allow(clippy::large_enum_variant)]
+/// One check, validated.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Spec {
-    /// `kind: http`
-    Http(http::HttpSpec),
-    /// `kind: dockerhub`
-    Dockerhub(dockerhub::DockerhubSpec),
-    /// `kind: hwmon`
-    Hwmon(hwmon::HwmonSpec),
-    /// `kind: registry`
-    Registry(registry::RegistrySpec),
-    /// `kind: kubernetes_images`
-    Kubernetes(kubernetes::KubernetesSpec),
+pub struct CheckConfig {
+    /// Name, kind, interval and timeout.
+    pub meta: CheckMeta,
+    /// `legacy_metrics`
+    pub legacy_metrics: bool,
+    /// The kind's keys.
+    pub spec: Spec,
 }
 
-impl Spec {
-    /// Deserializes the kind-specific keys of a check whose `kind` is already known.
-    pub fn deserialize_kind<'de, D: Deserializer<'de>>(
-        kind: &str,
-        keys: D,
-    ) -> Result<Spec, D::Error> {
-        match kind {
-            "http" => http::HttpSpec::deserialize(keys).map(Spec::Http),
-            "dockerhub" => dockerhub::DockerhubSpec::deserialize(keys).map(Spec::Dockerhub),
-            "hwmon" => hwmon::HwmonSpec::deserialize(keys).map(Spec::Hwmon),
-            "registry" => registry::RegistrySpec::deserialize(keys).map(Spec::Registry),
-            "kubernetes_images" => {
-                kubernetes::KubernetesSpec::deserialize(keys).map(Spec::Kubernetes)
-            }
-            other => Err(serde::de::Error::custom(format!("unknown kind {other:?}"))),
-        }
-    }
+/// A validated check together with the object that runs it.
+#[derive(Clone)]
+pub struct LoadedCheck {
+    /// What the user configured (compared on reload to keep unchanged checks running).
+    pub config: CheckConfig,
+    /// The runnable check.
+    pub check: Arc<dyn Check>,
+}
 
-    /// Validates the keys and builds the check that runs them.
-    pub fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Check>, Vec<Problem>> {
-        match self {
-            Spec::Http(spec) => http::HttpCheck::build(spec, ctx).map(|c| Arc::new(c) as _),
-            Spec::Dockerhub(spec) => {
-                dockerhub::DockerhubCheck::build(spec, ctx).map(|c| Arc::new(c) as _)
-            }
-            Spec::Hwmon(spec) => hwmon::HwmonCheck::build(spec, ctx).map(|c| Arc::new(c) as _),
-            Spec::Registry(spec) => {
-                registry::RegistryCheck::build(spec, ctx).map(|c| Arc::new(c) as _)
-            }
-            Spec::Kubernetes(spec) => {
-                kubernetes::KubernetesCheck::build(spec, ctx).map(|c| Arc::new(c) as _)
+impl fmt::Debug for LoadedCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedCheck")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Series a legacy check exports under the name of the exporter it replaces.
+#[derive(Debug)]
+pub struct LegacyClaim {
+    /// The old series' names, for the message (`docker_image_pulls`).
+    pub series: &'static str,
+    /// What identifies the series among those names (a URL, an organization).
+    pub key: String,
+    /// How the key reads in a message (`URL "http://a/"`).
+    pub what: String,
+    /// Where the key is written.
+    pub at: Option<Location>,
+}
+
+/// Two legacy checks that would export the same old series (the same URL in two http
+/// checks, say) produce duplicates that Prometheus rejects: a config problem.
+pub fn legacy_conflicts(checks: &[LoadedCheck]) -> Vec<Problem> {
+    let mut owner: HashMap<(&'static str, String), String> = HashMap::new();
+    let mut problems = Vec::new();
+    for loaded in checks.iter().filter(|c| c.config.legacy_metrics) {
+        let name = loaded.config.meta.name.as_str();
+        for claim in loaded.config.spec.legacy_claims() {
+            let slot = (claim.series, claim.key);
+            if let Some(first) = owner.get(&slot) {
+                let message = format!(
+                    "{} is also in legacy check {first:?}; {} would be exported twice",
+                    claim.what, claim.series
+                );
+                problems.push(match claim.at {
+                    Some(at) => Problem::at(at, Some(name), message),
+                    None => Problem {
+                        check: Some(name.to_string()),
+                        ..Problem::plain(message)
+                    },
+                });
+            } else {
+                owner.insert(slot, name.to_string());
             }
         }
     }
+    problems
 }
 
 /// What a kind needs to know while building a check.
@@ -139,20 +204,20 @@ impl BuildContext<'_> {
     /// at the key at fault (or at `fallback` when the settings name no file).
     pub fn agent(
         &self,
-        tls: Option<&crate::client::TlsSpec>,
-        options: &crate::client::AgentOptions,
+        tls: Option<&crate::net::http::TlsSpec>,
+        options: &crate::net::http::AgentOptions,
         fallback: serde_saphyr::Location,
         problems: &mut Vec<Problem>,
     ) -> Option<ureq::Agent> {
-        let settings = match tls.map(|t| crate::client::TlsSettings::load(t, self.base_dir)) {
-            None => crate::client::TlsSettings::webpki(),
+        let settings = match tls.map(|t| crate::net::http::TlsSettings::load(t, self.base_dir)) {
+            None => crate::net::http::TlsSettings::webpki(),
             Some(Ok(t)) => t,
             Some(Err((at, e))) => {
                 problems.push(self.problem(at, e));
                 return None;
             }
         };
-        match crate::client::agent(&settings, options) {
+        match crate::net::http::agent(&settings, options) {
             Ok(agent) => Some(agent),
             Err(e) => {
                 let at = tls
@@ -182,7 +247,8 @@ pub struct RunContext<'a> {
 /// What one run produced.
 #[derive(Debug, Default)]
 pub struct RunOutput {
-    /// Whether everything the run covers is healthy (SPEC §3).
+    /// Whether everything the run covers is healthy (every URL up, every image
+    /// available, ...).
     pub success: bool,
     /// Why not, in a few words.
     pub error: Option<String>,

@@ -4,6 +4,8 @@ use std::borrow::Cow;
 use std::io;
 use std::sync::Arc;
 
+use crate::exposition::BodySource;
+
 /// Largest request line plus headers accepted.
 pub const MAX_HEAD_BYTES: usize = 8 << 10;
 /// Largest request body accepted (only `POST /-/reload` takes one, and ignores it).
@@ -173,14 +175,6 @@ pub fn parse(buf: &[u8]) -> Parsed {
         },
         head_len + body_len,
     )
-}
-
-/// A body produced piece by piece (a large exposition), not held in one buffer.
-pub trait BodySource: Send + Sync + std::fmt::Debug {
-    /// Total length in bytes.
-    fn len(&self) -> usize;
-    /// Hands the body to `out` in pieces.
-    fn write_to(&self, out: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()>;
 }
 
 /// The body of a response.

@@ -1,4 +1,4 @@
-//! The endpoints of SPEC §4: what each path answers, from the store and exposition.
+//! The HTTP endpoints: what each path answers, from the store and the exposition.
 
 use std::io::Write;
 use std::sync::{Arc, mpsc};
@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::http1::{BodySource, Request, Response};
+use super::http1::{Request, Response};
 use super::server::Handler;
+use crate::exposition::BodySource;
 use crate::exposition::{CONTENT_TYPE, Exposition, REVISION, VERSION};
-use crate::results::Store;
+use crate::store::Store;
 use crate::units::rfc3339_millis;
 
 /// Paths that are endpoints of their own; the telemetry path may not take one.

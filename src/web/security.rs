@@ -12,16 +12,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use rustls::ServerConfig;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::client::read_capped;
-use crate::config::Problem;
-use crate::results::lock;
+use crate::files::read_capped;
+use crate::problem::Problem;
+use crate::sync::{lock, read, write};
+use crate::tls;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,7 +94,7 @@ pub fn load(path: &Path) -> Result<WebSettings, Problem> {
         WebConfigDoc::default()
     } else {
         serde_saphyr::from_str(&text)
-            .map_err(|e| with_file(crate::config::yaml_problem(&e, None)))?
+            .map_err(|e| with_file(crate::problem::yaml_problem(&e, None)))?
     };
     let base = path
         .parent()
@@ -147,6 +148,8 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
+/// The server's TLS config from `tls_server_config`; the files it read are added to
+/// `watched` so a change reloads it.
 fn build_tls(
     t: &TlsServerDoc,
     base: &Path,
@@ -155,106 +158,53 @@ fn build_tls(
     let at = |s: &Spanned<String>, msg: String| Problem::at(s.referenced, None, msg);
     let cert_path = base.join(&t.cert_file.value);
     let key_path = base.join(&t.key_file.value);
-    let cert_pem = read_capped(&cert_path, 1 << 20).map_err(|e| {
-        at(
-            &t.cert_file,
-            format!("cert_file {}: {e}", cert_path.display()),
-        )
-    })?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
-        .filter_map(Result::ok)
-        .collect();
-    if chain.is_empty() {
-        return Err(at(
-            &t.cert_file,
-            format!(
-                "cert_file {}: no PEM certificate in it",
-                cert_path.display()
-            ),
-        ));
-    }
-    let key_pem = read_capped(&key_path, 1 << 20)
-        .map_err(|e| at(&t.key_file, format!("key_file {}: {e}", key_path.display())))?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
-        at(
-            &t.key_file,
-            format!(
-                "key_file {}: no PKCS#8, RSA or EC private key in it",
-                key_path.display()
-            ),
-        )
-    })?;
+    let chain = tls::read_certificates(&cert_path)
+        .map_err(|e| at(&t.cert_file, format!("cert_file {e}")))?;
+    let key =
+        tls::read_private_key(&key_path).map_err(|e| at(&t.key_file, format!("key_file {e}")))?;
     watched.push((cert_path.clone(), modified(&cert_path)));
     watched.push((key_path.clone(), modified(&key_path)));
-    let version =
-        |v: &Option<Spanned<String>>, default: &'static str| -> Result<&'static str, Problem> {
-            match v.as_ref().map(|s| s.value.as_str()) {
-                None => Ok(default),
-                Some("TLS12") => Ok("TLS12"),
-                Some("TLS13") => Ok("TLS13"),
-                Some(other) => Err(at(
-                    v.as_ref().unwrap_or(&t.cert_file),
-                    format!("TLS version {other:?} is not supported; use TLS12 or TLS13"),
-                )),
-            }
-        };
-    let min = version(&t.min_version, "TLS12")?;
-    let max = version(&t.max_version, "TLS13")?;
-    let versions: &[&'static rustls::SupportedProtocolVersion] = match (min, max) {
-        ("TLS12", "TLS12") => &[&rustls::version::TLS12],
-        ("TLS13", "TLS13") => &[&rustls::version::TLS13],
-        ("TLS12", "TLS13") => &[&rustls::version::TLS13, &rustls::version::TLS12],
-        _ => {
-            return Err(at(
-                t.min_version.as_ref().unwrap_or(&t.cert_file),
-                "min_version is above max_version".into(),
-            ));
+    let version = |v: &Option<Spanned<String>>, default: u8| -> Result<u8, Problem> {
+        match v {
+            None => Ok(default),
+            Some(s) => tls::parse_version(&s.value).map_err(|e| at(s, e)),
         }
     };
+    let versions = tls::versions(version(&t.min_version, 12)?, version(&t.max_version, 13)?)
+        .map_err(|e| at(t.min_version.as_ref().unwrap_or(&t.cert_file), e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(versions)
         .map_err(|e| at(&t.cert_file, format!("TLS setup: {e}")))?;
+    let builder = match client_verifier(t, base, provider, watched)? {
+        None => builder.with_no_client_auth(),
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+    };
+    let config = builder.with_single_cert(chain, key).map_err(|e| {
+        at(
+            &t.key_file,
+            format!("the certificate and key do not work together: {e}"),
+        )
+    })?;
+    Ok(Arc::new(config))
+}
+
+/// The client-certificate verifier `client_auth_type` and `client_ca_file` ask for.
+fn client_verifier(
+    t: &TlsServerDoc,
+    base: &Path,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    watched: &mut Vec<(PathBuf, Option<SystemTime>)>,
+) -> Result<Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>, Problem> {
+    let at = |s: &Spanned<String>, msg: String| Problem::at(s.referenced, None, msg);
     let auth_type = t
         .client_auth_type
         .as_ref()
         .map_or("NoClientCert", |s| s.value.as_str());
-    let builder = match auth_type {
-        "NoClientCert" => builder.with_no_client_auth(),
-        "RequireAndVerifyClientCert" | "VerifyClientCertIfGiven" => {
-            let Some(ca) = &t.client_ca_file else {
-                return Err(at(
-                    t.client_auth_type.as_ref().unwrap_or(&t.cert_file),
-                    format!("client_auth_type {auth_type} needs client_ca_file"),
-                ));
-            };
-            let ca_path = base.join(&ca.value);
-            let pem = read_capped(&ca_path, 1 << 20)
-                .map_err(|e| at(ca, format!("client_ca_file {}: {e}", ca_path.display())))?;
-            let mut roots = rustls::RootCertStore::empty();
-            let (added, _) = roots.add_parsable_certificates(
-                CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok),
-            );
-            if added == 0 {
-                return Err(at(
-                    ca,
-                    format!(
-                        "client_ca_file {}: no usable CA certificate",
-                        ca_path.display()
-                    ),
-                ));
-            }
-            watched.push((ca_path.clone(), modified(&ca_path)));
-            let mut verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-            if auth_type == "VerifyClientCertIfGiven" {
-                verifier = verifier.allow_unauthenticated();
-            }
-            let verifier = verifier
-                .build()
-                .map_err(|e| at(ca, format!("client_ca_file: {e}")))?;
-            builder.with_client_cert_verifier(verifier)
-        }
+    let optional = match auth_type {
+        "NoClientCert" => return Ok(None),
+        "RequireAndVerifyClientCert" => false,
+        "VerifyClientCertIfGiven" => true,
         other => {
             return Err(at(
                 t.client_auth_type.as_ref().unwrap_or(&t.cert_file),
@@ -264,13 +214,35 @@ fn build_tls(
             ));
         }
     };
-    let config = builder.with_single_cert(chain, key).map_err(|e| {
-        at(
-            &t.key_file,
-            format!("the certificate and key do not work together: {e}"),
-        )
-    })?;
-    Ok(Arc::new(config))
+    let Some(ca) = &t.client_ca_file else {
+        return Err(at(
+            t.client_auth_type.as_ref().unwrap_or(&t.cert_file),
+            format!("client_auth_type {auth_type} needs client_ca_file"),
+        ));
+    };
+    let ca_path = base.join(&ca.value);
+    let certs =
+        tls::read_certificates(&ca_path).map_err(|e| at(ca, format!("client_ca_file {e}")))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(at(
+            ca,
+            format!(
+                "client_ca_file {}: no usable CA certificate",
+                ca_path.display()
+            ),
+        ));
+    }
+    watched.push((ca_path.clone(), modified(&ca_path)));
+    let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    if optional {
+        verifier = verifier.allow_unauthenticated();
+    }
+    let verifier = verifier
+        .build()
+        .map_err(|e| at(ca, format!("client_ca_file: {e}")))?;
+    Ok(Some(verifier))
 }
 
 /// The current web settings, reloaded when their files change, plus the password cache.
@@ -301,12 +273,7 @@ impl Security {
     /// The settings to use now; re-reads the files when they changed (checked at most
     /// once a second).
     pub fn current(&self) -> Arc<WebSettings> {
-        let settings = Arc::clone(
-            &self
-                .current
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let settings = Arc::clone(&read(&self.current));
         let Some(path) = &self.path else {
             return settings;
         };
@@ -329,10 +296,7 @@ impl Security {
                     new.tls.is_some()
                 );
                 let new = Arc::new(new);
-                *self
-                    .current
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&new);
+                *write(&self.current) = Arc::clone(&new);
                 lock(&self.verified).clear();
                 new
             }
@@ -397,40 +361,10 @@ fn parse_basic(header: &str) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64_decode(value.trim())?;
+    let decoded = STANDARD.decode(value.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
     Some((user.to_string(), password.to_string()))
-}
-
-fn base64_decode(input: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        match c {
-            b'A'..=b'Z' => Some(u32::from(c - b'A')),
-            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
-            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
-            b'+' => Some(62),
-            b'/' => Some(63),
-            _ => None,
-        }
-    };
-    let trimmed = input.trim_end_matches('=');
-    if !input.len().is_multiple_of(4) || input.len() - trimmed.len() > 2 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in trimmed.bytes() {
-        acc = (acc << 6) | value(c)?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -469,12 +403,8 @@ mod tests {
             headers: vec![],
             watched: vec![],
         };
-        let header = |u: &str, p: &str| {
-            format!(
-                "Basic {}",
-                crate::checks::http::base64(format!("{u}:{p}").as_bytes())
-            )
-        };
+        let header =
+            |u: &str, p: &str| format!("Basic {}", STANDARD.encode(format!("{u}:{p}").as_bytes()));
         assert!(!security.authorized(&settings, None));
         assert!(!security.authorized(&settings, Some(&header("prom", "wrong"))));
         assert!(!security.authorized(&settings, Some(&header("other", "right"))));

@@ -26,7 +26,7 @@ use polling::{Event, Events, Poller};
 
 use super::http1::{self, Body, Parsed, Request, Response};
 use super::security::Security;
-use crate::results::lock;
+use crate::sync::lock;
 
 /// Answers requests; implemented by the routes.
 pub trait Handler: Send + Sync + 'static {

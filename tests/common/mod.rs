@@ -10,8 +10,34 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+/// The result of `setup`, computed by the first test of this binary that asks for it and
+/// shared with the others, so that several named tests can assert on one expensive run
+/// (a `--once` against a real registry, a 2 s hang) without repeating it.
+///
+/// `setup` must return plain data: a static is never dropped, so a child process kept
+/// in it would outlive the tests. A setup that panics is not run again by the next
+/// test; each of them fails with its message.
+pub fn shared<T: Send + Sync>(
+    cell: &'static OnceLock<Result<T, String>>,
+    setup: fn() -> T,
+) -> &'static T {
+    let result = cell.get_or_init(|| {
+        std::panic::catch_unwind(setup).map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        })
+    });
+    match result {
+        Ok(value) => value,
+        Err(message) => panic!("the shared setup failed: {message}"),
+    }
+}
 
 /// Path of the binary under test.
 pub fn sonde_bin() -> &'static str {

@@ -174,21 +174,7 @@ pub fn start_api(ca: &TestCa, cluster: Cluster, token: &str) -> ApiServer {
             let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
             match parts.as_slice() {
                 ["api", "v1", "namespaces", ns, "secrets", name] => {
-                    if cluster.forbidden_secret_namespaces.contains(*ns) {
-                        return status_reply(
-                            403,
-                            "Forbidden",
-                            &format!(
-                                "secrets \"{name}\" is forbidden: User \"system:serviceaccount:monitoring:sonde\" cannot get resource \"secrets\" in API group \"\" in the namespace \"{ns}\""
-                            ),
-                        );
-                    }
-                    match cluster.secrets.get(&(ns.to_string(), name.to_string())) {
-                        Some(s) => json_reply(200, &s.to_string()),
-                        None => {
-                            status_reply(404, "NotFound", &format!("secrets \"{name}\" not found"))
-                        }
-                    }
+                    secret_reply(&cluster, ns, name)
                 }
                 ["api", "v1", "namespaces", ns, "serviceaccounts", name] => {
                     match cluster
@@ -204,102 +190,9 @@ pub fn start_api(ca: &TestCa, cluster: Cluster, token: &str) -> ApiServer {
                     }
                 }
                 ["apis", group, "v1", rest @ ..] => {
-                    let (namespace, resource) = match rest {
-                        [resource] => (None, *resource),
-                        ["namespaces", ns, resource] => (Some(*ns), *resource),
-                        _ => {
-                            return status_reply(
-                                404,
-                                "NotFound",
-                                "the server could not find the requested resource",
-                            );
-                        }
-                    };
-                    let expected_group = if resource == "cronjobs" {
-                        "batch"
-                    } else {
-                        "apps"
-                    };
-                    if *group != expected_group {
-                        return status_reply(
-                            404,
-                            "NotFound",
-                            "the server could not find the requested resource",
-                        );
-                    }
-                    if let Some(ns) = namespace
-                        && cluster.forbidden_list_namespaces.contains(ns)
-                    {
-                        return status_reply(
-                            403,
-                            "Forbidden",
-                            &format!(
-                                "{resource}.{group} is forbidden: User \"system:serviceaccount:monitoring:sonde\" cannot list resource \"{resource}\" in API group \"{group}\" in the namespace \"{ns}\""
-                            ),
-                        );
-                    }
-                    if failing.load(Ordering::SeqCst) && resource == "deployments" {
-                        return status_reply(500, "InternalError", "etcdserver: request timed out");
-                    }
-                    let all: Vec<&Value> = cluster
-                        .items
-                        .get(resource)
-                        .map(|v| {
-                            v.iter()
-                                .filter(|i| {
-                                    namespace.is_none_or(|ns| i["metadata"]["namespace"] == ns)
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    let limit: usize = query_param(query, "limit")
-                        .and_then(|l| l.parse().ok())
-                        .unwrap_or(usize::MAX);
-                    let page = limit.min(cluster.page_size);
-                    let offset = match query_param(query, "continue") {
-                        None => 0,
-                        Some(c) => {
-                            // The first continue token of deployments has "expired".
-                            if resource == "deployments" && !gone_sent.swap(true, Ordering::SeqCst)
-                            {
-                                return status_reply(
-                                    410,
-                                    "Expired",
-                                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
-                                );
-                            }
-                            let Some(offset) = c
-                                .strip_prefix("eyJvZmZzZXQiOi")
-                                .and_then(|o| o.parse().ok())
-                            else {
-                                return status_reply(400, "BadRequest", "invalid continue token");
-                            };
-                            offset
-                        }
-                    };
-                    let end = (offset + page).min(all.len());
-                    let items: Vec<&Value> = all[offset.min(end)..end].to_vec();
-                    let mut meta = json!({"resourceVersion": "424242"});
-                    if end < all.len() {
-                        meta["continue"] = json!(format!("eyJvZmZzZXQiOi{end}"));
-                        meta["remainingItemCount"] = json!(all.len() - end);
-                    }
-                    let list_kind = match resource {
-                        "deployments" => "DeploymentList",
-                        "statefulsets" => "StatefulSetList",
-                        "daemonsets" => "DaemonSetList",
-                        _ => "CronJobList",
-                    };
-                    json_reply(
-                        200,
-                        &json!({"apiVersion": format!("{group}/v1"), "kind": list_kind, "metadata": meta, "items": items}).to_string(),
-                    )
+                    list_reply(&cluster, group, rest, query, &gone_sent, &failing)
                 }
-                _ => status_reply(
-                    404,
-                    "NotFound",
-                    "the server could not find the requested resource",
-                ),
+                _ => not_found(),
             }
         })
     };
@@ -309,6 +202,123 @@ pub fn start_api(ca: &TestCa, cluster: Cluster, token: &str) -> ApiServer {
         gone_sent,
         failing,
     }
+}
+
+/// Where the page asked for by `continue` starts; the first continue token of
+/// deployments has "expired" (410), as a real API server's do once etcd compacted
+/// their revision.
+fn continue_offset(query: &str, resource: &str, gone_sent: &AtomicBool) -> Result<usize, Reply> {
+    let Some(c) = query_param(query, "continue") else {
+        return Ok(0);
+    };
+    if resource == "deployments" && !gone_sent.swap(true, Ordering::SeqCst) {
+        return Err(status_reply(
+            410,
+            "Expired",
+            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+        ));
+    }
+    c.strip_prefix("eyJvZmZzZXQiOi")
+        .and_then(|o| o.parse().ok())
+        .ok_or_else(|| status_reply(400, "BadRequest", "invalid continue token"))
+}
+
+fn not_found() -> Reply {
+    status_reply(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
+}
+
+/// GET of one Secret, refused in the namespaces where RBAC forbids it.
+fn secret_reply(cluster: &Cluster, ns: &str, name: &str) -> Reply {
+    if cluster.forbidden_secret_namespaces.contains(ns) {
+        return status_reply(
+            403,
+            "Forbidden",
+            &format!(
+                "secrets \"{name}\" is forbidden: User \"system:serviceaccount:monitoring:sonde\" cannot get resource \"secrets\" in API group \"\" in the namespace \"{ns}\""
+            ),
+        );
+    }
+    match cluster.secrets.get(&(ns.to_string(), name.to_string())) {
+        Some(s) => json_reply(200, &s.to_string()),
+        None => status_reply(404, "NotFound", &format!("secrets \"{name}\" not found")),
+    }
+}
+
+/// A list of workloads under `/apis/{group}/v1/` (all namespaces or one), paged by
+/// `limit` and `continue`.
+fn list_reply(
+    cluster: &Cluster,
+    group: &str,
+    rest: &[&str],
+    query: &str,
+    gone_sent: &AtomicBool,
+    failing: &AtomicBool,
+) -> Reply {
+    let (namespace, resource) = match rest {
+        [resource] => (None, *resource),
+        ["namespaces", ns, resource] => (Some(*ns), *resource),
+        _ => return not_found(),
+    };
+    let expected_group = if resource == "cronjobs" {
+        "batch"
+    } else {
+        "apps"
+    };
+    if group != expected_group {
+        return not_found();
+    }
+    if let Some(ns) = namespace
+        && cluster.forbidden_list_namespaces.contains(ns)
+    {
+        return status_reply(
+            403,
+            "Forbidden",
+            &format!(
+                "{resource}.{group} is forbidden: User \"system:serviceaccount:monitoring:sonde\" cannot list resource \"{resource}\" in API group \"{group}\" in the namespace \"{ns}\""
+            ),
+        );
+    }
+    if failing.load(Ordering::SeqCst) && resource == "deployments" {
+        return status_reply(500, "InternalError", "etcdserver: request timed out");
+    }
+    let all: Vec<&Value> = cluster
+        .items
+        .get(resource)
+        .map(|v| {
+            v.iter()
+                .filter(|i| namespace.is_none_or(|ns| i["metadata"]["namespace"] == ns))
+                .collect()
+        })
+        .unwrap_or_default();
+    let limit: usize = query_param(query, "limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(usize::MAX);
+    let page = limit.min(cluster.page_size);
+    let offset = match continue_offset(query, resource, gone_sent) {
+        Ok(offset) => offset,
+        Err(reply) => return reply,
+    };
+    let end = (offset + page).min(all.len());
+    let items: Vec<&Value> = all[offset.min(end)..end].to_vec();
+    let mut meta = json!({"resourceVersion": "424242"});
+    if end < all.len() {
+        meta["continue"] = json!(format!("eyJvZmZzZXQiOi{end}"));
+        meta["remainingItemCount"] = json!(all.len() - end);
+    }
+    let list_kind = match resource {
+        "deployments" => "DeploymentList",
+        "statefulsets" => "StatefulSetList",
+        "daemonsets" => "DaemonSetList",
+        _ => "CronJobList",
+    };
+    json_reply(
+        200,
+        &json!({"apiVersion": format!("{group}/v1"), "kind": list_kind, "metadata": meta, "items": items}).to_string(),
+    )
 }
 
 pub fn dockerconfigjson_secret(ns: &str, name: &str, config: &str) -> Value {

@@ -5,10 +5,12 @@
 //! Every publish bumps a generation counter that lets `exposition.rs` cache its output.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
 
 use crate::metrics::FamilySet;
+use crate::sync::{lock, read, write};
+use crate::units::unix_ms;
 
 /// What a check is, as configured.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,7 +47,7 @@ pub struct Snapshot {
     pub started_unix_ms: u64,
     /// How long the latest run took.
     pub duration: Duration,
-    /// Whether the latest run succeeded (see SPEC §3).
+    /// Whether the latest run succeeded.
     pub success: bool,
     /// Why it did not, in a few words.
     pub error: Option<String>,
@@ -132,13 +134,13 @@ impl Store {
 
     /// Replaces the list of checks (at start-up and on reload).
     pub fn set_slots(&self, slots: Vec<Arc<Slot>>) {
-        *self.slots.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(slots);
+        *write(&self.slots) = Arc::new(slots);
         self.bump();
     }
 
     /// The checks in config order.
     pub fn slots(&self) -> Arc<Vec<Arc<Slot>>> {
-        Arc::clone(&self.slots.read().unwrap_or_else(PoisonError::into_inner))
+        Arc::clone(&read(&self.slots))
     }
 
     /// Changes whenever anything a scrape shows changes.
@@ -178,18 +180,6 @@ impl Store {
         }
         all_ran
     }
-}
-
-/// Locks a mutex, carrying on with the data if a panicking thread poisoned it.
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Milliseconds since the Unix epoch (0 for times before it).
-pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -3,9 +3,10 @@
 //! The connector wraps rustls 0.23 with a verifier that first records the earliest
 //! NotAfter of the chain the server presented, so the value is known even when
 //! verification then fails. The resolver skips DNS for IP literals and reports lookup
-//! failures distinctly. Both write into a per-thread [`Trace`]: ureq is blocking, so a
-//! request's connection and handshake run on the thread that sent it, and the caller
-//! reads the trace right after the call to tell `dns`, `connect` and `tls` apart.
+//! failures distinctly. Both note what happened in a [`Trace`] that [`send`] returns
+//! with the response, so a caller can tell `dns`, `connect` and `tls` apart. (ureq is
+//! blocking: the connection and handshake run on the thread that sends, which is how
+//! the connector reaches the trace; no caller sees that.)
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
@@ -29,6 +30,8 @@ use ureq::unversioned::transport::{
     Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, TcpConnector,
     Transport, TransportAdapter,
 };
+
+use crate::tls;
 
 /// The `tls:` keys shared by kinds that speak HTTPS.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -59,37 +62,88 @@ pub struct Trace {
 }
 
 thread_local! {
+    /// The trace of the request this thread is sending; only [`send`] resets and takes it.
     static TRACE: RefCell<Trace> = RefCell::new(Trace::default());
 }
 
-/// Clears this thread's trace before a request.
-pub fn begin_trace() {
-    TRACE.with(|t| *t.borrow_mut() = Trace::default());
+/// One request's outcome, with what happened while it connected.
+#[derive(Debug)]
+pub struct Exchange {
+    /// The response head (the body is left to the caller, who must cap what it reads),
+    /// or why there is none.
+    pub response: Result<ureq::http::Response<ureq::Body>, Error>,
+    /// DNS, connect and TLS facts of the latest hop.
+    pub trace: Trace,
 }
 
-/// Takes this thread's trace after a request.
-pub fn take_trace() -> Trace {
-    TRACE.with(|t| std::mem::take(&mut *t.borrow_mut()))
-}
-
-/// Sends `request` with `agent`, the whole exchange bounded by `budget`, after clearing
-/// this thread's trace (read it with [`take_trace`]). The body is left to the caller,
-/// who must cap what it reads.
+/// Sends `request` with `agent`, the whole exchange bounded by `budget`.
 pub fn send(
     agent: &ureq::Agent,
     request: ureq::http::Request<impl ureq::AsSendBody>,
     budget: Duration,
-) -> Result<ureq::http::Response<ureq::Body>, Error> {
+) -> Exchange {
     let request = agent
         .configure_request(request)
         .timeout_global(Some(budget))
         .build();
-    begin_trace();
-    agent.run(request)
+    TRACE.with(|t| *t.borrow_mut() = Trace::default());
+    let response = agent.run(request);
+    let trace = TRACE.with(|t| std::mem::take(&mut *t.borrow_mut()));
+    Exchange { response, trace }
+}
+
+/// Recovers a ureq error from the `io::Error` a body reader returns.
+pub fn error_from_io(e: std::io::Error) -> Error {
+    if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        match e.into_inner().map(|inner| inner.downcast::<Error>()) {
+            Some(Ok(inner)) => *inner,
+            _ => Error::Io(std::io::Error::other("body read failed")),
+        }
+    } else {
+        Error::Io(e)
+    }
+}
+
+/// Why a request got no response, in words a person can act on (never a credential:
+/// ureq's errors carry no header values).
+pub fn describe(e: &Error, trace: &Trace, target: &str) -> String {
+    if trace.dns_failed || matches!(e, Error::HostNotFound) {
+        format!("{target}: the host name does not resolve")
+    } else if trace.tls_failed {
+        format!("{target}: TLS handshake or certificate verification failed ({e})")
+    } else if matches!(e, Error::Timeout(_)) {
+        format!("{target}: no answer within the time left ({e})")
+    } else if !trace.connected {
+        format!("{target}: cannot connect: {e}")
+    } else {
+        format!("{target}: {e}")
+    }
 }
 
 fn with_trace(f: impl FnOnce(&mut Trace)) {
     TRACE.with(|t| f(&mut t.borrow_mut()));
+}
+
+/// Everything but RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`).
+const NOT_UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes a path segment or query value: every byte but the unreserved ones.
+pub fn percent_encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, NOT_UNRESERVED).to_string()
+}
+
+/// The `Authorization` value of HTTP Basic authentication.
+pub fn basic_auth(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let pair = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair.as_bytes())
+    )
 }
 
 /// How an agent should behave.
@@ -131,19 +185,8 @@ impl TlsSettings {
             None => None,
             Some(file) => {
                 let path = base.join(&file.value);
-                let pem = read_capped(&path, 1 << 20).map_err(|e| {
-                    (
-                        file.referenced,
-                        format!("tls.ca_file {}: {e}", path.display()),
-                    )
-                })?;
-                let certs = parse_pem_certificates(&pem);
-                if certs.is_empty() {
-                    return Err((
-                        file.referenced,
-                        format!("tls.ca_file {}: no PEM certificate in it", path.display()),
-                    ));
-                }
+                let certs = tls::read_certificates(&path)
+                    .map_err(|e| (file.referenced, format!("tls.ca_file {e}")))?;
                 Some(certs)
             }
         };
@@ -205,34 +248,6 @@ pub fn agent(tls: &TlsSettings, options: &AgentOptions) -> Result<ureq::Agent, S
         .user_agent(concat!("sonde/", env!("CARGO_PKG_VERSION")))
         .build();
     Ok(ureq::Agent::with_parts(config, connector, SondeResolver))
-}
-
-/// Reads at most `cap` bytes of a file; larger files are an error.
-pub fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(cap + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > cap {
-        return Err(std::io::Error::other(format!("larger than {cap} bytes")));
-    }
-    Ok(bytes)
-}
-
-/// Reads a secret file: at most 64 KiB, trailing newline removed. Errors never carry
-/// the content.
-pub fn read_secret(path: &Path) -> Result<String, String> {
-    let bytes = read_capped(path, 64 << 10).map_err(|e| format!("{}: {e}", path.display()))?;
-    let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))?;
-    Ok(text.trim_end_matches(['\n', '\r']).to_string())
-}
-
-/// Every `CERTIFICATE` block of a PEM text, as DER.
-pub fn parse_pem_certificates(pem: &[u8]) -> Vec<CertificateDer<'static>> {
-    use rustls::pki_types::pem::PemObject;
-    CertificateDer::pem_slice_iter(pem)
-        .filter_map(Result::ok)
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------
@@ -498,93 +513,24 @@ impl ServerCertVerifier for RecordingVerifier {
     }
 }
 
-// ---------------------------------------------------------------------------------
-// Just enough DER to read a certificate's NotAfter
-
-/// Splits one DER TLV off `input`: (tag, content, rest).
-fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
-}
-
 /// The NotAfter of an X.509 certificate in DER, as Unix seconds.
 pub fn not_after(cert: &[u8]) -> Option<i64> {
-    const SEQUENCE: u8 = 0x30;
-    let (tag, cert, _) = der_tlv(cert)?;
-    if tag != SEQUENCE {
-        return None;
-    }
-    let (tag, tbs, _) = der_tlv(cert)?;
-    if tag != SEQUENCE {
-        return None;
-    }
-    let mut rest = tbs;
-    // [0] EXPLICIT version, optional.
-    if rest.first() == Some(&0xa0) {
-        rest = der_tlv(rest)?.2;
-    }
-    // serialNumber, signature, issuer.
-    for _ in 0..3 {
-        rest = der_tlv(rest)?.2;
-    }
-    let (tag, validity, _) = der_tlv(rest)?;
-    if tag != SEQUENCE {
-        return None;
-    }
-    let (_, _, after_not_before) = der_tlv(validity)?;
-    let (tag, time, _) = der_tlv(after_not_before)?;
-    parse_asn1_time(tag, time)
-}
-
-/// UTCTime (`YYMMDDHHMMSSZ`, tag 0x17) or GeneralizedTime (`YYYYMMDDHHMMSSZ`, 0x18).
-fn parse_asn1_time(tag: u8, text: &[u8]) -> Option<i64> {
-    let text = std::str::from_utf8(text).ok()?;
-    let digits = text.strip_suffix('Z')?;
-    if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let (year, rest) = match (tag, digits.len()) {
-        (0x17, 12) => {
-            let yy: i64 = digits[..2].parse().ok()?;
-            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &digits[2..])
-        }
-        (0x18, 14) => (digits[..4].parse().ok()?, &digits[4..]),
-        _ => return None,
-    };
-    let field = |i: usize| rest[i..i + 2].parse::<u32>().ok();
-    let (month, day, hour, minute, second) =
-        (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let days = crate::units::days_from_civil(year, month, day);
-    Some(days * 86_400 + i64::from(hour * 3600 + minute * 60 + second))
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
+    Some(parsed.validity().not_after.timestamp())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn unix_day(y: i32, m: u8, d: u8) -> i64 {
+        let month = time::Month::try_from(m).unwrap();
+        time::Date::from_calendar_date(y, month, d)
+            .unwrap()
+            .midnight()
+            .assume_utc()
+            .unix_timestamp()
+    }
 
     #[test]
     fn not_after_is_read_from_generated_certificates() {
@@ -592,15 +538,11 @@ mod tests {
         params.not_after = rcgen::date_time_ymd(2031, 7, 9);
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
-        let expected = crate::units::days_from_civil(2031, 7, 9) * 86_400;
-        assert_eq!(not_after(cert.der()), Some(expected));
+        assert_eq!(not_after(cert.der()), Some(unix_day(2031, 7, 9)));
         // GeneralizedTime is used from 2050 on.
         params.not_after = rcgen::date_time_ymd(2061, 1, 2);
         let cert = params.self_signed(&key).unwrap();
-        assert_eq!(
-            not_after(cert.der()),
-            Some(crate::units::days_from_civil(2061, 1, 2) * 86_400)
-        );
+        assert_eq!(not_after(cert.der()), Some(unix_day(2061, 1, 2)));
     }
 
     #[test]
@@ -620,8 +562,5 @@ mod tests {
                 .collect();
             let _ = not_after(&bytes);
         }
-        assert_eq!(parse_asn1_time(0x17, b"991231235959Z"), Some(946_684_799));
-        assert_eq!(parse_asn1_time(0x17, b"9912312359Z"), None);
-        assert_eq!(parse_asn1_time(0x18, b"20001301000000Z"), None);
     }
 }

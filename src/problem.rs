@@ -1,0 +1,84 @@
+//! [`Problem`]: one thing wrong with a file sonde reads (the config, the web config, a
+//! blackbox config), with where it is: file, line, column and the check it concerns.
+//!
+//! Every layer that validates input reports through this type, so `--config.check`
+//! prints one `sonde: file:line:col: check "name": message` line per problem whoever
+//! found it. It imports nothing from the crate.
+
+use std::fmt;
+
+use serde_saphyr::Location;
+
+/// One thing wrong with the configuration, with where it is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Problem {
+    /// The file it is in; `None` for the built-in default or flags.
+    pub file: Option<String>,
+    /// 1-based line, 0 when unknown.
+    pub line: u64,
+    /// 1-based column, 0 when unknown.
+    pub column: u64,
+    /// The check it concerns.
+    pub check: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem at a YAML location.
+    pub fn at(at: Location, check: Option<&str>, message: impl Into<String>) -> Problem {
+        Problem {
+            file: None,
+            line: at.line(),
+            column: at.column(),
+            check: check.map(str::to_string),
+            message: message.into(),
+        }
+    }
+
+    /// A problem without a location (flags, I/O).
+    pub fn plain(message: impl Into<String>) -> Problem {
+        Problem {
+            file: None,
+            line: 0,
+            column: 0,
+            check: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{file}:")?;
+            if self.line > 0 {
+                write!(f, "{}:{}:", self.line, self.column)?;
+            }
+            f.write_str(" ")?;
+        }
+        if let Some(check) = &self.check {
+            write!(f, "check {check:?}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Turns a YAML error into a [`Problem`] at its location (also used for the web config).
+pub fn yaml_problem(e: &serde_saphyr::Error, check: Option<&str>) -> Problem {
+    let message = serde_saphyr::MessageFormatter::format_message(
+        &serde_saphyr::DefaultMessageFormatter,
+        e.without_snippet(),
+    );
+    let message: String = message.chars().flat_map(char::escape_default).collect();
+    // escape_default turns quotes into \" which reads badly; keep them plain.
+    let message = message.replace("\\\"", "\"").replace("\\'", "'");
+    let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+    Problem {
+        file: None,
+        line,
+        column,
+        check: check.map(str::to_string),
+        message,
+    }
+}
