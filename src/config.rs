@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_saphyr::{Location, Spanned};
+use serde_saphyr::Location;
+
+use crate::problem::Spanned;
 
 use crate::checks::{self, BuildContext, CheckConfig, KINDS, LoadedCheck, Spec};
 use crate::keys::{SharedKeys, Split};

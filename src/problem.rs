@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Deserializer};
 use serde_saphyr::Location;
 
 /// One thing wrong with the configuration, with where it is.
@@ -80,5 +81,42 @@ pub fn yaml_problem(e: &serde_saphyr::Error, check: Option<&str>) -> Problem {
         column,
         check: check.map(str::to_string),
         message,
+    }
+}
+
+/// A value read from a YAML file, with where it was written (for problems about it).
+///
+/// Two `Spanned` are equal when their values are: a config reloaded with a comment added
+/// above a check, or written in flow instead of block style, is the same config, and the
+/// check keeps running with its counters.
+#[derive(Clone, Debug)]
+pub struct Spanned<T> {
+    /// The value.
+    pub value: T,
+    /// Where the value (or the alias that referenced it) is written.
+    pub referenced: Location,
+}
+
+impl<T> Spanned<T> {
+    /// A value with its location.
+    pub fn new(value: T, referenced: Location) -> Spanned<T> {
+        Spanned { value, referenced }
+    }
+}
+
+impl<T: PartialEq> PartialEq for Spanned<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // serde-saphyr recognises its own Spanned and records the location.
+        let located = serde_saphyr::Spanned::<T>::deserialize(deserializer)?;
+        Ok(Spanned {
+            value: located.value,
+            referenced: located.referenced,
+        })
     }
 }

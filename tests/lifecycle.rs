@@ -167,3 +167,47 @@ fn go_style_listen_address() {
     let local = std::net::SocketAddr::from(([127, 0, 0, 1], sonde.addr.port()));
     assert_eq!(request(local, "GET", "/-/healthy", &[], b"").status, 200);
 }
+
+/// A reload of the same checks written differently — a comment added above them, flow
+/// instead of block style — keeps each check running with its counters: checks compare
+/// by what they say, not by where in the file it is written.
+#[test]
+fn a_moved_line_or_another_style_keeps_an_unchanged_check_running() {
+    let f = Fixture::start(|_| Reply::status(200, "ok"));
+    let block = format!(
+        "checks:\n  - name: web\n    kind: http\n    interval: 1s\n    headers: {{Accept: text/plain}}\n    urls: [\"{}\"]\n",
+        f.url("/a")
+    );
+    let sonde = Sonde::start(&block);
+    let runs = |m: &Exposition| m.value("sonde_check_runs_total{check=\"web\",kind=\"http\"}");
+    let probes = "sonde_http_probes_total{check=\"web\",url=\"".to_string()
+        + &f.url("/a")
+        + "\",result=\"success\"}";
+    let m = sonde.wait_metrics(10, |m| runs(m) >= Some(2.0));
+    let (before_runs, before_probes) = (runs(&m).unwrap(), m.value(&probes).unwrap());
+
+    let moved = format!("# a comment that moves every line down\n\n{block}");
+    let flow = format!(
+        "# flow style\nchecks: [{{name: web, kind: http, interval: 1s, headers: {{Accept: text/plain}}, urls: [\"{}\"]}}]\n",
+        f.url("/a")
+    );
+    for (i, text) in [moved, flow].into_iter().enumerate() {
+        sonde.dir.write("sonde.yml", &text);
+        sonde.signal("HUP");
+        let reloads = sonde.wait_metrics(10, |_| {
+            sonde
+                .log()
+                .iter()
+                .filter(|l| l.contains("config reloaded"))
+                .count()
+                > i
+        });
+        assert!(
+            runs(&reloads).unwrap() >= before_runs
+                && reloads.value(&probes).unwrap() >= before_probes,
+            "reload {i} reset the counters: {} runs, {:?} probes (were {before_runs}, {before_probes})",
+            runs(&reloads).unwrap(),
+            reloads.value(&probes)
+        );
+    }
+}

@@ -12,8 +12,8 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::problem::Spanned;
 use serde::Deserialize;
-use serde_saphyr::Spanned;
 
 use super::{BuildContext, Check, KindSpec, LegacyClaim, RunContext, RunOutput};
 use crate::metrics::{FamilySet, MetricType};

@@ -10,9 +10,9 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::problem::Spanned;
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess};
-use serde_saphyr::Spanned;
 
 use super::probe::{ProbeResult, ProbeSpec, Prober, Reason, Target};
 use super::{BuildContext, Check, KindSpec, LegacyClaim, RunContext, RunOutput};

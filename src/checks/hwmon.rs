@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use crate::problem::Spanned;
 use serde::Deserialize;
-use serde_saphyr::Spanned;
 
 use super::{BuildContext, Check, KindSpec, RunContext, RunOutput};
 use crate::metrics::{FamilyId, FamilySet, MetricType};

@@ -14,8 +14,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::problem::Spanned;
 use serde::{Deserialize, Deserializer};
-use serde_saphyr::Spanned;
 
 use super::registry::{RegistrySetup, status_samples, summarize};
 use super::{BuildContext, Check, KindSpec, LegacyClaim, RunContext, RunOutput};

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use regex::bytes::Regex;
 use serde::Deserialize;
-use serde_saphyr::{Location, Spanned};
+use serde_saphyr::Location;
+
+use crate::problem::Spanned;
 use ureq::http::{HeaderName, HeaderValue, Method, Request, Uri};
 
 use super::BuildContext;

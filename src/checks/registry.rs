@@ -13,7 +13,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
-use serde_saphyr::{Location, Spanned};
+use serde_saphyr::Location;
+
+use crate::problem::Spanned;
 
 use super::{BuildContext, Check, KindSpec, RunContext, RunOutput};
 use crate::metrics::{FamilyId, FamilySet, MetricType};

@@ -22,7 +22,9 @@ use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
-use serde_saphyr::{Location, Spanned};
+use serde_saphyr::Location;
+
+use crate::problem::Spanned;
 use ureq::http::{Method, Request};
 
 use crate::net::http::{self as client, AgentOptions, TlsSettings, TlsSpec};
@@ -263,13 +265,8 @@ fn api_agent(
 ) -> Option<ureq::Agent> {
     let ca = ca_file.cloned().or_else(|| {
         let path = Path::new(SERVICE_ACCOUNT_DIR).join("ca.crt");
-        path.exists().then(|| {
-            Spanned::new(
-                path.display().to_string(),
-                Location::UNKNOWN,
-                Location::UNKNOWN,
-            )
-        })
+        path.exists()
+            .then(|| Spanned::new(path.display().to_string(), Location::UNKNOWN))
     });
     let tls = match ca {
         None => TlsSettings::webpki(),

@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::problem::Spanned;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
 use serde::Deserialize;
-use serde_saphyr::Spanned;
 
 use crate::files::read_capped;
 use crate::problem::Problem;
