@@ -47,3 +47,6 @@ cargo test --all-targets --locked
 # How sonde ships: static musl build, .deb + systemd unit, image, workflows, Kubernetes,
 # Prometheus rules, compose and Rancher.
 bash scripts/packaging-test.sh
+
+# The side-by-side benchmark, briefly, so it cannot rot (not a gate: times are noisy).
+bash bench/run.sh --quick
