@@ -402,9 +402,18 @@ fn mark(f: impl FnOnce(&mut Hop)) {
     });
 }
 
-/// How long the exchange was given, for "did not finish within 3s".
+/// How long the exchange was given, for "did not finish within 3s": rounded up to a
+/// tenth of a second, since the run's own bookkeeping takes a little of the timeout.
 fn budget() -> String {
-    with_trace(|t| format_duration(t.budget))
+    with_trace(|t| format_duration(round_up(t.budget)))
+}
+
+fn round_up(d: Duration) -> Duration {
+    if d < Duration::from_secs(1) {
+        return d;
+    }
+    let tenths = d.as_millis().div_ceil(100);
+    Duration::from_millis(u64::try_from(tenths * 100).unwrap_or(u64::MAX))
 }
 
 /// One request's outcome, with what happened while it connected.
@@ -470,11 +479,11 @@ pub fn cause(e: &Error, trace: &Trace) -> String {
     match e {
         Error::Timeout(_) => format!(
             "no complete answer within {}",
-            format_duration(trace.budget)
+            format_duration(round_up(trace.budget))
         ),
         Error::Io(io) if is_timeout(io) => format!(
             "no complete answer within {}",
-            format_duration(trace.budget)
+            format_duration(round_up(trace.budget))
         ),
         Error::HostNotFound => "the host name does not resolve".into(),
         Error::TooManyRedirects => "too many redirects".into(),

@@ -288,8 +288,9 @@ fn other(text: impl Into<String>) -> rustls::Error {
     )))))
 }
 
-/// webpki's verdict as rustls's, with the context rustls keeps (dates, names).
-fn pki(e: webpki::Error) -> rustls::Error {
+/// webpki's verdict as rustls's, with the context rustls keeps (dates, names);
+/// `from_file` says whether the roots are `tls.ca_file`'s.
+fn pki(e: webpki::Error, from_file: bool) -> rustls::Error {
     use webpki::Error as W;
     let c = match e {
         W::CertExpired { time, not_after } => CertificateError::ExpiredContext { time, not_after },
@@ -303,9 +304,16 @@ fn pki(e: webpki::Error) -> rustls::Error {
         },
         W::InvalidSignatureForPublicKey => CertificateError::BadSignature,
         W::BadDer | W::BadDerTime => CertificateError::BadEncoding,
+        // A self-signed certificate made with `openssl req -x509` says CA:TRUE: to
+        // webpki it is a CA, not a server; to the person it is an unknown issuer.
+        W::CaUsedAsEndEntity if from_file => {
+            return other(
+                "unknown issuer: the server presents a CA certificate (CA:TRUE) of its own that is not in tls.ca_file",
+            );
+        }
         W::CaUsedAsEndEntity => {
             return other(
-                "the server's certificate is a CA certificate (CA:TRUE) used as its own; put exactly this certificate in tls.ca_file to pin it",
+                "unknown issuer: the server presents a CA certificate (CA:TRUE) of its own; put exactly this certificate in tls.ca_file to pin it",
             );
         }
         W::EndEntityUsedAsCa => {
@@ -391,6 +399,7 @@ impl Verifier {
         name: &ServerName<'_>,
         now: UnixTime,
     ) -> Result<Option<i64>, rustls::Error> {
+        let pki = |e| pki(e, roots.from_file);
         let leaf = webpki::EndEntityCert::try_from(end_entity).map_err(pki)?;
         if roots.pins.iter().any(|p| p.as_ref() == end_entity.as_ref()) {
             let (_, parsed) = x509_parser::parse_x509_certificate(end_entity)
@@ -673,12 +682,13 @@ mod tests {
             words(&expired, cx),
             "certificate expired at 2026-11-20T00:00:00Z"
         );
-        let name = pki(webpki::Error::CertNotValidForName(
-            webpki::InvalidNameContext {
+        let name = pki(
+            webpki::Error::CertNotValidForName(webpki::InvalidNameContext {
                 expected: ServerName::try_from("127.0.0.1").unwrap(),
                 presented: vec!["DnsName(\"localhost\")".into()],
-            },
-        ));
+            }),
+            true,
+        );
         assert!(
             words(&name, cx).starts_with("certificate not valid for name 127.0.0.1 (it is for "),
             "{}",
@@ -689,7 +699,11 @@ mod tests {
             words(&alert, cx),
             "peer offers only TLS 1.2 or older (tls.min_version is TLS13)"
         );
-        assert!(words(&pki(webpki::Error::UnknownIssuer), cx).starts_with("unknown issuer"));
-        assert!(words(&pki(webpki::Error::CaUsedAsEndEntity), cx).contains("CA:TRUE"));
+        assert!(words(&pki(webpki::Error::UnknownIssuer, true), cx).starts_with("unknown issuer"));
+        let ca_leaf = words(&pki(webpki::Error::CaUsedAsEndEntity, false), cx);
+        assert!(
+            ca_leaf.starts_with("unknown issuer") && ca_leaf.contains("CA:TRUE"),
+            "{ca_leaf}"
+        );
     }
 }
