@@ -6,69 +6,21 @@
 //! is checked for its reason and its words in the log, `/api/v1/checks` and `/queryurl`.
 
 mod common;
+mod outbound;
 
 use std::io::Read;
-use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use common::*;
+use outbound::*;
 
 fn route(req: &SeenRequest) -> Reply {
     match req.path.as_str() {
         "/ok" => Reply::status(200, "all good"),
         _ => Reply::status(404, "no such fixture"),
     }
-}
-
-/// Runs openssl in `dir`; panics with its stderr when it fails.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl (Debian package openssl) must be installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn read(dir: &Path, name: &str) -> String {
-    std::fs::read_to_string(dir.join(name)).unwrap()
-}
-
-/// A self-signed certificate for localhost and 127.0.0.1 made the way the user
-/// made it: `openssl req -x509` (which writes CA:TRUE).
-fn openssl_self_signed(dir: &Path, name: &str) -> Leaf {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "30",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ],
-    );
-    Leaf::from_pem(
-        &read(dir, &format!("{name}.pem")),
-        &read(dir, &format!("{name}.key")),
-    )
 }
 
 /// A self-signed certificate without CA:TRUE (rcgen's default), valid as given.
@@ -89,10 +41,6 @@ fn plain_self_signed(names: &[&str], not_before: (i32, u8, u8), not_after: (i32,
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     }
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// A TLS server speaking only `versions`, announcing `alpn`.
@@ -385,151 +333,6 @@ fn a_certificate_for_another_name_says_which_name() {
 // ---------------------------------------------------------------------------------
 // Client certificates
 
-/// A client CA and client certificates signed by it, made with openssl, with each kind
-/// of private key sonde reads.
-struct ClientPki {
-    dir: Dir,
-}
-
-impl ClientPki {
-    fn new() -> ClientPki {
-        let pki = ClientPki { dir: Dir::new() };
-        pki.ca("ca");
-        pki.ca("rogue-ca");
-        pki.dir.write(
-            "client.ext",
-            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
-        );
-        pki
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn ca(&self, name: &str) {
-        openssl(
-            self.path(),
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.pem"),
-                "-days",
-                "30",
-                "-subj",
-                &format!("/CN={name}"),
-            ],
-        );
-    }
-
-    /// `<name>.key` in the given form and `<name>.pem` signed by `ca`.
-    fn client(&self, name: &str, form: &str, ca: &str) {
-        let key = format!("{name}.key");
-        match form {
-            "pkcs8" => openssl(
-                self.path(),
-                &[
-                    "genpkey",
-                    "-algorithm",
-                    "EC",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:P-256",
-                    "-out",
-                    &key,
-                ],
-            ),
-            "rsa" => openssl(
-                self.path(),
-                &["genrsa", "-traditional", "-out", &key, "2048"],
-            ),
-            "ec" => openssl(
-                self.path(),
-                &[
-                    "ecparam",
-                    "-name",
-                    "prime256v1",
-                    "-genkey",
-                    "-noout",
-                    "-out",
-                    &key,
-                ],
-            ),
-            other => panic!("no key form {other}"),
-        }
-        let first = read(self.path(), &key);
-        let header = first.lines().next().unwrap_or_default().to_string();
-        let expected = match form {
-            "pkcs8" => "-----BEGIN PRIVATE KEY-----",
-            "rsa" => "-----BEGIN RSA PRIVATE KEY-----",
-            _ => "-----BEGIN EC PRIVATE KEY-----",
-        };
-        assert_eq!(header, expected, "{form} key");
-        let csr = format!("{name}.csr");
-        openssl(
-            self.path(),
-            &[
-                "req",
-                "-new",
-                "-key",
-                &key,
-                "-subj",
-                &format!("/CN={name}"),
-                "-out",
-                &csr,
-            ],
-        );
-        openssl(
-            self.path(),
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                &format!("{ca}.pem"),
-                "-CAkey",
-                &format!("{ca}.key"),
-                "-set_serial",
-                "7",
-                "-days",
-                "30",
-                "-extfile",
-                "client.ext",
-                "-out",
-                &format!("{name}.pem"),
-            ],
-        );
-    }
-
-    /// An https server that demands a client certificate of `ca.pem`.
-    fn server(&self, leaf: &Leaf) -> Fixture {
-        let mut roots = rustls::RootCertStore::empty();
-        let ca = Leaf::from_pem(&read(self.path(), "ca.pem"), &read(self.path(), "ca.key"));
-        roots.add(ca.chain[0].clone()).unwrap();
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider(),
-        )
-        .build()
-        .unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(leaf.chain.clone(), leaf.key.clone_key())
-            .unwrap();
-        Fixture::start_with(Some(Arc::new(config)), route)
-    }
-}
-
 /// A server that demands a client certificate: none is a cause in words; a PKCS#8, an
 /// RSA and an EC key each get in.
 #[test]
@@ -539,7 +342,7 @@ fn mutual_tls_with_each_key_form_and_without_a_certificate() {
         pki.client(name, form, "ca");
     }
     let ca = TestCa::new();
-    let server = pki.server(&ca.leaf((2020, 1, 1), (2040, 1, 1)));
+    let server = pki.server(&ca.leaf((2020, 1, 1), (2040, 1, 1)), route);
     let url = server.https_url("/ok");
     let dir = Dir::new();
     dir.write("server-ca.pem", &ca.pem);
@@ -589,7 +392,7 @@ fn a_client_certificate_replaced_on_disk_is_used_by_the_next_run() {
     pki.client("rogue", "pkcs8", "rogue-ca");
     pki.client("other", "rsa", "ca");
     let ca = TestCa::new();
-    let server = pki.server(&ca.leaf((2020, 1, 1), (2040, 1, 1)));
+    let server = pki.server(&ca.leaf((2020, 1, 1), (2040, 1, 1)), route);
     let url = server.https_url("/ok");
     let dir = Dir::new();
     dir.write("server-ca.pem", &ca.pem);

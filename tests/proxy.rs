@@ -10,134 +10,13 @@
 
 mod common;
 mod images;
+mod outbound;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use common::*;
-
-const PROXY_USER: &str = "alice";
-const PROXY_PASSWORD: &str = "s3cret-proxy-pw";
-
-/// A forward proxy that records the request line of everything it was asked.
-struct TestProxy {
-    server: RawServer,
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl TestProxy {
-    /// Requires `alice:s3cret-proxy-pw` as Basic proxy credentials.
-    fn start() -> TestProxy {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&seen);
-        let expected = format!(
-            "Basic {}",
-            base64(format!("{PROXY_USER}:{PROXY_PASSWORD}").as_bytes())
-        );
-        let server = RawServer::start(move |client| serve(client, &expected, &log));
-        TestProxy { server, seen }
-    }
-
-    fn url(&self, userinfo: &str) -> String {
-        format!("http://{userinfo}127.0.0.1:{}", self.server.addr.port())
-    }
-
-    fn seen(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-/// Reads a request head byte by byte (so nothing after it is consumed).
-fn read_head(stream: &mut TcpStream) -> Option<(String, Vec<(String, String)>)> {
-    let mut raw = Vec::new();
-    let mut byte = [0u8; 1];
-    while !raw.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).ok()? == 0 || raw.len() > 64 << 10 {
-            return None;
-        }
-        raw.push(byte[0]);
-    }
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let mut lines = text.split("\r\n");
-    let first = lines.next()?.to_string();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    Some((first, headers))
-}
-
-/// `*.sonde.test` is 127.0.0.1 to the proxy and to nobody else.
-fn upstream(authority: &str) -> Option<TcpStream> {
-    let (host, port) = authority.rsplit_once(':')?;
-    let ip = if host.ends_with(".sonde.test") {
-        "127.0.0.1"
-    } else {
-        host
-    };
-    TcpStream::connect((ip, port.parse::<u16>().ok()?)).ok()
-}
-
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
-    let _ = std::io::copy(&mut from, &mut to);
-    let _ = to.shutdown(Shutdown::Write);
-}
-
-fn serve(mut client: TcpStream, expected_auth: &str, seen: &Mutex<Vec<String>>) {
-    let Some((line, headers)) = read_head(&mut client) else {
-        return;
-    };
-    seen.lock().unwrap().push(line.clone());
-    let auth = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("proxy-authorization"))
-        .map(|(_, v)| v.as_str());
-    if auth != Some(expected_auth) {
-        let _ = client.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        return;
-    }
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return;
-    };
-    if method == "CONNECT" {
-        let Some(up) = upstream(target) else {
-            let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
-            return;
-        };
-        let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
-        let (c2, u2) = (client.try_clone().unwrap(), up.try_clone().unwrap());
-        let there = std::thread::spawn(move || pipe(c2, u2));
-        pipe(up, client);
-        let _ = there.join();
-        return;
-    }
-    // The absolute form: http://host:port/path.
-    let Some(rest) = target.strip_prefix("http://") else {
-        let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
-        return;
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let Some(mut up) = upstream(authority) else {
-        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
-        return;
-    };
-    let mut head = format!(
-        "{method} {} {version}\r\n",
-        if path.is_empty() { "/" } else { path }
-    );
-    for (k, v) in &headers {
-        if !k.to_ascii_lowercase().starts_with("proxy-") {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-    }
-    head.push_str("\r\n");
-    let _ = up.write_all(head.as_bytes());
-    pipe(up, client);
-}
+use outbound::{PROXY_PASSWORD, PROXY_USER, TestProxy};
 
 fn route(req: &SeenRequest) -> Reply {
     match req.path.as_str() {
