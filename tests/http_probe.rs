@@ -536,3 +536,72 @@ fn every_new_key_is_checked_with_its_location() {
     }
     assert!(!stderr.contains("panicked"));
 }
+
+/// The YAML blocks of a README section: from its `## ` heading to the next one.
+fn readme_blocks(readme: &str, heading: &str) -> Vec<String> {
+    let start = readme
+        .find(heading)
+        .unwrap_or_else(|| panic!("README has no section {heading:?}"));
+    let rest = &readme[start + heading.len()..];
+    let section = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
+    section
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("\n```").next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every config the README shows for the http kind, and the dockerhub and registry
+/// examples that show the connection keys, pass `--config.check` as a user would run
+/// it, with the files they name in place of /etc/sonde.
+#[test]
+fn the_readme_configs_of_the_http_speaking_kinds_check_out() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut blocks = readme_blocks(&readme, "## kind: http — URL uptime");
+    assert!(blocks.len() >= 3, "{blocks:?}");
+    for heading in [
+        "## kind: dockerhub",
+        "## kind: registry and kind: kubernetes_images",
+    ] {
+        blocks.push(readme_blocks(&readme, heading).remove(0));
+    }
+    let dir = Dir::new();
+    let ca = TestCa::new();
+    let client = ca.leaf((2020, 1, 1), (2040, 1, 1));
+    for (name, content) in [
+        ("ca.pem", ca.pem.as_str()),
+        ("registry-ca.pem", ca.pem.as_str()),
+        ("k8s-ca.pem", ca.pem.as_str()),
+        ("client.pem", client.cert_pem.as_str()),
+        ("client.key", client.key_pem.as_str()),
+        ("api-key", "key"),
+        ("request.json", "{}"),
+        ("pw", "pw"),
+        ("token", "token"),
+        ("proxy-pw", "pw"),
+        ("hub-token", "dckr_pat_x"),
+        ("k8s-token", "token"),
+        ("docker-config.json", "{\"auths\": {}}"),
+    ] {
+        dir.write(name, content);
+    }
+    let files = format!("{}/", dir.path().display());
+    for block in blocks {
+        let text = block.replace("/etc/sonde/", &files);
+        let config = if text.starts_with("checks:") {
+            text
+        } else {
+            format!("checks:\n{text}\n")
+        };
+        let path = dir.write("sonde.yml", &config);
+        let out = run(&["--config.check", "-c", path.to_str().unwrap()]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{config}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

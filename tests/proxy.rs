@@ -366,8 +366,14 @@ fn dockerhub_and_registry_checks_go_through_the_same_proxy() {
     docker_config_file: docker-config.json
     tls: {{ca_file: ca.pem, server_name: localhost}}
     images: [\"{plain_host}/team/app:v1\", \"{plain_host}/team/app:v404\", \"{secure_host}/team/api:v2\"]
+  - name: refused
+    kind: registry
+    proxy_url: \"{wrong}\"
+    tls: {{ca_file: ca.pem, server_name: localhost}}
+    images: [\"{secure_host}/team/api:v2\"]
 ",
         hub_port = hub.addr.port(),
+        wrong = proxy.url(&format!("{PROXY_USER}:wrong@")),
     );
     let (m, stderr) = once_with_env(&dir, &config, &[]);
     assert_eq!(
@@ -395,6 +401,21 @@ fn dockerhub_and_registry_checks_go_through_the_same_proxy() {
     assert_eq!(
         status(&format!("{secure_host}/team/api:v2"), "available"),
         Some(1.0),
+        "{stderr}"
+    );
+    // A proxy that refuses makes the registry unreachable, and the log says why.
+    assert_eq!(
+        m.value(&format!(
+            "sonde_image_check_status{{check=\"refused\",image=\"{secure_host}/team/api:v2\",status=\"unreachable\"}}"
+        )),
+        Some(1.0),
+        "{}",
+        m.0
+    );
+    assert!(
+        stderr.contains(&format!(
+            "answered 407 Proxy Authentication Required to CONNECT {secure_host}"
+        )),
         "{stderr}"
     );
     let seen = proxy.seen();

@@ -1128,6 +1128,10 @@ fn answer_of<B>(response: &Response<B>) -> Answer {
 /// status, so what counts as "unreachable" is decided here.
 fn transport_outcome(url: &str, e: &ureq::Error, trace: &client::Trace) -> Outcome {
     use std::io::ErrorKind;
+    // A connection step that failed (DNS, connect, proxy, TLS, a timeout) said why.
+    if let Some(failure) = &trace.failure {
+        return Outcome::new(Status::Unreachable, format!("{url}: {}", failure.cause));
+    }
     let why = match e {
         ureq::Error::Timeout(_) => "timed out",
         ureq::Error::Io(io) if matches!(io.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
