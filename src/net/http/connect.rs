@@ -352,71 +352,76 @@ fn tunnel(
         head.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
     }
     head.push_str("\r\n");
-    let name = proxy.name();
+    let (before, after) = (
+        format!("the proxy {}", proxy.name()),
+        format!("CONNECT {target}"),
+    );
     let broke = |e: Error| {
         if matches!(e, Error::Timeout(_)) {
             fail(
                 Stage::Timeout,
-                format!(
-                    "the proxy {name} did not answer CONNECT {target} within {}",
-                    budget()
-                ),
+                format!("{before} did not answer {after} within {}", budget()),
             );
         } else {
-            fail(
-                Stage::Proxy,
-                format!("the proxy {name} failed during CONNECT {target}: {e}"),
-            );
+            fail(Stage::Proxy, format!("{before} failed during {after}: {e}"));
         }
         e
     };
     transmit(&mut *transport, head.as_bytes(), details.timeout).map_err(broke)?;
-    let (status, reason, used) = loop {
-        let input = transport.buffers().input();
-        if let Some(end) = input.windows(4).position(|w| w == b"\r\n\r\n") {
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut parsed = httparse::Response::new(&mut headers);
-            match parsed.parse(&input[..end + 4]) {
-                Ok(httparse::Status::Complete(_)) => {
-                    let status = parsed.code.unwrap_or(0);
-                    let reason = parsed.reason.unwrap_or("").to_string();
-                    break (status, reason, end + 4);
-                }
-                _ => {
-                    fail(
-                        Stage::Proxy,
-                        format!("the proxy {name} sent no valid answer to CONNECT {target}"),
-                    );
-                    return Err(Error::ConnectProxyFailed("invalid answer".into()));
-                }
-            }
-        }
-        if input.len() > MAX_CONNECT_HEAD {
-            fail(
-                Stage::Proxy,
-                format!("the proxy {name} sent an answer to CONNECT {target} over 16 KiB"),
-            );
-            return Err(Error::ConnectProxyFailed("answer too large".into()));
-        }
-        if !transport.await_input(details.timeout).map_err(broke)? {
-            fail(
-                Stage::Proxy,
-                format!("the proxy {name} closed the connection during CONNECT {target}"),
-            );
-            return Err(Error::ConnectProxyFailed("closed".into()));
+    let (status, reason) = match read_answer(&mut *transport, details.timeout) {
+        Ok(answer) => answer,
+        Err(Answer::Broken(e)) => return Err(broke(e)),
+        Err(Answer::Refused(why)) => {
+            fail(Stage::Proxy, format!("{before} {why} {after}"));
+            return Err(Error::ConnectProxyFailed(why.into()));
         }
     };
-    transport.buffers().input_consume(used);
     if !(200..300).contains(&status) {
         fail(
             Stage::Proxy,
-            format!("the proxy {name} answered {status} {reason} to CONNECT {target}")
-                .trim_end()
-                .to_string(),
+            format!("{before} answered {status} {reason} to {after}").replace("  to", " to"),
         );
         return Err(Error::ConnectProxyFailed(format!("status {status}")));
     }
     Ok(transport)
+}
+
+/// Why no status came back from the proxy.
+enum Answer {
+    /// The transport failed (a timeout, a reset).
+    Broken(Error),
+    /// The proxy's answer was unusable; the words fit "the proxy X ... CONNECT t".
+    Refused(&'static str),
+}
+
+/// Reads the proxy's answer to CONNECT: its status and reason; what follows the head
+/// stays in the buffers for the TLS handshake.
+fn read_answer(
+    transport: &mut dyn Transport,
+    timeout: NextTimeout,
+) -> Result<(u16, String), Answer> {
+    loop {
+        let input = transport.buffers().input();
+        if let Some(end) = input.windows(4).position(|w| w == b"\r\n\r\n") {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut parsed = httparse::Response::new(&mut headers);
+            let Ok(httparse::Status::Complete(_)) = parsed.parse(&input[..end + 4]) else {
+                return Err(Answer::Refused("sent no valid answer to"));
+            };
+            let answer = (
+                parsed.code.unwrap_or(0),
+                parsed.reason.unwrap_or("").to_string(),
+            );
+            transport.buffers().input_consume(end + 4);
+            return Ok(answer);
+        }
+        if input.len() > MAX_CONNECT_HEAD {
+            return Err(Answer::Refused("sent an answer over 16 KiB to"));
+        }
+        if !transport.await_input(timeout).map_err(Answer::Broken)? {
+            return Err(Answer::Refused("closed the connection during"));
+        }
+    }
 }
 
 /// A plain-HTTP connection to a proxy: the first request line is rewritten to the

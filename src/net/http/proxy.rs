@@ -17,8 +17,9 @@ use std::path::Path;
 use serde_saphyr::Location;
 use ureq::http::Uri;
 
-use super::{ConnectionKeys, basic_auth};
+use super::{ConnectionKeys, UrlText, basic_auth};
 use crate::net::secret::{self, Reread, Secret};
+use crate::problem::Spanned;
 
 /// A proxy to connect through.
 #[derive(Debug)]
@@ -191,36 +192,7 @@ impl Route {
             return None;
         }
         if let Some(url) = &keys.proxy_url {
-            let mut proxy = match Proxy::parse(&url.value.0) {
-                Ok(p) => p,
-                Err(e) => {
-                    problems.push((url.referenced, format!("proxy_url {e}")));
-                    return None;
-                }
-            };
-            if let Some(file) = &keys.proxy_password_file {
-                match (&proxy.user, &proxy.password) {
-                    (None, _) => problems.push((
-                        file.referenced,
-                        "proxy_password_file needs a user name in proxy_url (http://user@host:port)"
-                            .into(),
-                    )),
-                    (Some(_), Password::Inline(_)) => problems.push((
-                        file.referenced,
-                        "proxy_url has a password already; remove it or proxy_password_file"
-                            .into(),
-                    )),
-                    _ => match secret::secret_file(base.join(&file.value), "proxy password file")
-                    {
-                        Ok(secret) => proxy.password = Password::File(secret),
-                        Err(e) => problems.push((
-                            file.referenced,
-                            format!("cannot read the secret file {e}"),
-                        )),
-                    },
-                }
-            }
-            route.explicit = Some(proxy);
+            route.explicit = Some(explicit(url, keys, base, problems)?);
             if let Some(list) = &keys.no_proxy {
                 route.no_proxy = NoProxy::parse(&list.value);
             }
@@ -239,23 +211,15 @@ impl Route {
             ));
         }
         if let Some(env) = from_env {
-            fn var(names: [&'static str; 2]) -> Option<(&'static str, String)> {
-                names.into_iter().find_map(|n| {
-                    std::env::var(n)
-                        .ok()
-                        .filter(|v| !v.is_empty())
-                        .map(|v| (n, v))
-                })
-            }
             let mut proxy_from = |names: [&'static str; 2]| {
-                let (name, value) = var(names)?;
+                let (name, value) = env_var(names)?;
                 Proxy::parse(&value)
                     .map_err(|e| problems.push((env.referenced, format!("{name} {e}"))))
                     .ok()
             };
             route.env_https = proxy_from(["HTTPS_PROXY", "https_proxy"]);
             route.env_http = proxy_from(["HTTP_PROXY", "http_proxy"]);
-            route.no_proxy = var(["NO_PROXY", "no_proxy"])
+            route.no_proxy = env_var(["NO_PROXY", "no_proxy"])
                 .map(|(_, v)| NoProxy::parse(&v))
                 .unwrap_or_default();
             route.from_env = true;
@@ -287,6 +251,46 @@ impl Route {
     pub(super) fn check(&self) -> &str {
         &self.check
     }
+}
+
+/// `proxy_url` with its password from the URL or `proxy_password_file`.
+fn explicit(
+    url: &Spanned<UrlText>,
+    keys: &ConnectionKeys,
+    base: &Path,
+    problems: &mut Vec<(Location, String)>,
+) -> Option<Proxy> {
+    let mut proxy = Proxy::parse(&url.value.0)
+        .map_err(|e| problems.push((url.referenced, format!("proxy_url {e}"))))
+        .ok()?;
+    let Some(file) = &keys.proxy_password_file else {
+        return Some(proxy);
+    };
+    match (&proxy.user, &proxy.password) {
+        (None, _) => problems.push((
+            file.referenced,
+            "proxy_password_file needs a user name in proxy_url (http://user@host:port)".into(),
+        )),
+        (Some(_), Password::Inline(_)) => problems.push((
+            file.referenced,
+            "proxy_url has a password already; remove it or proxy_password_file".into(),
+        )),
+        _ => match secret::secret_file(base.join(&file.value), "proxy password file") {
+            Ok(secret) => proxy.password = Password::File(secret),
+            Err(e) => problems.push((file.referenced, format!("cannot read the secret file {e}"))),
+        },
+    }
+    Some(proxy)
+}
+
+/// The first of `names` set (and not empty) in the environment, with its value.
+fn env_var(names: [&'static str; 2]) -> Option<(&'static str, String)> {
+    names.into_iter().find_map(|n| {
+        std::env::var(n)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|v| (n, v))
+    })
 }
 
 /// A `NO_PROXY` list.
