@@ -498,6 +498,10 @@ fn every_new_key_is_checked_with_its_location() {
     kind: dockerhub
     organizations: [acme]
     ip_protocol: v6
+  - name: cluster
+    kind: kubernetes_images
+    api_server: https://127.0.0.1:6443
+    proxy_url: ftp://proxy
 ",
     );
     let out = run(&["--config.check", "-c", path.to_str().unwrap()]);
@@ -526,6 +530,7 @@ fn every_new_key_is_checked_with_its_location() {
             "{p}:23:29: check \"both\": proxy_from_environment and proxy_url cannot both be set"
         ),
         format!("{p}:27:18: check \"hub\": ip_protocol \"v6\": use auto, ip4 or ip6"),
+        format!("{p}:31:16: check \"cluster\": proxy_url \"ftp://proxy\": only http:// proxies"),
     ] {
         assert!(
             stderr

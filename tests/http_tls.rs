@@ -64,6 +64,7 @@ struct PinRun {
     metrics: Exposition,
     checks: serde_json::Value,
     queryurl: serde_json::Value,
+    page: String,
     log: Vec<String>,
     urls: std::collections::HashMap<&'static str, String>,
     leaf_not_after: i64,
@@ -118,6 +119,10 @@ impl PinRun {
         assert!(
             api.contains(words) && api.contains(url),
             "{check}: /api/v1/checks error {api:?}"
+        );
+        assert!(
+            self.page.contains(words),
+            "{check}: the page does not say {words:?}"
         );
         let logged = self
             .log
@@ -234,6 +239,7 @@ fn run_pins() -> PinRun {
         metrics: sonde.metrics(),
         checks: sonde.get("/api/v1/checks").json(),
         queryurl: sonde.get("/queryurl").json(),
+        page: sonde.get("/").text(),
         log: sonde.log(),
         urls,
         leaf_not_after,
