@@ -762,25 +762,9 @@ impl TestCa {
 
     /// A leaf for `localhost` and 127.0.0.1 valid from/to the given dates (y, m, d).
     pub fn leaf(&self, not_before: (i32, u8, u8), not_after: (i32, u8, u8)) -> Leaf {
-        let mut params =
-            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .unwrap();
-        params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
-        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-        Leaf {
-            chain: vec![cert.der().clone()],
-            key: key_der,
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        }
+        self.leaf_for(&["localhost", "127.0.0.1"], not_before, not_after)
     }
-}
 
-impl TestCa {
     /// A leaf for `names` (DNS names or IPs) valid from/to the given dates (y, m, d).
     pub fn leaf_for(
         &self,

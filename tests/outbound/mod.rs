@@ -5,13 +5,13 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use crate::common::{Dir, Fixture, Leaf, RawServer, Reply, SeenRequest, base64};
+use crate::common::{Dir, Fixture, Leaf, RawServer, Reply, SeenRequest, base64, read_request};
 
 /// Runs openssl in `dir`; panics with its stderr when it fails.
 pub fn openssl(dir: &Path, args: &[&str]) {
@@ -34,32 +34,40 @@ pub fn read(dir: &Path, name: &str) -> String {
 /// A self-signed certificate for localhost and 127.0.0.1 made the way the user
 /// made it: `openssl req -x509` (which writes CA:TRUE).
 pub fn openssl_self_signed(dir: &Path, name: &str) -> Leaf {
-    openssl(
+    req_x509(
         dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "30",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ],
+        name,
+        "/CN=localhost",
+        &["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
     );
     Leaf::from_pem(
         &read(dir, &format!("{name}.pem")),
         &read(dir, &format!("{name}.key")),
     )
+}
+
+/// `openssl req -x509` with a new P-256 key: `<name>.pem` and `<name>.key` in `dir`.
+fn req_x509(dir: &Path, name: &str, subject: &str, extra: &[&str]) {
+    let (key, cert) = (format!("{name}.key"), format!("{name}.pem"));
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &cert,
+        "-days",
+        "30",
+        "-subj",
+        subject,
+    ];
+    args.extend_from_slice(extra);
+    openssl(dir, &args);
 }
 
 /// A client CA and client certificates signed by it, made with openssl, with each kind
@@ -85,26 +93,7 @@ impl ClientPki {
     }
 
     fn ca(&self, name: &str) {
-        openssl(
-            self.path(),
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.pem"),
-                "-days",
-                "30",
-                "-subj",
-                &format!("/CN={name}"),
-            ],
-        );
+        req_x509(self.path(), name, &format!("/CN={name}"), &[]);
     }
 
     /// `<name>.key` in the given form and `<name>.pem` signed by `ca`.
@@ -238,26 +227,6 @@ impl TestProxy {
     }
 }
 
-/// Reads a request head byte by byte (so nothing after it is consumed).
-fn read_head(stream: &mut TcpStream) -> Option<(String, Vec<(String, String)>)> {
-    let mut raw = Vec::new();
-    let mut byte = [0u8; 1];
-    while !raw.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).ok()? == 0 || raw.len() > 64 << 10 {
-            return None;
-        }
-        raw.push(byte[0]);
-    }
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let mut lines = text.split("\r\n");
-    let first = lines.next()?.to_string();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    Some((first, headers))
-}
-
 /// `*.sonde.test` is 127.0.0.1 to the proxy and to nobody else.
 fn upstream(authority: &str) -> Option<TcpStream> {
     let (host, port) = authority.rsplit_once(':')?;
@@ -275,23 +244,18 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
 }
 
 fn serve(mut client: TcpStream, expected_auth: &str, seen: &Mutex<Vec<String>>) {
-    let Some((line, headers)) = read_head(&mut client) else {
+    // CONNECT and GET have no body, so nothing after the head is consumed here.
+    let Some(request) = read_request(&mut client) else {
         return;
     };
-    seen.lock().unwrap().push(line.clone());
-    let auth = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("proxy-authorization"))
-        .map(|(_, v)| v.as_str());
-    if auth != Some(expected_auth) {
+    let (method, target) = (request.method.as_str(), request.path.as_str());
+    seen.lock()
+        .unwrap()
+        .push(format!("{method} {target} HTTP/1.1"));
+    if request.header("proxy-authorization") != Some(expected_auth) {
         let _ = client.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         return;
     }
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return;
-    };
     if method == "CONNECT" {
         let Some(up) = upstream(target) else {
             let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
@@ -314,17 +278,16 @@ fn serve(mut client: TcpStream, expected_auth: &str, seen: &Mutex<Vec<String>>) 
         let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
         return;
     };
-    let mut head = format!(
-        "{method} {} {version}\r\n",
-        if path.is_empty() { "/" } else { path }
-    );
-    for (k, v) in &headers {
+    let path = if path.is_empty() { "/" } else { path };
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    for (k, v) in &request.headers {
         if !k.to_ascii_lowercase().starts_with("proxy-") {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
     }
     head.push_str("\r\n");
     let _ = up.write_all(head.as_bytes());
+    let _ = up.write_all(&request.body);
     pipe(up, client);
 }
 
