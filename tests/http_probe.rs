@@ -382,7 +382,7 @@ fn a_gzip_body_has_its_wire_size_beside_its_decoded_size() {
     let f = Fixture::start(route);
     let url = f.url("/gzip");
     let (m, stderr, code) = once(&format!(
-        "checks:\n  - {{name: gz, kind: http, fail_if_body_not_matches_regexp: ['status: healthy'], urls: [\"{url}\"]}}\n"
+        "checks:\n  - {{name: gz, kind: http, fail_if_body_not_matches_regexp: ['status: healthy'], urls: [\"{url}\"]}}\n  - {{name: head, kind: http, method: HEAD, urls: [\"{url}\"]}}\n"
     ));
     assert_eq!(code, Some(0), "{stderr}");
     let wire = gzip(&"status: healthy\n".repeat(200)).len() as f64;
@@ -396,6 +396,12 @@ fn a_gzip_body_has_its_wire_size_beside_its_decoded_size() {
     );
     assert!(wire < 200.0, "{wire}");
     assert_eq!(f.seen()[0].header("accept-encoding"), Some("gzip"));
+    // A HEAD answer says gzip and has no body: nothing to decode.
+    assert_eq!(m.value(&series("sonde_http_up", "head", &url)), Some(1.0));
+    assert_eq!(
+        m.value(&series("sonde_http_content_length_bytes", "head", &url)),
+        Some(0.0)
+    );
 }
 
 // ---------------------------------------------------------------------------------

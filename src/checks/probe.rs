@@ -622,10 +622,18 @@ impl Prober {
             inner: response.body_mut().with_config().limit(u64::MAX).reader(),
             count: 0,
         };
+        // An empty body (HEAD, 204, 304) says gzip too at times, and is no gzip stream.
+        let mut first = vec![0u8; 16 << 10];
+        let n = wire.read(&mut first).map_err(client::error_from_io)?;
+        if n == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        first.truncate(n);
+        let raw = std::io::Cursor::new(first).chain(&mut wire);
         let mut decoded: Box<dyn Read + '_> = if gzip {
-            Box::new(flate2::read::MultiGzDecoder::new(&mut wire))
+            Box::new(flate2::read::MultiGzDecoder::new(raw))
         } else {
-            Box::new(&mut wire)
+            Box::new(raw)
         };
         let mut kept = Vec::new();
         let mut chunk = [0u8; 16 << 10];
