@@ -12,6 +12,7 @@ declare -A needs=(
   [promtool]=prometheus
   [prometheus-pushgateway]=prometheus-pushgateway
   [prometheus-node-exporter]=prometheus-node-exporter
+  [prometheus-blackbox-exporter]=prometheus-blackbox-exporter
   [openssl]=openssl
   [prlimit]=util-linux
   [docker-registry]=docker-registry

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::problem::Spanned;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use super::{BuildContext, Check, KindSpec, LegacyClaim, RunContext, RunOutput};
 use crate::metrics::{FamilySet, MetricType};
@@ -21,7 +21,7 @@ use crate::net::dockerhub::{
     Api, Client, Credentials, DEFAULT_API_URL, ListError, Repository, Session, agent_options,
     valid_namespace,
 };
-use crate::net::http::TlsSpec;
+use crate::net::http::ConnectionKeys;
 use crate::problem::Problem;
 use crate::sync::lock;
 use crate::units::DurationValue;
@@ -41,10 +41,26 @@ const RATE_REMAINING_HELP: &str = "Requests left in the Docker Hub API rate-limi
 const LEGACY_PULLS: &str = "docker_image_pulls";
 const LEGACY_PULLS_HELP: &str = "Number of DockerHub image pulls";
 
-/// The YAML keys of `kind: dockerhub`.
+/// The YAML keys of `kind: dockerhub`: its own and the connection keys.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DockerhubSpec {
+    own: OwnKeys,
+    connection: ConnectionKeys,
+}
+
+impl<'de> Deserialize<'de> for DockerhubSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<DockerhubSpec, D::Error> {
+        let mut connection = ConnectionKeys::default();
+        let own =
+            crate::keys::split_listed(deserializer, &mut connection, &[&ConnectionKeys::NAMES])?;
+        Ok(DockerhubSpec { own, connection })
+    }
+}
+
+/// The keys only `kind: dockerhub` has.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DockerhubSpec {
+struct OwnKeys {
     organizations: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     api_url: Option<Spanned<String>>,
@@ -54,8 +70,6 @@ pub struct DockerhubSpec {
     username: Option<Spanned<String>>,
     #[serde(default)]
     token_file: Option<Spanned<String>>,
-    #[serde(default)]
-    tls: Option<TlsSpec>,
 }
 
 /// What outlives a run.
@@ -83,7 +97,7 @@ impl DockerhubCheck {
     pub fn build(spec: &DockerhubSpec, ctx: &BuildContext) -> Result<DockerhubCheck, Vec<Problem>> {
         let mut problems = Vec::new();
         let organizations = organizations(spec, ctx, &mut problems);
-        let api = match &spec.api_url {
+        let api = match &spec.own.api_url {
             None => Api::parse(DEFAULT_API_URL).ok(),
             Some(u) => match Api::parse(&u.value) {
                 Ok(api) => Some(api),
@@ -93,7 +107,7 @@ impl DockerhubCheck {
                 }
             },
         };
-        let window = match &spec.updated_within {
+        let window = match &spec.own.updated_within {
             Some(w) if w.value.0.is_zero() => {
                 problems.push(ctx.problem(
                     w.referenced,
@@ -106,9 +120,9 @@ impl DockerhubCheck {
         };
         let credentials = credentials(spec, ctx, &mut problems);
         let agent = ctx.agent(
-            spec.tls.as_ref(),
+            &spec.connection,
             &agent_options(),
-            spec.organizations.referenced,
+            spec.own.organizations.referenced,
             &mut problems,
         );
         let (Some(api), Some(agent), true) = (api, agent, problems.is_empty()) else {
@@ -204,14 +218,14 @@ fn organizations(
     ctx: &BuildContext,
     problems: &mut Vec<Problem>,
 ) -> Vec<String> {
-    if spec.organizations.value.is_empty() {
+    if spec.own.organizations.value.is_empty() {
         problems.push(ctx.problem(
-            spec.organizations.referenced,
+            spec.own.organizations.referenced,
             "`organizations` is empty; list at least one Docker Hub organization",
         ));
     }
     let mut seen = HashSet::new();
-    for org in &spec.organizations.value {
+    for org in &spec.own.organizations.value {
         if !valid_namespace(&org.value) {
             problems.push(ctx.problem(
                 org.referenced,
@@ -227,7 +241,8 @@ fn organizations(
             ));
         }
     }
-    spec.organizations
+    spec.own
+        .organizations
         .value
         .iter()
         .map(|org| org.value.clone())
@@ -240,7 +255,7 @@ fn credentials(
     ctx: &BuildContext,
     problems: &mut Vec<Problem>,
 ) -> Option<Credentials> {
-    match (&spec.username, &spec.token_file) {
+    match (&spec.own.username, &spec.own.token_file) {
         (Some(user), Some(file)) => {
             if user.value.is_empty() {
                 problems.push(ctx.problem(user.referenced, "username is empty"));
@@ -336,7 +351,8 @@ impl KindSpec for DockerhubSpec {
     /// `docker_image_pulls{image,organization}`: an organization in two legacy checks
     /// would be exported twice.
     fn legacy_claims(&self) -> Vec<LegacyClaim> {
-        self.organizations
+        self.own
+            .organizations
             .value
             .iter()
             .map(|org| LegacyClaim {
