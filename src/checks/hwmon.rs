@@ -18,6 +18,7 @@ use serde::Deserialize;
 use super::{BuildContext, Check, KindSpec, RunContext, RunOutput};
 use crate::metrics::{FamilyId, FamilySet, MetricType};
 use crate::problem::Problem;
+use crate::store::{Reading, TargetReport};
 use crate::sysfs::{Chip, Sensor, clean_name, parse_go_float, scan, to_valid_utf8};
 
 const CHIP_NAMES: &str = "sonde_hwmon_chip_names";
@@ -110,11 +111,15 @@ impl Check for HwmonCheck {
                 self.check
             );
         }
+        let targets = scan.chips.iter().flat_map(|chip| {
+            let sensors = chip.sensors.iter();
+            sensors.filter_map(|(sensor, data)| sensor_report(&chip.label, sensor, data))
+        });
         RunOutput {
             success: error.is_none(),
             error,
+            targets: targets.collect(),
             families: emitter.set,
-            targets: Vec::new(),
         }
     }
 }
@@ -405,6 +410,57 @@ fn gauge(name: String, help: String, value: f64) -> Classified {
         help,
         mtype: MetricType::Gauge,
         value,
+    })
+}
+
+/// The status page's report of a sensor with a reading: its value against `max` and
+/// `crit` in the unit a person reads; down on a fault, at or past a `crit`/`lcrit`
+/// limit, or when the chip sets one of the sensor's alarm flags.
+fn sensor_report(chip: &str, sensor: &str, data: &Sensor) -> Option<TargetReport> {
+    let (unit, scale) = match data.kind {
+        "temp" => ("°C", 0.001),
+        "in" => ("V", 0.001),
+        "curr" => ("A", 0.001),
+        "power" => ("W", 0.000_001),
+        "fan" => ("RPM", 1.0),
+        // ABI: milli-percent.
+        "humidity" => ("%", 0.001),
+        _ => return None,
+    };
+    let props = &data.props;
+    let get = |p: &[u8]| {
+        props
+            .get(p)
+            .and_then(|v| parse_go_float(v))
+            .map(|v| v * scale)
+    };
+    let value = get(b"input").or_else(|| get(b"average"))?;
+    let (max, crit, lcrit) = (get(b"max"), get(b"crit"), get(b"lcrit"));
+    let alarm = props
+        .iter()
+        .find(|(p, v)| p.ends_with(b"alarm") && v.as_slice() == b"1");
+    let show = |v: f64| format!("{} {unit}", (v * 1000.0).round() / 1000.0);
+    let cause = if props.get(b"fault".as_slice()).is_some_and(|v| v == b"1") {
+        Some("the chip reports a sensor fault".to_string())
+    } else if let Some(c) = crit.filter(|c| value >= *c) {
+        Some(format!("{} is at or over crit {}", show(value), show(c)))
+    } else if let Some(c) = lcrit.filter(|c| value <= *c) {
+        Some(format!("{} is at or under lcrit {}", show(value), show(c)))
+    } else {
+        alarm.map(|(p, _)| format!("the chip sets {sensor}_{}", to_valid_utf8(p)))
+    };
+    Some(TargetReport {
+        target: format!("{chip} {sensor}"),
+        up: cause.is_none(),
+        cause,
+        detail: props.get(b"label".as_slice()).map(|l| to_valid_utf8(l)),
+        reading: Some(Reading {
+            value,
+            max,
+            crit,
+            unit,
+        }),
+        ..TargetReport::default()
     })
 }
 
