@@ -95,6 +95,8 @@ struct Observed {
     /// `document.title`, `<script>` elements, and the text of the planted URL's row.
     title: String,
     scripts: u64,
+    /// Everything the browser fetched besides the page itself.
+    fetched: Value,
     planted_row_text: String,
     planted_cause_text: String,
     /// (scrollWidth, clientWidth) of the document at 390 and 1280 CSS pixels.
@@ -214,6 +216,7 @@ fn observe() -> Observed {
         .eval("document.querySelectorAll('script').length")
         .as_u64()
         .unwrap();
+    let fetched = b.eval("performance.getEntriesByType('resource').map(e => e.name)");
     let row_text = |target: &str| {
         format!(
             "[...document.querySelectorAll('tr')].filter(r => r.cells[0] && r.cells[0].innerText.startsWith({})).map(r => r.innerText).join('\\n')",
@@ -250,6 +253,7 @@ fn observe() -> Observed {
         dom,
         title,
         scripts,
+        fetched,
         planted_row_text,
         planted_cause_text,
         width_390,
@@ -362,6 +366,28 @@ fn a_script_planted_in_a_url_and_in_a_cause_does_not_run_and_shows_as_text() {
     assert!(o.dom.contains(&as_text(PLANTED)));
     // The policy stops an inline script even if one ever got through.
     assert_eq!(o.root.header("content-security-policy"), Some(CSP));
+}
+
+#[test]
+fn the_page_needs_nothing_but_itself() {
+    let o = observed();
+    // What works in the scratch image and behind basic auth: no script, style sheet,
+    // font or image from anywhere, only the document and its inline parts.
+    assert_eq!(
+        o.fetched,
+        serde_json::json!([]),
+        "the browser fetched more than the page"
+    );
+    let page = o.root.text();
+    for outside in [
+        "src=",
+        "url(",
+        "@import",
+        "<link rel=\"stylesheet",
+        "href=\"http",
+    ] {
+        assert!(!page.contains(outside), "{outside} in the page");
+    }
 }
 
 #[test]
@@ -601,4 +627,256 @@ fn the_json_history_lists_each_target_s_results_oldest_first() {
     );
     let days = tls["cert_days_left"].as_f64().unwrap();
     assert!((0.0..=10.0).contains(&days), "{tls}");
+}
+
+/// Whether request `n` (0-based) of the ring test's URL fails: a pattern that reads
+/// differently backwards, so a history in the wrong order cannot match it.
+fn fails(n: usize) -> bool {
+    matches!(n % 10, 0 | 1 | 3)
+}
+
+#[test]
+fn the_history_ring_keeps_the_last_60_results_in_order() {
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&calls);
+    let site = Fixture::start(move |_| {
+        if fails(counter.fetch_add(1, Ordering::SeqCst)) {
+            Reply::status(503, "busy")
+        } else {
+            Reply::status(200, "ok")
+        }
+    });
+    let closed = format!("http://127.0.0.1:{}/", closed_port());
+    let sonde = Sonde::start(&format!(
+        "checks:\n  - name: fast\n    kind: http\n    interval: 200ms\n    urls: [{:?}]\n  - name: other\n    kind: http\n    interval: 1h\n    urls: [{closed:?}]\n",
+        site.url("/"),
+    ));
+    sonde.wait_ready();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while calls.load(Ordering::SeqCst) < 66 {
+        assert!(
+            Instant::now() < deadline,
+            "66 probes did not happen in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = calls.load(Ordering::SeqCst);
+    let body = sonde.get("/api/v1/targets?check=fast").json();
+    let after = calls.load(Ordering::SeqCst);
+    assert_eq!(body["status"], "ok");
+    let checks = body["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 1, "?check= selects one check: {body}");
+    let target = &checks[0]["targets"][0];
+    assert_eq!(target["target"], site.url("/"));
+    let history = target["history"].as_array().unwrap();
+    assert_eq!(
+        history.len(),
+        60,
+        "the ring holds the last 60 of {before}+ results"
+    );
+    for point in history {
+        assert_eq!(point.as_object().unwrap().len(), 3, "{point}");
+        assert!(point["time"].as_str().unwrap().ends_with(".000Z"));
+        assert!(point["value"].as_f64().unwrap() > 0.0, "{point}");
+    }
+    let states: Vec<bool> = history.iter().map(|p| p["state"] == "down").collect();
+    // The ring ends with the last answered probe: one of those served while reading.
+    let matches = (before.max(60)..=after).any(|end| {
+        let expected: Vec<bool> = (end - 60..end).map(fails).collect();
+        expected == states
+    });
+    assert!(
+        matches,
+        "history {states:?} is not the last 60 answers before {before}..={after}"
+    );
+    let times: Vec<&str> = history
+        .iter()
+        .map(|p| p["time"].as_str().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    // Filters work on the JSON too; an unknown check is a 404 with the reason.
+    let down = sonde.get("/api/v1/targets?state=down").json();
+    let listed: Vec<&Value> = down["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["targets"].as_array().unwrap())
+        .collect();
+    assert!(listed.iter().all(|t| t["state"] == "down"), "{down}");
+    assert!(
+        listed.iter().any(|t| t["target"] == closed.as_str()),
+        "{down}"
+    );
+    let missing = sonde.get("/api/v1/targets?check=nope");
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["error"], "no check named \"nope\"");
+    assert_eq!(sonde.get("/api/v1/targets?state=maybe").status, 400);
+}
+
+#[test]
+fn the_page_is_served_behind_basic_auth_and_tls_and_loads_in_the_browser() {
+    let ca = common::TestCa::new();
+    let leaf = ca.leaf((2020, 1, 1), (2045, 1, 1));
+    let dir = Dir::new();
+    dir.write("tls.crt", &leaf.cert_pem);
+    dir.write("tls.key", &leaf.key_pem);
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    let web = dir.write(
+        "web.yml",
+        format!(
+            "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\nbasic_auth_users:\n  viewer: \"{hash}\"\n"
+        ),
+    );
+    let site = Fixture::start(|_| Reply::status(200, "ok"));
+    dir.write(
+        "sonde.yml",
+        format!(
+            "checks:\n  - name: guarded\n    kind: http\n    interval: 1s\n    urls: [{:?}]\n",
+            site.url("/private")
+        ),
+    );
+    let sonde = Sonde::start_in(dir, &["--web.config.file", web.to_str().unwrap()]);
+    let port = sonde.addr.port();
+    let profile = Dir::new();
+    let insecure = ["--ignore-certificate-errors"];
+    // Without credentials: a 401 with a challenge, and nothing of the page.
+    for path in ["/", "/api/v1/targets"] {
+        let head = over_tls(port, path, None);
+        assert!(head.starts_with("HTTP/1.1 401 "), "{path}: {head}");
+        assert!(head.contains("WWW-Authenticate: Basic"), "{head}");
+        assert!(!head.contains("guarded"), "{head}");
+    }
+    let refused = browser::dump_dom(
+        profile.path(),
+        &format!("https://localhost:{port}/"),
+        &insecure,
+    );
+    assert!(!refused.contains("guarded"), "{refused}");
+    let page = over_tls(port, "/", Some("viewer:s3cret"));
+    assert!(page.starts_with("HTTP/1.1 200 "), "{page}");
+    assert!(
+        page.contains(&format!("Content-Security-Policy: {CSP}\r\n")),
+        "{page}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dom = loop {
+        let dom = browser::dump_dom(
+            profile.path(),
+            &format!("https://viewer:s3cret@localhost:{port}/"),
+            &insecure,
+        );
+        if dom.contains("<tr data-state=\"up\">") || Instant::now() > deadline {
+            break dom;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(dom.contains("id=\"check-guarded\""), "{dom}");
+    let rows = rows(&dom);
+    assert_eq!(
+        rows.get(&site.url("/private")).map(|r| r.0.as_str()),
+        Some("up"),
+        "{dom}"
+    );
+    // Plain HTTP on the TLS port is not served.
+    let plain = common::try_request(sonde.addr, "GET", "/", &[], b"");
+    assert!(plain.map_or(true, |r| r.status != 200));
+}
+
+/// One request over TLS with Debian's `openssl s_client`; the whole answer.
+fn over_tls(port: u16, path: &str, credentials: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let mut child = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-ign_eof",
+            "-servername",
+            "localhost",
+            "-connect",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl (Debian package openssl) must be installed");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    if let Some(c) = credentials {
+        request.push_str(&format!(
+            "Authorization: Basic {}\r\n",
+            common::base64(c.as_bytes())
+        ));
+    }
+    request.push_str("\r\n");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(request.as_bytes()).unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut answer = String::new();
+        let _ = stdout.read_to_string(&mut answer);
+        answer
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("openssl s_client did not finish within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(stdin);
+    reader.join().unwrap()
+}
+
+#[test]
+fn a_check_with_250_targets_shows_the_down_ones_and_a_link_to_all() {
+    let site = Fixture::start(|req| {
+        if req.path.ends_with("/down") {
+            Reply::status(500, "no")
+        } else {
+            Reply::status(200, "ok")
+        }
+    });
+    let urls: Vec<String> = (0..250)
+        .map(|i| {
+            let tail = if i % 50 == 7 { "down" } else { "up" };
+            format!("{:?}", site.url(&format!("/{i}/{tail}")))
+        })
+        .collect();
+    let sonde = Sonde::start(&format!(
+        "checks:\n  - name: many\n    kind: http\n    interval: 1h\n    urls: [{}]\n",
+        urls.join(", ")
+    ));
+    sonde.wait_ready();
+    let overview = sonde.get("/").text();
+    let shown = rows(&overview);
+    assert_eq!(shown.len(), 5, "{overview}");
+    assert!(shown.values().all(|(state, _)| state == "down"));
+    assert!(overview.contains(
+        "245 up targets not shown. <a href=\"?check=many\">Show all 250 targets of many</a>"
+    ));
+    let all = sonde.get("/?check=many");
+    assert_eq!(rows(&all.text()).len(), 250);
+    // Compressed for a client that accepts it, as a browser does.
+    for path in ["/?check=many", "/api/v1/targets?check=many"] {
+        let gz = common::request(sonde.addr, "GET", path, &[("Accept-Encoding", "gzip")], b"");
+        assert_eq!(gz.header("content-encoding"), Some("gzip"), "{path}");
+        assert_eq!(gz.header("vary"), Some("Accept-Encoding"), "{path}");
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz.body[..]), &mut text)
+            .unwrap();
+        assert!(
+            gz.body.len() * 4 < text.len(),
+            "{path}: {} of {}",
+            gz.body.len(),
+            text.len()
+        );
+        if path.starts_with("/?") {
+            assert_eq!(rows(&text).len(), 250);
+            assert!(gz.header("server-timing").unwrap().contains(", gzip;dur="));
+        } else {
+            let j: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(j["checks"][0]["targets"].as_array().unwrap().len(), 250);
+        }
+    }
 }
