@@ -125,6 +125,9 @@ fn observed() -> &'static Observed {
 }
 
 /// Starts every target, runs sonde until each URL has a dozen results, and looks.
+///
+/// One long function on purpose: it is the scenario the tests share, read top to
+/// bottom (targets, config, sonde, Chromium), and every value it gathers is plain data.
 fn observe() -> Observed {
     let dir = Dir::new();
     let ca = common::TestCa::new();

@@ -1068,6 +1068,39 @@ mod tests {
         assert!(p.contains("data-l=\"Pulls\">1,234,567</td>"), "{p}");
     }
 
+    #[test]
+    fn a_check_that_has_not_run_is_counted_and_found_by_the_pending_filter() {
+        let store = store("http", vec![url(1, true)], 1);
+        let waiting = store.new_slot(CheckMeta {
+            name: "new<one>".into(),
+            kind: "registry",
+            interval: Duration::from_secs(300),
+            timeout: Duration::from_secs(10),
+        });
+        let mut slots: Vec<Arc<Slot>> = store.slots().iter().cloned().collect();
+        slots.push(waiting);
+        store.set_slots(slots);
+        let p = page(&store, "");
+        assert!(
+            p.contains("<span class=\"pending\">1 check not yet run</span>"),
+            "{p}"
+        );
+        assert!(p.contains("id=\"check-new&lt;one&gt;\""), "{p}");
+        assert!(p.contains("<span class=\"st pending\">… not yet run</span>"));
+        let pending = page(&store, "state=pending");
+        assert!(
+            pending.contains("id=\"check-new&lt;one&gt;\"")
+                && !pending.contains("id=\"check-big\"")
+        );
+        let down = page(&store, "state=down");
+        assert!(
+            down.contains("<p class=\"empty\">No target is down.</p>"),
+            "{down}"
+        );
+        // The refresh follows the shortest interval of any check.
+        assert!(p.contains("<meta http-equiv=\"refresh\" content=\"30\">"));
+    }
+
     /// The figure in the README: time to render the page of one check with 10,000
     /// targets whose histories are full (`?check=` lists them all). Printed, not
     /// asserted: run it with `--release` for the figure.

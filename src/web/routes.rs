@@ -204,9 +204,12 @@ impl App {
     /// `/`: the status page, rendered on every request (it is cheap: see the README's
     /// figures) and never cached.
     fn status_page(&self, req: &Request) -> Response {
+        // The messages quote what the client sent: never let a browser sniff them as HTML.
         let query = match Query::parse(req) {
             Ok(q) => q,
-            Err(e) => return Response::text(400, e),
+            Err(e) => {
+                return Response::text(400, e).with_header("X-Content-Type-Options", "nosniff");
+            }
         };
         let started = Instant::now();
         let page = page::html(
@@ -217,7 +220,9 @@ impl App {
         );
         let page = match page {
             Ok(page) => page,
-            Err(e) => return Response::text(404, e),
+            Err(e) => {
+                return Response::text(404, e).with_header("X-Content-Type-Options", "nosniff");
+            }
         };
         let rendered = started.elapsed().as_secs_f64() * 1000.0;
         let (body, gzipped) = gzip_if_accepted(req, page.into_bytes());
