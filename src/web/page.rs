@@ -10,6 +10,7 @@
 //! targets there are.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
@@ -113,13 +114,22 @@ impl Query {
     }
 }
 
-/// A check's slot read together with its snapshot and histories.
+/// A check's slot read together with its snapshot and histories. Only one is held at a
+/// time: two pages holding several, taken in different orders after a reload reordered
+/// the checks, could wait for each other for ever.
 struct Checked<'a> {
     slot: &'a Slot,
     view: View<'a>,
 }
 
-impl Checked<'_> {
+impl<'a> Checked<'a> {
+    fn of(slot: &'a Slot) -> Checked<'a> {
+        Checked {
+            slot,
+            view: slot.view(),
+        }
+    }
+
     fn targets(&self) -> &[TargetReport] {
         self.view
             .snapshot
@@ -128,38 +138,40 @@ impl Checked<'_> {
     }
 }
 
-/// Counts and the next certificate to expire over every check.
+/// Counts and the next certificate to expire over every check, from their latest
+/// snapshots (a run published while the page renders may make a section newer).
 #[derive(Default)]
-struct Summary<'a> {
+struct Summary {
     checks: usize,
     checks_not_run: usize,
     up: usize,
     down: usize,
     pending: usize,
     /// (check, target, NotAfter) of the earliest certificate.
-    next_cert: Option<(&'a str, &'a str, i64)>,
+    next_cert: Option<(String, String, i64)>,
 }
 
-impl<'a> Summary<'a> {
-    fn of(checks: &'a [Checked<'a>]) -> Summary<'a> {
+impl Summary {
+    fn of(slots: &[Arc<Slot>]) -> Summary {
         let mut s = Summary {
-            checks: checks.len(),
+            checks: slots.len(),
             ..Summary::default()
         };
-        for c in checks {
-            if c.view.snapshot.is_none() {
+        for slot in slots {
+            let Some(snap) = slot.latest() else {
                 s.checks_not_run += 1;
-            }
-            for t in c.targets() {
+                continue;
+            };
+            for t in &snap.targets {
                 match t.state() {
                     TargetState::Up => s.up += 1,
                     TargetState::Down => s.down += 1,
                     TargetState::Pending => s.pending += 1,
                 }
                 if let Some(at) = t.cert_not_after
-                    && s.next_cert.is_none_or(|(_, _, best)| at < best)
+                    && s.next_cert.as_ref().is_none_or(|(_, _, best)| at < *best)
                 {
-                    s.next_cert = Some((&c.slot.meta.name, &t.target, at));
+                    s.next_cert = Some((slot.meta.name.clone(), t.target.clone(), at));
                 }
             }
         }
@@ -167,24 +179,17 @@ impl<'a> Summary<'a> {
     }
 }
 
-/// The checks `query` selects, each read under its own lock; `Err` names an unknown
-/// check.
-fn select<'a>(
-    slots: &'a [std::sync::Arc<Slot>],
-    query: &Query,
-) -> Result<Vec<Checked<'a>>, String> {
-    if let Some(name) = &query.check
-        && !slots.iter().any(|s| &s.meta.name == name)
-    {
-        return Err(format!("no check named {name:?}"));
-    }
-    Ok(slots
+/// The checks `query` selects, in config order; `Err` names an unknown check.
+fn select<'a>(slots: &'a [Arc<Slot>], query: &Query) -> Result<Vec<&'a Slot>, String> {
+    let shown: Vec<&Slot> = slots
         .iter()
-        .map(|slot| Checked {
-            slot,
-            view: slot.view(),
-        })
-        .collect())
+        .map(|s| &**s)
+        .filter(|s| query.check.as_ref().is_none_or(|n| n == &s.meta.name))
+        .collect();
+    match &query.check {
+        Some(name) if shown.is_empty() => Err(format!("no check named {name:?}")),
+        _ => Ok(shown),
+    }
 }
 
 /// The status page; `Err` names an unknown `?check=`.
@@ -195,21 +200,17 @@ pub fn html(
     now_unix_ms: u64,
 ) -> Result<String, String> {
     let slots = store.slots();
-    let checks = select(&slots, query)?;
-    let summary = Summary::of(&checks);
+    let shown = select(&slots, query)?;
+    let summary = Summary::of(&slots);
     let now = now_unix_ms as f64 / 1000.0;
-    let shown: Vec<&Checked> = checks
-        .iter()
-        .filter(|c| query.check.as_ref().is_none_or(|n| n == &c.slot.meta.name))
-        .collect();
-    let rows: usize = shown.iter().map(|c| c.targets().len()).sum();
+    let rows = summary.up + summary.down + summary.pending;
     let mut out = String::with_capacity((8 << 10) + rows.min(20_000) * 800);
     head(&mut out, &summary, refresh(&slots, query));
     header(&mut out, &summary, query, now);
     out.push_str("<main>\n");
     let mut any = false;
-    for c in &shown {
-        any |= section(&mut out, c, query, now);
+    for slot in shown {
+        any |= section(&mut out, &Checked::of(slot), query, now);
     }
     if !any {
         let what = match query.state {
@@ -227,7 +228,7 @@ pub fn html(
 
 /// Seconds between refreshes: `?refresh=`, else the shortest check interval (at least
 /// 1 s); `None` when off.
-fn refresh(slots: &[std::sync::Arc<Slot>], query: &Query) -> Option<u64> {
+fn refresh(slots: &[Arc<Slot>], query: &Query) -> Option<u64> {
     match query.refresh {
         Some(0) => None,
         Some(secs) => Some(secs),
@@ -312,14 +313,14 @@ fn header(out: &mut String, s: &Summary, query: &Query, now: f64) {
         );
     }
     out.push_str("</p>\n<p>Next certificate to expire: ");
-    match s.next_cert {
+    match &s.next_cert {
         None => out.push_str("none seen"),
         Some((check, target, at)) => {
             escape(out, target);
             out.push_str(" (");
             escape(out, check);
             out.push_str("), ");
-            cert_days(out, at, now);
+            cert_days(out, *at, now);
         }
     }
     out.push_str("</p>\n<nav>Show: ");
@@ -742,28 +743,26 @@ fn cert_days(out: &mut String, not_after: i64, now: f64) {
 /// (oldest first); `Err` names an unknown `?check=`.
 pub fn json(store: &Store, query: &Query, now_unix_ms: u64) -> Result<Value, String> {
     let slots = store.slots();
-    let checks = select(&slots, query)?;
     let now = now_unix_ms as f64 / 1000.0;
-    let out: Vec<Value> = checks
-        .iter()
-        .filter(|c| query.check.as_ref().is_none_or(|n| n == &c.slot.meta.name))
-        .map(|c| {
-            let targets: Vec<Value> = c
-                .targets()
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| query.wants(t.state()))
-                .map(|(i, t)| target_json(t, c.view.history(i), now))
-                .collect();
-            json!({
-                "name": c.slot.meta.name,
-                "kind": c.slot.meta.kind,
-                "last_run": c.view.snapshot.as_ref().map(|s| rfc3339_millis(s.started_unix_ms)),
-                "success": c.view.snapshot.as_ref().map(|s| s.success),
-                "targets": targets,
-            })
-        })
-        .collect();
+    let mut out = Vec::new();
+    for slot in select(&slots, query)? {
+        let c = Checked::of(slot);
+        let targets: Vec<Value> = c
+            .targets()
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| query.wants(t.state()))
+            .map(|(i, t)| target_json(t, c.view.history(i), now))
+            .collect();
+        let snap = c.view.snapshot.as_ref();
+        out.push(json!({
+            "name": slot.meta.name,
+            "kind": slot.meta.kind,
+            "last_run": snap.map(|s| rfc3339_millis(s.started_unix_ms)),
+            "success": snap.map(|s| s.success),
+            "targets": targets,
+        }));
+    }
     Ok(json!({"status": "ok", "checks": out}))
 }
 
@@ -892,7 +891,6 @@ fn grouped(v: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Instant;
 
     use super::*;
@@ -1099,6 +1097,40 @@ mod tests {
         );
         // The refresh follows the shortest interval of any check.
         assert!(p.contains("<meta http-equiv=\"refresh\" content=\"30\">"));
+    }
+
+    #[test]
+    fn a_page_holds_one_check_at_a_time() {
+        let store = Arc::new(store("http", vec![url(1, true)], 1));
+        let second = store.new_slot(CheckMeta {
+            name: "second".into(),
+            kind: "http",
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+        });
+        second.publish(snapshot(vec![url(2, false)]));
+        let first = Arc::clone(&store.slots()[0]);
+        store.set_slots(vec![Arc::clone(&first), Arc::clone(&second)]);
+        // Something (a publish, another page after a reload swapped the order) holds
+        // the second check while a page renders.
+        let held = second.view();
+        let renderer = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || page(&store, ""))
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _view = first.view();
+            let _ = tx.send(());
+        });
+        let free = rx.recv_timeout(Duration::from_secs(5));
+        assert!(
+            free.is_ok(),
+            "the page kept the first check while waiting for the second"
+        );
+        drop(held);
+        assert!(renderer.join().unwrap().contains("id=\"check-second\""));
     }
 
     /// The figure in the README: time to render the page of one check with 10,000
