@@ -526,6 +526,10 @@ fn each_kind_shows_what_a_person_looks_for() {
         "{temp1}"
     );
     assert!(row("platform_coretemp_0 temp5").contains("crit_alarm"));
+    assert_eq!(rows["platform_coretemp_0 temp5"].0, "down");
+    // A non-critical alarm (an unused input under its min) is a note, not a failure.
+    assert_eq!(rows["nct6793 in5"].0, "up");
+    assert!(row("nct6793 in5").contains("the chip sets in5_alarm"));
     // Docker Hub: by pulls, most first, with separators.
     let page = o.root.text();
     let hub = page.split("id=\"check-hub\"").nth(1).unwrap();

@@ -83,8 +83,8 @@ impl Query {
         self.state.is_none_or(|s| s == state)
     }
 
-    /// This query's URL with one parameter changed (`None` removes it), as an attribute
-    /// value: parameters keep a fixed order so links are stable.
+    /// This query's URL with one parameter changed (`None` removes it), percent-encoded
+    /// but not yet HTML-escaped; parameters keep a fixed order so links are stable.
     fn link(&self, change: (&str, Option<&str>)) -> String {
         let state = self.state.map(TargetState::as_str);
         let refresh = self.refresh.map(|r| r.to_string());
@@ -485,8 +485,11 @@ fn run_line(out: &mut String, snap: Option<&Snapshot>, interval: Duration, now: 
     let ago = (now - s.started_unix_ms as f64 / 1000.0).max(0.0);
     let _ = write!(
         out,
-        " · {} ({} ago, took {})",
-        &rfc3339_millis(s.started_unix_ms)[..19].replace('T', " "),
+        " · {} UTC ({} ago, took {})",
+        rfc3339_millis(s.started_unix_ms)
+            .get(..19)
+            .unwrap_or_default()
+            .replace('T', " "),
         format_duration(Duration::from_secs(ago as u64)),
         seconds(s.duration.as_secs_f64())
     );
@@ -607,7 +610,8 @@ fn state_cell(out: &mut String, t: &TargetReport, label: &str) {
         (None, Some(c)) => Some(c.clone()),
         (None, None) => None,
     };
-    if let Some(why) = why.filter(|_| state == TargetState::Down) {
+    // A cause on a target that is up is a note (an alarm flag below the critical one).
+    if let Some(why) = why {
         out.push_str("<div class=\"why\">");
         escape(out, &why);
         out.push_str("</div>");
@@ -716,7 +720,7 @@ fn sparkline(out: &mut String, h: &History, from_zero: bool) {
 fn cert_days(out: &mut String, not_after: i64, now: f64) {
     let days = (not_after as f64 - now) / 86_400.0;
     let date = rfc3339_millis(u64::try_from(not_after).unwrap_or(0).saturating_mul(1000));
-    let date = &date[..10];
+    let date = date.get(..10).unwrap_or_default();
     let whole = days.abs().floor() as u64;
     let unit = if whole == 1 { "day" } else { "days" };
     if days < 0.0 {
