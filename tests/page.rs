@@ -154,6 +154,26 @@ fn observe() -> Observed {
     let host = registry.host();
     registry.push_image("team/app", "v1", false, "app");
     let hub = hub_fixture();
+    // A cluster with one Deployment whose sidecar's image is missing.
+    let kube_ca = images::TestCa::new();
+    dir.write("kube-ca.pem", &kube_ca.ca_pem);
+    dir.write("kube-token", "page-token");
+    let spec = images::kube::pod_spec(
+        &[
+            ("app", &format!("{host}/team/app:v1")),
+            ("sidecar", &format!("{host}/team/proxy:v2")),
+        ],
+        &[],
+        &[],
+        None,
+    );
+    let mut cluster = images::kube::Cluster {
+        page_size: 50,
+        ..Default::default()
+    };
+    let shop = images::kube::workload("deployments", "shop", "web", spec, 1);
+    cluster.items.insert("deployments".into(), vec![shop]);
+    let api = images::kube::start_api(&kube_ca, cluster, "page-token");
     let hwmon = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hwmon/intel_desktop");
 
     let planted_url = format!("http://127.0.0.1:{}/#{PLANTED}", closed_port());
@@ -180,12 +200,14 @@ fn observe() -> Observed {
          \x20 - name: flaky\n    kind: http\n    interval: 1s\n    urls: [{:?}]\n\
          \x20 - name: images\n    kind: registry\n    interval: 1s\n    plain_http_registries: [{host:?}]\n    images: [{}]\n\
          \x20 - name: sensors\n    kind: hwmon\n    interval: 2s\n    sysfs_path: {:?}\n\
-         \x20 - name: hub\n    kind: dockerhub\n    interval: 5s\n    api_url: {:?}\n    organizations: [acme]\n",
+         \x20 - name: hub\n    kind: dockerhub\n    interval: 5s\n    api_url: {:?}\n    organizations: [acme]\n\
+         \x20 - name: cluster\n    kind: kubernetes_images\n    interval: 2s\n    api_server: \"https://{}\"\n    bearer_token_file: kube-token\n    ca_file: kube-ca.pem\n    workload_kinds: [deployment]\n    plain_http_registries: [{host:?}]\n",
         quoted(&urls),
         site.url("/flaky"),
         quoted(&image_list),
         hwmon.display().to_string(),
         hub.url(""),
+        api.server.addr,
     );
     dir.write("sonde.yml", &config);
     let sonde = Sonde::start_in(dir, &[]);
@@ -201,6 +223,8 @@ fn observe() -> Observed {
     for repo in ["acme/api", "acme/web", "acme/tools"] {
         expected.insert(repo.into(), "up");
     }
+    expected.insert("deployment/shop/web app".into(), "up");
+    expected.insert("deployment/shop/web sidecar".into(), "down");
 
     let base = format!("http://{}/", sonde.addr);
     let profile = Dir::new();
@@ -428,7 +452,7 @@ fn the_summary_counts_targets_and_names_the_next_certificate_to_expire() {
     let page = o.root.text();
     let up = o.expected.values().filter(|s| **s == "up").count();
     assert!(
-        page.contains("5 checks · targets: <span class=\"up\">"),
+        page.contains("6 checks · targets: <span class=\"up\">"),
         "{page}"
     );
     assert!(page.contains("not yet run</span></p>"), "{page}");
@@ -467,17 +491,12 @@ fn each_kind_shows_what_a_person_looks_for() {
             .1
     };
     // http: status code, latency, a sparkline, certificate days marked under 14 and 3.
-    let soon = o
-        .expected
-        .keys()
-        .find(|k| k.starts_with("https://"))
-        .unwrap();
     let certs: Vec<&String> = o
         .expected
         .keys()
         .filter(|k| k.starts_with("https://"))
         .collect();
-    assert_eq!(certs.len(), 2, "{soon}");
+    assert_eq!(certs.len(), 2, "{certs:?}");
     let marks: Vec<&str> = certs
         .iter()
         .map(|c| {
@@ -518,6 +537,21 @@ fn each_kind_shows_what_a_person_looks_for() {
     assert!(
         absent.contains("✗ absent") && absent.contains("HTTP 404"),
         "{absent}"
+    );
+    // Containers: the workload and container, the image under them, the status.
+    let sidecar = row("deployment/shop/web sidecar");
+    assert!(sidecar.contains("✗ absent"), "{sidecar}");
+    let page = o.root.text();
+    assert!(
+        page.contains(&format!(
+            "deployment/shop/web sidecar<div class=\"sub\">{}/team/proxy:v2</div>",
+            o.expected
+                .keys()
+                .find(|k| k.ends_with("/team/app:v1"))
+                .unwrap()
+                .trim_end_matches("/team/app:v1")
+        )),
+        "{page}"
     );
     // Sensors: value against max and crit, in their unit; a set alarm is down.
     let temp1 = row("platform_coretemp_0 temp1");
