@@ -67,7 +67,7 @@ fn the_index_page_and_the_checks_api_describe_each_check() {
     let r = sonde.get("/");
     assert_eq!(r.status, 200);
     assert!(
-        r.text().contains("<td>self</td>") && r.text().contains("href=\"/metrics\""),
+        r.text().contains(">self</a>") && r.text().contains("href=\"/metrics\""),
         "{}",
         r.text()
     );
