@@ -1,7 +1,6 @@
 //! HTTP/1.1 messages: requests parsed with `httparse`, responses serialized by hand.
 
 use std::borrow::Cow;
-use std::io;
 use std::sync::Arc;
 
 use crate::exposition::BodySource;
@@ -195,11 +194,11 @@ impl Body {
         }
     }
 
-    /// Hands the body to `out` in pieces.
-    pub fn write_to(&self, out: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+    /// The bytes from `offset` to the end of the piece that holds it; empty at the end.
+    pub fn chunk_at(&self, offset: usize) -> &[u8] {
         match self {
-            Body::Bytes(b) => out(b),
-            Body::Source(s) => s.write_to(out),
+            Body::Bytes(b) => b.get(offset..).unwrap_or_default(),
+            Body::Source(s) => s.chunk_at(offset),
         }
     }
 }
@@ -290,16 +289,6 @@ impl Response {
         });
         head.into_bytes()
     }
-
-    /// Head and body in one buffer, for the short answers sent before closing.
-    pub fn to_bytes(&self, keep_alive: bool) -> Vec<u8> {
-        let mut bytes = self.head(keep_alive);
-        let _ = self.body.write_to(&mut |chunk| {
-            bytes.extend_from_slice(chunk);
-            Ok(())
-        });
-        bytes
-    }
 }
 
 /// The standard reason phrase of a status code.
@@ -309,10 +298,12 @@ pub fn reason_phrase(status: u16) -> &'static str {
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         413 => "Content Too Large",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
