@@ -6,9 +6,10 @@
 //! is cheap, and only a request whose credentials were not verified before is handed to
 //! the server's bcrypt pool ([`Auth::verify`]). A successful verification is cached as a
 //! SHA-256 digest of user, password and hash (compared in constant time), so a scraper
-//! pays bcrypt once; failures are not cached, they are counted per source address, and a
-//! source past [`FREE_FAILURES`] failures is refused without bcrypt for a back-off that
-//! doubles with each further failure, up to [`MAX_BACKOFF`].
+//! pays bcrypt once; failures are not cached, they are counted per source address (so
+//! are credentials refused unverified because the bcrypt queue was full), and a source
+//! past [`FREE_FAILURES`] failures is refused without bcrypt for a back-off that doubles
+//! with each further failure, up to [`MAX_BACKOFF`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -143,6 +144,12 @@ impl Auth {
             self.record_failure(v.source, Instant::now());
         }
         ok
+    }
+
+    /// Counts credentials that could not even be verified (the bcrypt queue was full)
+    /// against their source, as a failure: a flood is slowed down before it is verified.
+    pub fn count_unverified(&self, v: &Verification) {
+        self.record_failure(v.source, Instant::now());
     }
 
     /// Forgets verified credentials (the users or their hashes changed).

@@ -12,7 +12,8 @@
 //! A connection has at most one request in progress: the next pipelined request is
 //! parsed only once the previous response is written, and reading stops at
 //! [`READ_CAP`] bytes. That is the per-connection output cap: one response, whose body
-//! is shared with every other scrape rather than copied.
+//! is shared with every other scrape rather than copied, plus a kernel send buffer held
+//! to [`SEND_BUFFER`].
 //!
 //! Basic authentication is decided in the loop when it costs nothing (no users,
 //! credentials verified before, a source that keeps failing); a request that needs
@@ -97,6 +98,11 @@ const DRAIN_TIME: Duration = Duration::from_secs(2);
 const THROTTLE_HOLD: Duration = Duration::from_secs(1);
 /// Bytes buffered beyond which reading pauses until the request is parsed.
 const READ_CAP: usize = http1::MAX_HEAD_BYTES + http1::MAX_BODY_BYTES;
+/// The kernel's send buffer of a connection. Left alone, Linux grows it to 4 MiB, and a
+/// client that pipelines requests and never reads would have hundreds of responses
+/// rendered and copied into it before the loop stops for it; 256 KiB (Linux doubles it)
+/// still carries a large exposition at LAN speed.
+const SEND_BUFFER: libc::c_int = 256 << 10;
 
 /// A running server.
 pub struct Server {
@@ -490,6 +496,7 @@ impl Loop {
             return;
         }
         let _ = stream.set_nodelay(true);
+        set_send_buffer(&stream, SEND_BUFFER);
         let tls = match &self.security.current().tls {
             None => None,
             Some(config) => match rustls::ServerConnection::new(Arc::clone(config)) {
@@ -707,7 +714,8 @@ impl Loop {
                 let settings = Arc::clone(&job.settings);
                 match self.checks.try_send(Check { job, verification }) {
                     Ok(()) => {}
-                    Err(mpsc::TrySendError::Full(_)) => {
+                    Err(mpsc::TrySendError::Full(check)) => {
+                        self.security.auth.count_unverified(&check.verification);
                         let response = with_headers(
                             Response::text(
                                 503,
@@ -851,6 +859,22 @@ impl Loop {
                 self.close(i);
             }
         }
+    }
+}
+
+/// Caps the kernel's send buffer of a socket (best effort).
+fn set_send_buffer(stream: &TcpStream, bytes: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt reads an int from a pointer valid for the call, on a descriptor
+    // the stream owns.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
     }
 }
 
