@@ -237,9 +237,22 @@ pub fn rfc3339_millis(unix_ms: u64) -> String {
     )
 }
 
+/// Test helper for property tests: runs `f` and fails (panics, which proptest reports
+/// and shrinks) when it takes longer than `limit`, the "bounded time" invariant of every
+/// parser that reads outside input.
+#[cfg(test)]
+pub fn within<T>(limit: Duration, what: &str, f: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let out = f();
+    let took = started.elapsed();
+    assert!(took <= limit, "{what} took {took:?} (limit {limit:?})");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn durations_parse_in_every_documented_form() {
@@ -332,5 +345,66 @@ mod tests {
             rfc3339_millis(1_700_000_000_123),
             "2023-11-14T22:13:20.123Z"
         );
+    }
+
+    /// How long one parse of a short text may take, even in a debug build.
+    const LIMIT: Duration = Duration::from_millis(200);
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any text: an answer, never a panic, and a duration within the bound.
+        #[test]
+        fn any_text_parses_or_is_refused(text in "\\PC{0,40}|[0-9wdhms]{0,40}") {
+            let d = within(LIMIT, "parse_duration", || parse_duration(&text));
+            if let Ok(d) = d {
+                prop_assert!(d <= MAX_DURATION);
+            }
+            let size = within(LIMIT, "parse_size", || parse_size(&text));
+            if let Ok(size) = size {
+                prop_assert!(size <= MAX_SIZE);
+            }
+        }
+
+        /// Units largest first, each at most once: the sum, or "too large" past the
+        /// bound.
+        #[test]
+        fn written_durations_sum_their_units(parts in proptest::collection::vec(proptest::option::of(0u64..100_000_000_000u64), 6)) {
+            let units = [("w", 604_800_000u128), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
+            let mut text = String::new();
+            let mut expected: u128 = 0;
+            for (part, (unit, ms)) in parts.iter().zip(units) {
+                if let Some(n) = part {
+                    text.push_str(&format!("{n}{unit}"));
+                    expected += u128::from(*n) * ms;
+                }
+            }
+            prop_assume!(!text.is_empty());
+            match parse_duration(&text) {
+                Ok(d) => prop_assert_eq!(d.as_millis(), expected),
+                Err(e) => {
+                    prop_assert!(expected > MAX_DURATION.as_millis(), "{}: {}", text, e);
+                    prop_assert!(e.contains("too large"), "{}", e);
+                }
+            }
+        }
+
+        /// Printing and parsing again gives the same duration (to the millisecond).
+        #[test]
+        fn durations_round_trip(ms in 0u64..=(MAX_DURATION.as_millis() as u64)) {
+            let d = Duration::from_millis(ms);
+            prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+
+        /// Sizes: bytes or a suffix, up to 1 GiB; beyond is refused, never wrapped.
+        #[test]
+        fn sizes_multiply_or_are_refused(n in 0u64..u64::MAX, unit in 0usize..5) {
+            let (suffix, factor) = [("", 1u128), ("B", 1), ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30)][unit];
+            let expected = u128::from(n) * factor;
+            match parse_size(&format!("{n}{suffix}")) {
+                Ok(size) => prop_assert_eq!(u128::from(size), expected),
+                Err(e) => prop_assert!(expected > u128::from(MAX_SIZE) && e.contains("too large")),
+            }
+        }
     }
 }

@@ -1327,6 +1327,9 @@ fn parse_http_date(value: &str) -> Option<i64> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

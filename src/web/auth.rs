@@ -30,6 +30,7 @@ const FAILURE_MEMORY: Duration = Duration::from_secs(600);
 const MAX_SOURCES: usize = 4096;
 
 /// What to do with a request, decided without bcrypt.
+#[derive(Debug)]
 pub enum Gate {
     /// No users configured, or credentials verified before.
     Pass,
@@ -366,5 +367,34 @@ mod tests {
         assert_ne!(source_of(a), source_of(c));
         let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
         assert_eq!(source_of(mapped), "10.1.2.3".parse::<IpAddr>().unwrap());
+    }
+
+    use crate::units::within;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any header: decoded or refused, never a panic.
+        #[test]
+        fn any_authorization_header_is_decoded_or_refused(header in "\\PC{0,80}|(?i:basic) [A-Za-z0-9+/=]{0,60}") {
+            let _ = within(Duration::from_millis(200), "parse_basic", || parse_basic(&header));
+            let users: HashMap<String, String> =
+                [("u".to_string(), "$2y$04$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01234".to_string())]
+                    .into_iter()
+                    .collect();
+            // Only the decision, no bcrypt: the gate itself is cheap for any input.
+            let _ = within(Duration::from_millis(200), "gate", || {
+                matches!(Auth::default().gate(&users, Some(&header), PEER), Gate::Pass)
+            });
+        }
+
+        /// What a client encodes decodes back: any user without a colon, any password.
+        #[test]
+        fn basic_credentials_round_trip(user in "[^:]{0,30}", password in "\\PC{0,40}", lower in any::<bool>()) {
+            let scheme = if lower { "basic" } else { "Basic" };
+            let encoded = format!("{scheme} {}", STANDARD.encode(format!("{user}:{password}")));
+            prop_assert_eq!(parse_basic(&encoded), Some((user, password)));
+        }
     }
 }
