@@ -17,7 +17,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -137,40 +137,11 @@ fn tls_over(sock: TcpStream, ca_pem: &str) -> std::io::Result<Tls> {
     Ok(tls)
 }
 
-/// Reads one response (head and Content-Length body); `None` at EOF.
-fn read_response(reader: &mut impl BufRead) -> std::io::Result<Option<HttpResponse>> {
-    let mut head = Vec::new();
-    loop {
-        let mut line = Vec::new();
-        let n = reader.read_until(b'\n', &mut line)?;
-        if n == 0 {
-            return if head.is_empty() {
-                Ok(None)
-            } else {
-                Err(std::io::ErrorKind::UnexpectedEof.into())
-            };
-        }
-        head.extend_from_slice(&line);
-        if line == b"\r\n" {
-            break;
-        }
-    }
-    let mut r = parse_response(&head);
-    let len: usize = r
-        .header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body)?;
-    r.body = body;
-    Ok(Some(r))
-}
-
 /// Reads every response until the peer closes (or 10 s pass).
 fn read_all(stream: impl Read) -> Vec<HttpResponse> {
     let mut reader = BufReader::new(stream);
     let mut out = Vec::new();
-    while let Ok(Some(r)) = read_response(&mut reader) {
+    while let Ok(Some(r)) = read_next_response(&mut reader) {
         out.push(r);
     }
     out
@@ -198,7 +169,7 @@ impl Scraper {
         let result = conn
             .get_mut()
             .write_all(head.as_bytes())
-            .and_then(|()| read_response(conn));
+            .and_then(|()| read_next_response(conn));
         match result {
             Ok(Some(r)) => Ok((r.status, started.elapsed())),
             Ok(None) => {
@@ -371,7 +342,7 @@ fn a_wrong_password_flood_does_not_starve_authenticated_scrapes() {
                     if conn.get_mut().write_all(wrong.as_bytes()).is_err() {
                         break;
                     }
-                    match read_response(&mut conn) {
+                    match read_next_response(&mut conn) {
                         Ok(Some(r)) => *answered.lock().unwrap().entry(r.status).or_default() += 1,
                         _ => break,
                     }
@@ -522,7 +493,7 @@ fn an_empty_or_partial_web_config_keeps_tls_and_auth() {
             authorization(USER, PASSWORD)
         );
         conn.get_mut().write_all(head.as_bytes()).unwrap();
-        let r = read_response(&mut conn).unwrap().unwrap();
+        let r = read_next_response(&mut conn).unwrap().unwrap();
         scraper.conn = Some(conn);
         Exposition(r.text()).value("sonde_web_config_last_reload_successful")
     };
@@ -537,15 +508,7 @@ fn an_empty_or_partial_web_config_keeps_tls_and_auth() {
             std::thread::sleep(Duration::from_millis(200));
         }
         // Still TLS: plain HTTP gets the 400 of an HTTPS port; still auth: 401.
-        let mut plain = TcpStream::connect(g.sonde.addr).unwrap();
-        plain
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        plain
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut raw = Vec::new();
-        let _ = plain.read_to_end(&mut raw);
+        let raw = raw_exchange(g.sonde.addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(
             String::from_utf8_lossy(&raw).contains("HTTP request to an HTTPS server"),
             "{what}"
@@ -595,25 +558,36 @@ fn framing_headers_in_the_web_config_are_refused() {
             "web.yml",
             format!("http_server_config:\n  headers:\n    {header}\n"),
         );
-        for extra in [&["--config.check"][..], &[]] {
-            let mut args = vec![
-                "-c",
-                config.to_str().unwrap(),
-                "--web.config.file",
-                web.to_str().unwrap(),
-                "--web.listen-address",
-                "127.0.0.1:0",
-            ];
-            args.extend_from_slice(extra);
-            let out = run(&args);
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{header}: {stderr}");
-            assert!(
-                stderr.starts_with(&format!("sonde: {}:3:", web.display()))
-                    && stderr.contains("cannot be configured"),
-                "{header}: {stderr}"
-            );
+        let args = [
+            "-c",
+            config.to_str().unwrap(),
+            "--web.config.file",
+            web.to_str().unwrap(),
+        ];
+        exits_2_naming(
+            &args,
+            &format!("sonde: {}:3:", web.display()),
+            "cannot be configured",
+        );
+    }
+}
+
+/// Runs sonde with `args`, with and without `--config.check`: both exit 2 with one line
+/// that starts with `prefix` and contains `contains`.
+fn exits_2_naming(args: &[&str], prefix: &str, contains: &str) {
+    for check in [true, false] {
+        let mut all = args.to_vec();
+        all.extend(["--web.listen-address", "127.0.0.1:0"]);
+        if check {
+            all.push("--config.check");
         }
+        let out = run(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{all:?}: {stderr}");
+        assert!(
+            stderr.starts_with(prefix) && stderr.contains(contains),
+            "{all:?}: {stderr}"
+        );
     }
 }
 
@@ -690,23 +664,11 @@ fn a_huge_interval_is_a_config_error_not_an_abort() {
             "checks:\n  - name: web\n    kind: http\n    interval: {value}\n    urls: [\"http://127.0.0.1:9/\"]\n"
         );
         let path = dir.write("sonde.yml", &text);
-        for extra in [&["--config.check"][..], &[]] {
-            let mut args = vec![
-                "-c",
-                path.to_str().unwrap(),
-                "--web.listen-address",
-                "127.0.0.1:0",
-            ];
-            args.extend_from_slice(extra);
-            let out = run(&args);
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{value}: {stderr}");
-            assert!(
-                stderr.starts_with(&format!("sonde: {}:4:15: check \"web\": ", path.display()))
-                    && stderr.contains("too large"),
-                "{value}: {stderr}"
-            );
-        }
+        exits_2_naming(
+            &["-c", path.to_str().unwrap()],
+            &format!("sonde: {}:4:15: check \"web\": ", path.display()),
+            "too large",
+        );
         let sonde = Sonde::start(CONFIG);
         sonde.wait_ready();
         sonde.dir.write("sonde.yml", &text);

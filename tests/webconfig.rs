@@ -178,15 +178,10 @@ fn a_cached_verification_still_rejects_a_different_password() {
 #[test]
 fn plain_http_on_the_tls_port_gets_a_plain_400() {
     let guarded = Guarded::start();
-    let mut plain = TcpStream::connect(guarded.sonde.addr).unwrap();
-    plain
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    plain
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut raw = Vec::new();
-    let _ = plain.read_to_end(&mut raw);
+    let raw = raw_exchange(
+        guarded.sonde.addr,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
     let text = String::from_utf8_lossy(&raw);
     assert!(text.starts_with("HTTP/1.0 400 Bad Request"), "{text}");
     assert!(text.contains("HTTP request to an HTTPS server"));
