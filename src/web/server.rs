@@ -306,7 +306,9 @@ fn verify(
 }
 
 /// Lets this thread yield the CPU to the loop and the workers: a flood of passwords to
-/// verify must not slow the answers to requests that need no bcrypt.
+/// verify must not slow the answers to requests that need no bcrypt. Where this is not
+/// allowed (the systemd unit filters `@resources` with EPERM) the thread keeps its
+/// priority; the bounded queue still protects the other requests.
 fn lower_priority() {
     // SAFETY: gettid has no preconditions; setpriority on our own thread id only
     // changes this thread's nice value (a failure leaves it as it was).
