@@ -67,8 +67,13 @@ pub fn load(file: Option<&Path>, flags: &FlagDefaults) -> Result<Vec<LoadedCheck
 
 fn read_config_file(path: &Path) -> Result<String, Problem> {
     let name = path.display();
-    let bytes = read_capped(path, MAX_CONFIG_BYTES)
-        .map_err(|e| Problem::plain(format!("{name}: cannot read the config file: {e}")))?;
+    let bytes = read_capped(path, MAX_CONFIG_BYTES).map_err(|e| {
+        let verb = match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => "open",
+            _ => "read",
+        };
+        Problem::plain(format!("{name}: cannot {verb} the config file: {e}"))
+    })?;
     String::from_utf8(bytes)
         .map_err(|e| Problem::plain(format!("{name}: the config file is not UTF-8: {e}")))
 }
