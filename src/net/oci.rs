@@ -1234,6 +1234,9 @@ fn parse_http_date(value: &str) -> Option<i64> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -43,6 +43,8 @@ pub struct App {
     pub telemetry_path: String,
     /// Asks the thread that owns the scheduler to reload; false when it is gone.
     pub reload: Box<dyn Fn(ReloadReply) -> bool + Send + Sync>,
+    /// `--web.enable-lifecycle`: without it `POST /-/reload` is refused (403).
+    pub lifecycle: bool,
 }
 
 impl Handler for App {
@@ -78,6 +80,10 @@ impl Handler for App {
             }
             "/-/healthy" => Response::text(200, "Healthy."),
             "/-/ready" => self.ready(),
+            "/-/reload" if !self.lifecycle => Response::text(
+                403,
+                "POST /-/reload is disabled: start sonde with --web.enable-lifecycle to enable it (SIGHUP reloads either way)",
+            ),
             "/-/reload" => self.reload(),
             "/queryurl" => self.queryurl(req),
             "/api/v1/checks" => self.checks(),
