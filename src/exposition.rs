@@ -15,7 +15,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::metrics::{FamilySet, MetricType, escape_help, format_value};
+use crate::metrics::{FamilySet, MetricType, escape_help, push_value};
 use crate::store::{Slot, Snapshot, Store};
 use crate::sync::lock;
 
@@ -254,7 +254,8 @@ fn self_metrics(store: &Store, snapshots: &[(Arc<Slot>, Option<Arc<Snapshot>>)])
     for (slot, snap) in snapshots {
         let labels = [("check", slot.meta.name.as_str()), ("kind", slot.meta.kind)];
         own.sample(interval, &labels, slot.meta.interval.as_secs_f64());
-        let Some(snap) = snap else {
+        // A first run still in progress has published its targets, not a run.
+        let Some(snap) = snap.as_ref().filter(|s| s.runs_total > 0) else {
             own.sample(runs, &labels, 0.0);
             own.sample(failures, &labels, 0.0);
             continue;
@@ -351,7 +352,7 @@ pub fn process_metrics() -> String {
         write_header(&mut out, name, help, mtype);
         out.push_str(name);
         out.push(' ');
-        out.push_str(&format_value(value));
+        push_value(&mut out, value);
         out.push('\n');
     };
     if let Some(stat) = read_self_stat() {

@@ -449,7 +449,12 @@ impl Store {
         if self.ready.load(Ordering::Acquire) {
             return true;
         }
-        let all_ran = self.slots().iter().all(|s| s.latest().is_some());
+        // A snapshot of a first run still in progress does not count: the run has not
+        // finished, and some of its targets are not checked yet.
+        let all_ran = self
+            .slots()
+            .iter()
+            .all(|s| s.latest().is_some_and(|l| l.runs_total > 0));
         if all_ran {
             self.ready.store(true, Ordering::Release);
         }
