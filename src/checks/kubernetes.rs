@@ -17,7 +17,7 @@ use std::time::Instant;
 use crate::problem::Spanned;
 use serde::{Deserialize, Deserializer};
 
-use super::registry::{RegistrySetup, status_samples, summarize};
+use super::registry::{Current, RegistrySetup, image_samples, summarize};
 use super::{BuildContext, Check, KindSpec, LegacyClaim, RunContext, RunOutput};
 use crate::metrics::{FamilyId, FamilySet, MetricType};
 use crate::net::image_ref::ImageRef;
@@ -269,8 +269,8 @@ fn ignored_images(
 struct State {
     /// Workloads per (kind, namespace or all) from the last successful list.
     lists: HashMap<(WorkloadKind, Option<String>), Vec<Workload>>,
-    /// Latest status per checked image (with its credential).
-    statuses: HashMap<Job, Status>,
+    /// Latest status per checked image (with its credentials).
+    statuses: HashMap<Job, Current>,
     /// Latest determined answer per checked image, for the legacy metric.
     determined: HashMap<Job, bool>,
     rechecks: u64,
@@ -387,11 +387,10 @@ impl KubernetesCheck {
                             Keyring::default()
                         }
                     });
-                    let credential = keyring.lookup(&r).or_else(|| docker.lookup(&r)).cloned();
-                    let job = Job {
-                        image: r.checked(),
-                        credential,
-                    };
+                    let keyring: &Keyring = keyring;
+                    let job = self.setup.job(&r, &|at| {
+                        keyring.lookup(at).or_else(|| docker.lookup(at)).cloned()
+                    });
                     *job_index.entry(job.clone()).or_insert_with(|| {
                         plan.jobs.push(job);
                         plan.jobs.len() - 1
@@ -450,10 +449,13 @@ impl KubernetesCheck {
                 not_checked += 1;
                 continue;
             };
-            if current != Status::Available {
+            if current.status != Status::Available {
                 let what = format!("{}/{}/{} {container}", w.kind.name(), w.namespace, w.name);
                 let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
-                bad.push(format!("{what}: {image}: {}{detail}", current.as_str()));
+                bad.push(format!(
+                    "{what}: {image}: {}{detail}",
+                    current.status.as_str()
+                ));
             }
             let labels = [
                 ("check", self.check.as_str()),
@@ -463,10 +465,8 @@ impl KubernetesCheck {
                 ("container", container.as_str()),
                 ("image", image.as_str()),
             ];
-            if let Some(exists) = current.determined() {
-                m.sample(available, &labels, if exists { 1.0 } else { 0.0 });
-            }
-            status_samples(&mut m, status, &labels, current);
+            let with_source = self.setup.labels_source();
+            image_samples(&mut m, (available, status), &labels, &current, with_source);
             if let (Some(id), Some(exists)) = (legacy_ids.get(&w.kind), answer) {
                 let labels = [
                     ("namespace", w.namespace.as_str()),
@@ -478,6 +478,7 @@ impl KubernetesCheck {
                 m.sample(*id, &labels, if exists { 1.0 } else { 0.0 });
             }
         }
+        self.setup.retry_samples(&mut m, &self.check);
         if self.legacy {
             let id = m.family(LEGACY_RECHECKS, LEGACY_RECHECKS_HELP, MetricType::Counter);
             m.sample(id, &[], state.rechecks as f64);
@@ -517,9 +518,12 @@ impl State {
                     if o.status.determined().is_none() {
                         self.errors += 1;
                     }
-                    Some(o.status)
+                    Some(Current {
+                        status: o.status,
+                        source: o.source.clone(),
+                    })
                 }
-                None => self.statuses.get(job).copied(),
+                None => self.statuses.get(job).cloned(),
             };
             if let Some(s) = current {
                 statuses.insert(job.clone(), s);
@@ -550,13 +554,19 @@ impl State {
         e: &Entry,
         plan: &Plan,
         outcomes: &[Option<Outcome>],
-    ) -> (Option<Status>, Option<bool>, Option<String>) {
+    ) -> (Option<Current>, Option<bool>, Option<String>) {
         match &e.job {
-            Err(why) => (Some(Status::InvalidReference), None, Some(why.clone())),
+            Err(why) => {
+                let invalid = Current {
+                    status: Status::InvalidReference,
+                    source: String::new(),
+                };
+                (Some(invalid), None, Some(why.clone()))
+            }
             Ok(j) => {
                 let job = &plan.jobs[*j];
                 (
-                    self.statuses.get(job).copied(),
+                    self.statuses.get(job).cloned(),
                     self.determined.get(job).copied(),
                     outcomes[*j].as_ref().map(|o| o.detail.clone()),
                 )
@@ -616,7 +626,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("unknown field `foo`, expected one of api_server, bearer_token_file, ca_file, namespaces, workload_kinds, include_init_containers, ignored_images, use_pull_secrets, docker_config_file, tls, plain_http_registries, max_concurrency_per_registry"),
+            e.contains("unknown field `foo`, expected one of api_server, bearer_token_file, ca_file, namespaces, workload_kinds, include_init_containers, ignored_images, use_pull_secrets, docker_config_file, tls, plain_http_registries, max_concurrency_per_registry, retries, mirrors"),
             "{e}"
         );
     }
