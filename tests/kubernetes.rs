@@ -660,7 +660,7 @@ fn two_thousand_workloads_sharing_300_images_make_300_registry_checks() {
         .server
         .seen()
         .iter()
-        .filter(|r| r.path.starts_with("/apis/apps/v1/deployments"))
+        .filter(|r| r.path.starts_with("/apis/apps/v1/deployments?limit="))
         .count();
     // Four pages of 500; the first continue token "expired" (410), so the first page
     // was read again.
@@ -790,10 +790,12 @@ fn a_rotated_token_file_is_read_again(pod: &InCluster, rechecks_before: f64) {
 }
 
 /// Case: a list that fails fails the run, the workloads it had keep their series, the log
-/// says why, and the check recovers when the list works again.
+/// says why, and the check recovers when the list works again. Lists happen once, then
+/// the watch follows: the watch's version expiring (410) makes sonde list again.
 fn a_failing_list_fails_the_run_and_keeps_the_series_it_had(pod: &InCluster) {
     let (sonde, app) = (&pod.sonde, &pod.app);
     pod.api.failing.store(true, Ordering::SeqCst);
+    pod.api.expire_watches();
     let m = sonde.wait_metrics(20, |m| m.value(INCLUSTER_SUCCESS) == Some(0.0));
     assert_lines(
         &m.0,

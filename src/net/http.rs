@@ -173,6 +173,23 @@ pub struct TlsSettings {
     roots: Option<Vec<CertificateDer<'static>>>,
     insecure: bool,
     server_name: Option<ServerName<'static>>,
+    client_cert: Option<ClientCert>,
+}
+
+/// A client certificate chain and its key, shown to servers that ask for one. `Debug`
+/// never shows the key.
+#[derive(Clone)]
+struct ClientCert(
+    Arc<(
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    )>,
+);
+
+impl std::fmt::Debug for ClientCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientCert(<key redacted>)")
+    }
 }
 
 impl TlsSettings {
@@ -206,6 +223,7 @@ impl TlsSettings {
             roots,
             insecure: spec.insecure_skip_verify,
             server_name,
+            client_cert: None,
         })
     }
 
@@ -215,6 +233,34 @@ impl TlsSettings {
             roots: None,
             insecure: false,
             server_name: None,
+            client_cert: None,
+        }
+    }
+
+    /// Settings from material already read (a kubeconfig's CA data, say): `roots`
+    /// replace the built-in ones when given.
+    pub fn from_parts(
+        roots: Option<Vec<CertificateDer<'static>>>,
+        insecure: bool,
+        server_name: Option<ServerName<'static>>,
+    ) -> TlsSettings {
+        TlsSettings {
+            roots,
+            insecure,
+            server_name,
+            client_cert: None,
+        }
+    }
+
+    /// These settings, presenting a client certificate to servers that ask for one.
+    pub fn with_client_cert(
+        self,
+        chain: Vec<CertificateDer<'static>>,
+        key: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> TlsSettings {
+        TlsSettings {
+            client_cert: Some(ClientCert(Arc::new((chain, key)))),
+            ..self
         }
     }
 }
@@ -223,12 +269,17 @@ impl TlsSettings {
 pub fn agent(tls: &TlsSettings, options: &AgentOptions) -> Result<ureq::Agent, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = RecordingVerifier::new(tls, Arc::clone(&provider))?;
-    let mut client_config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let mut client_config = match &tls.client_cert {
+        None => builder.with_no_client_auth(),
+        Some(ClientCert(pair)) => builder
+            .with_client_auth_cert(pair.0.clone(), pair.1.clone_key())
+            .map_err(|e| format!("the client certificate and key do not go together: {e}"))?,
+    };
     // A resumed session skips certificate verification, so the chain (and its NotAfter)
     // would be missing from every probe after the first: always do a full handshake.
     client_config.resumption = rustls::client::Resumption::disabled();
