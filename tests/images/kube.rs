@@ -186,6 +186,9 @@ struct Change {
     resource: String,
     kind: &'static str,
     object: Value,
+    /// The object before a MODIFIED, to tell a watch with a label selector that it
+    /// entered (ADDED) or left (DELETED) the selection.
+    before: Option<Value>,
 }
 
 /// The cluster as it is now, and what happened to it.
@@ -375,7 +378,10 @@ fn start_with(ca: &TestCa, cluster: Cluster, token: &str, client_ca: Option<&str
 impl ApiServer {
     /// Creates an object (`resource` as in the URL: `deployments`) and streams ADDED.
     pub fn add(&self, resource: &str, object: Value) {
-        self.change(resource, "ADDED", object, |items, o| items.push(o));
+        self.change(resource, "ADDED", object, |items, o| {
+            items.push(o.clone());
+            o
+        });
     }
 
     /// Changes an object and streams MODIFIED.
@@ -386,7 +392,9 @@ impl ApiServer {
         let mut object = items[i].clone();
         edit(&mut object);
         drop(state);
-        self.change(resource, "MODIFIED", object, |items, o| items[i] = o);
+        self.change(resource, "MODIFIED", object, |items, o| {
+            std::mem::replace(&mut items[i], o)
+        });
     }
 
     /// Deletes an object and streams DELETED.
@@ -402,7 +410,7 @@ impl ApiServer {
                 o["metadata"]["name"].as_str().unwrap(),
             )
             .unwrap();
-            items.remove(i);
+            items.remove(i)
         });
     }
 
@@ -411,19 +419,20 @@ impl ApiServer {
         resource: &str,
         kind: &'static str,
         mut object: Value,
-        apply: impl FnOnce(&mut Vec<Value>, Value),
+        apply: impl FnOnce(&mut Vec<Value>, Value) -> Value,
     ) {
         let mut state = self.live.state.lock().unwrap();
         state.version += 1;
         let version = state.version;
         object["metadata"]["resourceVersion"] = json!(version.to_string());
         let items = state.cluster.items.entry(resource.into()).or_default();
-        apply(items, object.clone());
+        let before = apply(items, object.clone());
         state.changes.push(Change {
             version,
             resource: resource.into(),
             kind,
             object,
+            before: (kind == "MODIFIED").then_some(before),
         });
         drop(state);
         self.live.changed.notify_all();
@@ -704,12 +713,25 @@ impl Server {
             if events.is_empty() {
                 let since = cursor;
                 for change in state.changes.iter().filter(|ch| ch.version > since) {
-                    if change.resource == c.resource
-                        && wanted(&change.object, c, selector.as_deref())
-                    {
-                        events.push(json!({"type": change.kind, "object": change.object}));
-                    }
                     cursor = change.version;
+                    if change.resource != c.resource {
+                        continue;
+                    }
+                    let now = wanted(&change.object, c, selector.as_deref());
+                    let was = change
+                        .before
+                        .as_ref()
+                        .is_some_and(|b| wanted(b, c, selector.as_deref()));
+                    // With a selector, an object entering or leaving the selection is
+                    // ADDED or DELETED for the watch, as the API server's watch cache
+                    // tells it.
+                    let kind = match (change.kind, was, now) {
+                        ("MODIFIED", false, true) => "ADDED",
+                        ("MODIFIED", true, false) => "DELETED",
+                        (kind, _, true) => kind,
+                        _ => continue,
+                    };
+                    events.push(json!({"type": kind, "object": change.object}));
                 }
                 if state.bookmarks != marks {
                     marks = state.bookmarks;
