@@ -1736,3 +1736,49 @@ users:
         assert!(err.contains(&expected), "{expected:?} not in {err}");
     }
 }
+
+/// The watch threads belong to the check: a reload that changes it ends the old check's
+/// stream (the server sees the connection closed) and starts the new check's; SIGTERM
+/// ends sonde within 2 s while a stream is open.
+#[test]
+fn a_reload_stops_the_old_check_s_watches_and_sigterm_does_not_wait_for_them() {
+    let scene = scene(one_deployment);
+    let config = |interval: &str| {
+        format!(
+            "checks:\n  - name: followed\n    kind: kubernetes_images\n    interval: {interval}\n    workload_kinds: [deployment]\n{}",
+            scene_keys(&scene)
+        )
+    };
+    let (first, second) = (config("1s"), config("2s"));
+    let Scene { api, dir, .. } = scene;
+    dir.write("sonde.yml", first);
+    let mut sonde = Sonde::start_in(dir, &[]);
+    sonde.wait_ready();
+    api.wait_open_watches(1, 10);
+    sonde.dir.write("sonde.yml", second);
+    sonde.signal("HUP");
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while api_requests(&api).watches.values().sum::<usize>() < 2 {
+        assert!(Instant::now() < deadline, "{:?}", api_requests(&api));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The fixture notices a closed stream when it next writes to it: send bookmarks until
+    // only the new check's stream is left.
+    while api.open_watches() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the old check's watch is still open"
+        );
+        api.bookmark();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(api.open_watches(), 1);
+    let counts = api_requests(&api);
+    assert_eq!(
+        counts.lists.get("/apis/apps/v1/deployments"),
+        Some(&2),
+        "{counts:?}"
+    );
+    sonde.signal("TERM");
+    assert_eq!(sonde.wait_exit(std::time::Duration::from_secs(2)), Some(0));
+}
