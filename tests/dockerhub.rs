@@ -10,6 +10,8 @@
 //! namespace by the tests.
 
 mod common;
+#[path = "images/readme.rs"]
+mod readme;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -1450,4 +1452,10 @@ fn a_failing_single_repository_keeps_its_values_and_a_deleted_one_loses_them() {
         "{checks}"
     );
     wait_log(&sonde, 10, &["repository=library/nginx", "HTTP 503"]);
+}
+
+/// The examples of the README's section load as written.
+#[test]
+fn the_readme_examples_load() {
+    readme::check_examples("## kind: dockerhub");
 }

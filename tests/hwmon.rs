@@ -4,6 +4,8 @@
 //! for the differences the README documents, which are asserted one by one.
 
 mod common;
+#[path = "images/readme.rs"]
+mod readme;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -1141,4 +1143,10 @@ fn bad_filters_are_config_errors_at_their_line() {
     ] {
         assert!(err.contains(expected), "{expected:?} not in {err}");
     }
+}
+
+/// The examples of the README's section load as written.
+#[test]
+fn the_readme_examples_load() {
+    readme::check_examples("## kind: hwmon");
 }

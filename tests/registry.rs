@@ -960,3 +960,9 @@ fn bad_mirrors_and_retries_are_located_errors() {
         assert!(err.contains(expected), "{expected:?} not in {err}");
     }
 }
+
+/// The registry and kubernetes_images examples of the README load as written.
+#[test]
+fn the_readme_examples_load() {
+    images::readme::check_examples("## kind: registry and kind: kubernetes_images");
+}
