@@ -156,57 +156,7 @@ pub fn load(path: &Path, context: Option<&str>) -> Result<Kubeconfig, String> {
         )
     };
     let base = path.parent().unwrap_or(Path::new("."));
-    let contexts = file.contexts.unwrap_or_default();
-    let wanted = context
-        .map(str::to_string)
-        .or(file.current_context.filter(|c| !c.is_empty()))
-        .ok_or_else(|| {
-            format!(
-                "the kubeconfig {} has no current-context; set context (one of {})",
-                path.display(),
-                names(&contexts)
-            )
-        })?;
-    let chosen = contexts
-        .iter()
-        .find(|c| c.name.value == wanted)
-        .ok_or_else(|| {
-            format!(
-                "the kubeconfig {} has no context {wanted:?} (it has {})",
-                path.display(),
-                names(&contexts)
-            )
-        })?;
-    let ctx = chosen.item.as_ref().ok_or_else(|| {
-        format!(
-            "{}: context {wanted:?} is empty",
-            at(chosen.name.referenced)
-        )
-    })?;
-    let cluster_name = ctx.cluster.clone().unwrap_or_default();
-    let clusters = file.clusters.unwrap_or_default();
-    let cluster = clusters
-        .iter()
-        .find(|c| c.name.value == cluster_name)
-        .and_then(|c| c.item.as_ref())
-        .ok_or_else(|| {
-            format!(
-                "{}: context {wanted:?} names cluster {cluster_name:?}, which the kubeconfig does not have",
-                at(chosen.name.referenced)
-            )
-        })?;
-    let user_name = ctx.user.clone().unwrap_or_default();
-    let users = file.users.unwrap_or_default();
-    let user = match users.iter().find(|u| u.name.value == user_name) {
-        Some(u) => u.item.as_ref(),
-        None if user_name.is_empty() => None,
-        None => {
-            return Err(format!(
-                "{}: context {wanted:?} names user {user_name:?}, which the kubeconfig does not have",
-                at(chosen.name.referenced)
-            ));
-        }
-    };
+    let (wanted, cluster, user) = choose(&file, context, path, &at)?;
     let server = server(cluster, &at)?;
     let mut tls = cluster_tls(cluster, base, &at)?;
     let token = match user {
@@ -225,6 +175,68 @@ pub fn load(path: &Path, context: Option<&str>) -> Result<Kubeconfig, String> {
         token,
         context: wanted,
     })
+}
+
+/// The context to use (`context`, else `current-context`), its cluster and its user
+/// (none when the context names none).
+fn choose<'f>(
+    file: &'f File,
+    context: Option<&str>,
+    path: &Path,
+    at: &dyn Fn(Location) -> String,
+) -> Result<(String, &'f Cluster, Option<&'f User>), String> {
+    let contexts = file.contexts.as_deref().unwrap_or_default();
+    let wanted = context
+        .map(str::to_string)
+        .or(file.current_context.clone().filter(|c| !c.is_empty()))
+        .ok_or_else(|| {
+            format!(
+                "the kubeconfig {} has no current-context; set context (one of {})",
+                path.display(),
+                names(contexts)
+            )
+        })?;
+    let chosen = contexts
+        .iter()
+        .find(|c| c.name.value == wanted)
+        .ok_or_else(|| {
+            format!(
+                "the kubeconfig {} has no context {wanted:?} (it has {})",
+                path.display(),
+                names(contexts)
+            )
+        })?;
+    let here = at(chosen.name.referenced);
+    let ctx = chosen
+        .item
+        .as_ref()
+        .ok_or_else(|| format!("{here}: context {wanted:?} is empty"))?;
+    let cluster_name = ctx.cluster.clone().unwrap_or_default();
+    let cluster = file
+        .clusters
+        .iter()
+        .flatten()
+        .find(|c| c.name.value == cluster_name)
+        .and_then(|c| c.item.as_ref())
+        .ok_or_else(|| {
+            format!("{here}: context {wanted:?} names cluster {cluster_name:?}, which the kubeconfig does not have")
+        })?;
+    let user_name = ctx.user.clone().unwrap_or_default();
+    let user = match file
+        .users
+        .iter()
+        .flatten()
+        .find(|u| u.name.value == user_name)
+    {
+        Some(u) => u.item.as_ref(),
+        None if user_name.is_empty() => None,
+        None => {
+            return Err(format!(
+                "{here}: context {wanted:?} names user {user_name:?}, which the kubeconfig does not have"
+            ));
+        }
+    };
+    Ok((wanted, cluster, user))
 }
 
 /// The names of the contexts, for a message.
