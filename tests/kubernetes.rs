@@ -1221,10 +1221,16 @@ fn a_410_makes_it_list_again(api: &ApiServer, sonde: &Sonde) {
             .collect()
     };
     api.expire_watches();
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while api_requests(api).lists.values().sum::<usize>() < 12 {
+        assert!(Instant::now() < deadline, "{:?}", api_requests(api));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     api.wait_open_watches(6, 10);
     let counts = api_requests(api);
     for path in COLLECTIONS {
         assert_eq!(counts.lists.get(path), Some(&2), "{path}: {counts:?}");
+        assert_eq!(counts.watches.get(path), Some(&3), "{path}: {counts:?}");
     }
     let runs = runs_of(&sonde.metrics());
     let m = sonde.wait_metrics(10, |m| runs_of(m) >= runs + 2.0);
@@ -1781,4 +1787,50 @@ fn a_reload_stops_the_old_check_s_watches_and_sigterm_does_not_wait_for_them() {
     );
     sonde.signal("TERM");
     assert_eq!(sonde.wait_exit(std::time::Duration::from_secs(2)), Some(0));
+}
+
+/// A ClusterRole written for an older sonde (list, no watch): the missing rule is logged
+/// and every run lists, as sonde did before it watched, instead of a list per second.
+#[test]
+fn without_the_watch_verb_each_run_lists_and_the_rule_is_named() {
+    let scene = scene(|h| Cluster {
+        forbid_watch: true,
+        ..one_deployment(h)
+    });
+    let config = format!(
+        "checks:\n  - name: polled\n    kind: kubernetes_images\n    interval: 1s\n    workload_kinds: [deployment]\n{}",
+        scene_keys(&scene)
+    );
+    let Scene { h, api, dir, .. } = scene;
+    dir.write("sonde.yml", config);
+    let sonde = Sonde::start_in(dir, &[]);
+    sonde.wait_ready();
+    let runs = "sonde_check_runs_total{check=\"polled\",kind=\"kubernetes_images\"}";
+    let m = sonde.wait_metrics(20, |m| m.value(runs).unwrap_or(0.0) >= 5.0);
+    let done = m.value(runs).unwrap_or(0.0) as usize;
+    let app = format!("{h}/team/app:v1");
+    assert_lines(
+        &m.0,
+        &[available(
+            &series("polled", "prod", "deployment", "web", "web", &app),
+            1,
+        )],
+    );
+    let counts = api_requests(&api);
+    let lists = counts.lists["/apis/apps/v1/deployments"];
+    // One list per run (and one when the watch was first refused), never more.
+    assert!(
+        lists >= done && lists <= done + 3,
+        "{lists} lists for {done} runs: {counts:?}"
+    );
+    assert_eq!(counts.watches["/apis/apps/v1/deployments"], 1, "{counts:?}");
+    let log = sonde.log();
+    assert!(
+        log.iter().any(|l| l.contains("level=error")
+            && l.contains("may not watch deployments in all namespaces")
+            && l.contains(
+                "rule=\"{apiGroups: [apps], resources: [deployments], verbs: [watch]}\""
+            )),
+        "{log:?}"
+    );
 }

@@ -178,6 +178,8 @@ pub struct Cluster {
     pub forbidden_list_namespaces: HashSet<String>,
     /// Largest page the server returns, whatever `limit` asks for.
     pub page_size: usize,
+    /// RBAC grants `list` but not `watch`: every watch is refused with 403.
+    pub forbid_watch: bool,
 }
 
 /// One change, as a watch event.
@@ -589,8 +591,19 @@ impl Server {
         let reply = if !authorized {
             status_reply(401, "Unauthorized", "Unauthorized")
         } else if let (true, Some(c)) = (watch, collection(&parts)) {
-            self.watch(&mut tls, &c, query);
-            return;
+            if self.live.state.lock().unwrap().cluster.forbid_watch {
+                status_reply(
+                    403,
+                    "Forbidden",
+                    &format!(
+                        "{}.{} is forbidden: User \"system:serviceaccount:monitoring:sonde\" cannot watch resource \"{}\" in API group \"{}\" at the cluster scope",
+                        c.resource, c.group, c.resource, c.group
+                    ),
+                )
+            } else {
+                self.watch(&mut tls, &c, query);
+                return;
+            }
         } else {
             self.route(&parts, query)
         };

@@ -14,6 +14,10 @@
 //! version was compacted away) or a broken stream (an error, a timeout, an event that is
 //! not JSON) is followed by a new list, since events may have been missed.
 //!
+//! An API server that refuses the watch itself (403: a ClusterRole written for an older
+//! sonde, with `list` but not `watch`) gets its missing RBAC rule logged, and the
+//! reflector falls back to what sonde did before: a list for every run.
+//!
 //! The check owns its reflectors and a [`Watches`] whose drop (the check removed or
 //! changed by a reload, or the process ending) stops every thread: a flag they look at
 //! between events and the shutdown of the agent their streams use, which interrupts a
@@ -157,6 +161,8 @@ impl Watches {
                     attempts: 0,
                     error: None,
                     counts: Counts::default(),
+                    polling: false,
+                    wanted: 0,
                 }),
                 changed: Condvar::new(),
             }),
@@ -208,6 +214,10 @@ struct Store<T> {
     /// Why the last list failed; cleared by a good one.
     error: Option<String>,
     counts: Counts,
+    /// Watching is forbidden: list when a run asks.
+    polling: bool,
+    /// Lists asked for by runs while polling.
+    wanted: u64,
 }
 
 /// How a watch stream ended.
@@ -217,6 +227,8 @@ enum Ended {
     Closed,
     /// 410 Gone: the version is too old; list again.
     Gone,
+    /// 403: the watch verb is not granted; list for every run instead.
+    Forbidden(String),
     /// Anything else: list again, as events may have been missed.
     Broken(String),
 }
@@ -228,7 +240,15 @@ impl<T: Clone + Send + 'static> Reflector<T> {
         self.start();
         let shared = &self.shared;
         let mut store = lock(&shared.store);
-        while store.attempts == 0 {
+        // Without a watch, each run asks for a list and waits for it.
+        let target = if store.polling {
+            store.wanted += 1;
+            shared.changed.notify_all();
+            store.attempts + 1
+        } else {
+            1
+        };
+        while store.attempts < target {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || shared.stop.is_set() {
                 break;
@@ -292,12 +312,39 @@ impl<T: Clone + Send + 'static> Shared<T> {
                 continue;
             }
             failures = 0;
+            if lock(&self.store).polling {
+                if self.wait_for_a_run() {
+                    return;
+                }
+                continue;
+            }
             loop {
                 if self.stop.is_set() {
                     return;
                 }
+                let started = Instant::now();
                 match self.watch() {
-                    Ended::Closed => continue,
+                    Ended::Closed => {
+                        // A stream that ends as soon as it starts (a proxy that closes
+                        // it) must not turn into a stream of requests.
+                        if started.elapsed() < Duration::from_secs(1)
+                            && self.stop.sleep(Duration::from_secs(1))
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                    Ended::Forbidden(message) => {
+                        log::error!(
+                            "check={} msg=\"forbidden (403): sonde may not watch {} in {}; add the verb to the ClusterRole bound to its service account (until then each run lists them)\" rule=\"{}\" api_message={message:?}",
+                            self.client.check,
+                            self.resource.resource,
+                            self.resource.scope,
+                            super::rbac_rule(self.resource.group, self.resource.resource, "watch"),
+                        );
+                        lock(&self.store).polling = true;
+                        break;
+                    }
                     Ended::Gone => {
                         log::info!(
                             "check={} msg=\"the watch's resourceVersion expired (410); listing {} again\" scope={:?}",
@@ -327,6 +374,19 @@ impl<T: Clone + Send + 'static> Shared<T> {
                 }
             }
         }
+    }
+
+    /// Waits until a run asks for a list (while polling); returns whether stopped.
+    fn wait_for_a_run(&self) -> bool {
+        let mut store = lock(&self.store);
+        let served = store.wanted;
+        while store.wanted == served {
+            if self.stop.is_set() {
+                return true;
+            }
+            store = wait_timeout(&self.changed, store, Duration::from_millis(500));
+        }
+        false
     }
 
     /// Lists the resource and replaces the store with what it holds.
@@ -386,6 +446,7 @@ impl<T: Clone + Send + 'static> Shared<T> {
         ) {
             Ok(body) => body,
             Err(ApiError::Status { code: 410, .. }) => return Ended::Gone,
+            Err(ApiError::Status { code: 403, message }) => return Ended::Forbidden(message),
             Err(e) => return Ended::Broken(e.to_string()),
         };
         let mut reader = BufReader::new(body);
