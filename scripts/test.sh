@@ -12,6 +12,7 @@ declare -A needs=(
   [promtool]=prometheus
   [prometheus-pushgateway]=prometheus-pushgateway
   [prometheus-node-exporter]=prometheus-node-exporter
+  [prometheus-blackbox-exporter]=prometheus-blackbox-exporter
   [openssl]=openssl
   [prlimit]=util-linux
   [docker-registry]=docker-registry
@@ -47,3 +48,6 @@ cargo test --all-targets --locked
 # How sonde ships: static musl build, .deb + systemd unit, image, workflows, Kubernetes,
 # Prometheus rules, compose and Rancher.
 bash scripts/packaging-test.sh
+
+# The side-by-side benchmark, briefly, so it cannot rot (not a gate: times are noisy).
+bash bench/run.sh --quick

@@ -36,8 +36,10 @@ pub struct TargetReport {
     pub status_code: u16,
     /// How long the probe took, in milliseconds.
     pub duration_ms: f64,
-    /// Why it failed, when it did.
+    /// Why it failed, when it did: a short reason (`tls`).
     pub error: Option<&'static str>,
+    /// The failure in words a person can act on ("certificate expired at ...").
+    pub cause: Option<String>,
 }
 
 /// The published result of a check's latest run plus its lifetime counters.

@@ -245,8 +245,8 @@ sonde_example_info{path=\"/tmp/.tmpAbC123/ca.pem\"} 1
 /// what was there.
 ///
 /// - `DURATION`: how long something took (`sonde_check_duration_seconds`,
-///   `sonde_http_duration_seconds`, the legacy `sample_external_url_response_ms`, the
-///   `_sum` of `sonde_http_probe_duration_seconds`).
+///   `sonde_http_duration_seconds`, `sonde_http_phase_duration_seconds`, the legacy
+///   `sample_external_url_response_ms`, the `_sum` of `sonde_http_probe_duration_seconds`).
 /// - `COUNT`: the finite buckets of that histogram; which bucket a probe lands in
 ///   depends on the machine's speed. `le="+Inf"` and `_count` (the number of probes)
 ///   are kept.
@@ -257,6 +257,8 @@ sonde_example_info{path=\"/tmp/.tmpAbC123/ca.pem\"} 1
 ///   of these families is kept, as it would be a bug or the legacy timeout marker.
 /// - `revision="REVISION"` in `sonde_build_info`: the git commit the binary was built from.
 /// - `PORT`: the ephemeral ports of the fixtures, in URL and image labels.
+/// - `FINGERPRINT`, `SERIAL`: the labels of `sonde_http_tls_cert_info` that change
+///   with the test certificate each run generates.
 /// - `TMP`: the temporary directory of the config, should a path ever show up.
 ///
 /// Timestamps the fixtures fix (`sonde_dockerhub_last_updated_timestamp_seconds`,
@@ -264,6 +266,7 @@ sonde_example_info{path=\"/tmp/.tmpAbC123/ca.pem\"} 1
 fn normalise(raw: &str, tmp: &Path) -> String {
     let port = regex::Regex::new(r"(127\.0\.0\.1|localhost|\[::1\]):[0-9]+").unwrap();
     let revision = regex::Regex::new(r#"revision="[^"]*""#).unwrap();
+    let cert = regex::Regex::new(r#"(fingerprint_sha256|serial)="[0-9a-f]*""#).unwrap();
     let tmp = tmp.display().to_string();
     let mut out = String::with_capacity(raw.len());
     for line in raw.lines() {
@@ -276,10 +279,15 @@ fn normalise(raw: &str, tmp: &Path) -> String {
         {
             let name = series.split('{').next().unwrap_or(series);
             let value = volatile(name, series, value).unwrap_or(value);
-            let series = if name == "sonde_build_info" {
-                revision.replace(series, r#"revision="REVISION""#)
-            } else {
-                series.into()
+            let series = match name {
+                "sonde_build_info" => revision.replace(series, r#"revision="REVISION""#),
+                "sonde_http_tls_cert_info" => {
+                    cert.replace_all(series, |c: &regex::Captures| match &c[1] {
+                        "serial" => r#"serial="SERIAL""#.to_string(),
+                        _ => r#"fingerprint_sha256="FINGERPRINT""#.to_string(),
+                    })
+                }
+                _ => series.into(),
             };
             line = format!("{series} {value}");
         }
@@ -302,6 +310,7 @@ fn volatile(name: &str, series: &str, value: &str) -> Option<&'static str> {
     match name {
         "sonde_check_duration_seconds"
         | "sonde_http_duration_seconds"
+        | "sonde_http_phase_duration_seconds"
         | "sonde_http_probe_duration_seconds_sum"
         | "sample_external_url_response_ms" => Some("DURATION"),
         "sonde_http_probe_duration_seconds_bucket" if !series.contains("le=\"+Inf\"") => {

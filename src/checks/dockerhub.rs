@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::problem::Spanned;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use super::{BuildContext, Check, KindSpec, LegacyClaim, RunContext, RunOutput};
 use crate::metrics::{FamilyId, FamilySet, MetricType};
@@ -22,7 +22,7 @@ use crate::net::dockerhub::{
     Api, Client, Credentials, DEFAULT_API_URL, ListError, Repository, Session, agent_options,
     valid_namespace,
 };
-use crate::net::http::TlsSpec;
+use crate::net::http::ConnectionKeys;
 use crate::problem::Problem;
 use crate::sync::lock;
 use crate::units::DurationValue;
@@ -42,10 +42,26 @@ const RATE_REMAINING_HELP: &str = "Requests left in the Docker Hub API rate-limi
 const LEGACY_PULLS: &str = "docker_image_pulls";
 const LEGACY_PULLS_HELP: &str = "Number of DockerHub image pulls";
 
-/// The YAML keys of `kind: dockerhub`.
+/// The YAML keys of `kind: dockerhub`: its own and the connection keys.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DockerhubSpec {
+    own: OwnKeys,
+    connection: ConnectionKeys,
+}
+
+impl<'de> Deserialize<'de> for DockerhubSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<DockerhubSpec, D::Error> {
+        let mut connection = ConnectionKeys::default();
+        let own =
+            crate::keys::split_listed(deserializer, &mut connection, &[&ConnectionKeys::NAMES])?;
+        Ok(DockerhubSpec { own, connection })
+    }
+}
+
+/// The keys only `kind: dockerhub` has.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DockerhubSpec {
+struct OwnKeys {
     #[serde(default)]
     organizations: Option<Spanned<Vec<Spanned<String>>>>,
     /// Single repositories, `namespace/name`.
@@ -59,8 +75,6 @@ pub struct DockerhubSpec {
     username: Option<Spanned<String>>,
     #[serde(default)]
     token_file: Option<Spanned<String>>,
-    #[serde(default)]
-    tls: Option<TlsSpec>,
 }
 
 /// What outlives a run.
@@ -100,7 +114,7 @@ impl DockerhubCheck {
         let mut problems = Vec::new();
         let organizations = organizations(spec, ctx, &mut problems);
         let repositories = repositories(spec, &organizations, ctx, &mut problems);
-        let api = match &spec.api_url {
+        let api = match &spec.own.api_url {
             None => Api::parse(DEFAULT_API_URL).ok(),
             Some(u) => match Api::parse(&u.value) {
                 Ok(api) => Some(api),
@@ -110,7 +124,7 @@ impl DockerhubCheck {
                 }
             },
         };
-        let window = match &spec.updated_within {
+        let window = match &spec.own.updated_within {
             Some(w) if w.value.0.is_zero() => {
                 problems.push(ctx.problem(
                     w.referenced,
@@ -123,11 +137,12 @@ impl DockerhubCheck {
         };
         let credentials = credentials(spec, ctx, &mut problems);
         let at = spec
+            .own
             .organizations
             .as_ref()
-            .or(spec.repositories.as_ref())
+            .or(spec.own.repositories.as_ref())
             .map_or(serde_saphyr::Location::UNKNOWN, |l| l.referenced);
-        let agent = ctx.agent(spec.tls.as_ref(), &agent_options(), at, &mut problems);
+        let agent = ctx.agent(&spec.connection, &agent_options(), at, &mut problems);
         let (Some(api), Some(agent), true) = (api, agent, problems.is_empty()) else {
             return Err(problems);
         };
@@ -280,9 +295,10 @@ fn organizations(
     let some = |list: &Option<Spanned<Vec<Spanned<String>>>>| {
         list.as_ref().is_some_and(|l| !l.value.is_empty())
     };
-    if !some(&spec.organizations) && !some(&spec.repositories) {
+    let own = &spec.own;
+    if !some(&own.organizations) && !some(&own.repositories) {
         let message = "list at least one Docker Hub organization in `organizations` or one namespace/name in `repositories`";
-        match spec.organizations.as_ref().or(spec.repositories.as_ref()) {
+        match own.organizations.as_ref().or(own.repositories.as_ref()) {
             Some(empty) => problems.push(ctx.problem(empty.referenced, message)),
             None => problems.push(Problem {
                 check: Some(ctx.meta.name.clone()),
@@ -290,7 +306,7 @@ fn organizations(
             }),
         }
     }
-    let Some(list) = &spec.organizations else {
+    let Some(list) = &own.organizations else {
         return Vec::new();
     };
     let mut seen = HashSet::new();
@@ -322,7 +338,7 @@ fn repositories(
     ctx: &BuildContext,
     problems: &mut Vec<Problem>,
 ) -> Vec<Single> {
-    let Some(list) = &spec.repositories else {
+    let Some(list) = &spec.own.repositories else {
         return Vec::new();
     };
     let mut seen = HashSet::new();
@@ -376,7 +392,7 @@ fn credentials(
     ctx: &BuildContext,
     problems: &mut Vec<Problem>,
 ) -> Option<Credentials> {
-    match (&spec.username, &spec.token_file) {
+    match (&spec.own.username, &spec.own.token_file) {
         (Some(user), Some(file)) => {
             if user.value.is_empty() {
                 problems.push(ctx.problem(user.referenced, "username is empty"));
@@ -491,8 +507,8 @@ impl KindSpec for DockerhubSpec {
     /// `docker_image_pulls{image,organization}`: an organization in two legacy checks
     /// would be exported twice.
     fn legacy_claims(&self) -> Vec<LegacyClaim> {
-        let organizations = self.organizations.iter().flat_map(|l| &l.value);
-        let repositories = self.repositories.iter().flat_map(|l| &l.value);
+        let organizations = self.own.organizations.iter().flat_map(|l| &l.value);
+        let repositories = self.own.repositories.iter().flat_map(|l| &l.value);
         organizations
             .map(|org| LegacyClaim {
                 series: "docker_image_pulls",

@@ -32,8 +32,25 @@ const REDIRECTS: &str = "sonde_http_redirects";
 const REDIRECTS_HELP: &str = "Redirects followed by the last probe.";
 const BODY_SIZE: &str = "sonde_http_body_size_bytes";
 const BODY_SIZE_HELP: &str = "Bytes of response body read by the last probe.";
+const CONTENT_LENGTH: &str = "sonde_http_content_length_bytes";
+const CONTENT_LENGTH_HELP: &str =
+    "Bytes of response body the last probe received on the wire (before gzip decoding).";
+const PHASE: &str = "sonde_http_phase_duration_seconds";
+const PHASE_HELP: &str = "Duration of the last probe by phase (resolve, connect, tls, processing, transfer) in seconds, summed over redirects.";
+const IP_PROTOCOL: &str = "sonde_http_ip_protocol";
+const IP_PROTOCOL_HELP: &str =
+    "IP version (4 or 6) of the address the last probe connected to (the proxy's through a proxy).";
 const CERT_NOT_AFTER: &str = "sonde_http_tls_cert_not_after_timestamp_seconds";
 const CERT_NOT_AFTER_HELP: &str = "Earliest NotAfter (Unix time) of the certificate chain the server presented, also when verification failed.";
+const CHAIN_NOT_AFTER: &str = "sonde_http_tls_chain_not_after_timestamp_seconds";
+const CHAIN_NOT_AFTER_HELP: &str = "Earliest NotAfter (Unix time) of the certificate chain the last probe verified, leaf to trust anchor; absent when nothing was verified.";
+const CERT_INFO: &str = "sonde_http_tls_cert_info";
+const CERT_INFO_HELP: &str = "1 for the certificate the server presented on the final hop of the last probe (also when verification failed).";
+const TLS_VERSION: &str = "sonde_http_tls_version_info";
+const TLS_VERSION_HELP: &str = "1 for the TLS version the final hop of the last probe negotiated.";
+const TLS_CIPHER: &str = "sonde_http_tls_cipher_info";
+const TLS_CIPHER_HELP: &str =
+    "1 for the cipher suite (IANA name) the final hop of the last probe negotiated.";
 const PROBES: &str = "sonde_http_probes_total";
 const PROBES_HELP: &str = "Probes of the URL by result (success or failure).";
 const FAILURES: &str = "sonde_http_failures_total";
@@ -101,12 +118,17 @@ impl<'de> Deserialize<'de> for HttpSpec {
     }
 }
 
+/// How many reasons there are.
+const REASONS: usize = Reason::ALL.len();
+
 /// Counters of one URL that live as long as the check.
 #[derive(Debug)]
 struct UrlStats {
     successes: u64,
-    failures: [u64; 9],
+    failures: [u64; REASONS],
     durations: Histogram,
+    /// The cause of the last failure, to log only what changed.
+    last_cause: Option<String>,
 }
 
 /// A configured http check.
@@ -141,8 +163,9 @@ impl HttpCheck {
             .iter()
             .map(|_| UrlStats {
                 successes: 0,
-                failures: [0; Reason::ALL.len()],
+                failures: [0; REASONS],
                 durations: Histogram::new(&BUCKETS),
+                last_cause: None,
             })
             .collect();
         Ok(HttpCheck {
@@ -167,9 +190,10 @@ impl HttpCheck {
                 None => s.successes += 1,
                 Some(reason) => {
                     s.failures[reason.index()] += 1;
-                    down.push((target.label.as_str(), reason));
+                    down.push((target.label.as_str(), reason, r.cause.as_deref()));
                 }
             }
+            self.log_change(&target.label, r, s);
             s.durations.observe(r.duration.as_secs_f64());
             ids.url(&mut m, &self.check, &target.label, r, s);
             targets.push(TargetReport {
@@ -178,16 +202,21 @@ impl HttpCheck {
                 status_code: r.status,
                 duration_ms: r.duration.as_secs_f64() * 1000.0,
                 error: r.failure.map(Reason::as_str),
+                cause: r.cause.clone(),
             });
         }
+        let words = |url: &str, reason: Reason, cause: Option<&str>| match cause {
+            Some(cause) => format!("{url}: {}: {cause}", reason.as_str()),
+            None => format!("{url}: {}", reason.as_str()),
+        };
         let error = match down.as_slice() {
             [] => None,
-            [(url, reason)] => Some(format!("{url}: {}", reason.as_str())),
-            [(url, reason), ..] => Some(format!(
-                "{} of {} URLs down, e.g. {url}: {}",
+            [(url, reason, cause)] => Some(words(url, *reason, *cause)),
+            [(url, reason, cause), ..] => Some(format!(
+                "{} of {} URLs down, e.g. {}",
                 down.len(),
                 self.targets.len(),
-                reason.as_str()
+                words(url, *reason, *cause)
             )),
         };
         RunOutput {
@@ -199,6 +228,30 @@ impl HttpCheck {
     }
 }
 
+impl HttpCheck {
+    /// Logs a URL that went down, changed why it is down, or recovered.
+    fn log_change(&self, url: &str, r: &ProbeResult, s: &mut UrlStats) {
+        let cause = r.failure.map(|reason| {
+            format!(
+                "{}: {}",
+                reason.as_str(),
+                r.cause.as_deref().unwrap_or("no cause known")
+            )
+        });
+        if cause == s.last_cause {
+            return;
+        }
+        match &cause {
+            Some(c) => log::warn!(
+                "check={} url={url:?} msg=\"probe failed\" error={c:?}",
+                self.check
+            ),
+            None => log::info!("check={} url={url:?} msg=\"probe recovered\"", self.check),
+        }
+        s.last_cause = cause;
+    }
+}
+
 /// The families an http check exports, declared once per run.
 struct Families {
     up: FamilyId,
@@ -206,7 +259,14 @@ struct Families {
     status: FamilyId,
     redirects: FamilyId,
     body: FamilyId,
+    wire: FamilyId,
+    phase: FamilyId,
+    ip: FamilyId,
     cert: FamilyId,
+    chain: FamilyId,
+    cert_info: FamilyId,
+    tls_version: FamilyId,
+    tls_cipher: FamilyId,
     probes: FamilyId,
     failures: FamilyId,
     histogram: FamilyId,
@@ -221,7 +281,14 @@ impl Families {
             status: m.family(STATUS, STATUS_HELP, MetricType::Gauge),
             redirects: m.family(REDIRECTS, REDIRECTS_HELP, MetricType::Gauge),
             body: m.family(BODY_SIZE, BODY_SIZE_HELP, MetricType::Gauge),
+            wire: m.family(CONTENT_LENGTH, CONTENT_LENGTH_HELP, MetricType::Gauge),
+            phase: m.family(PHASE, PHASE_HELP, MetricType::Gauge),
+            ip: m.family(IP_PROTOCOL, IP_PROTOCOL_HELP, MetricType::Gauge),
             cert: m.family(CERT_NOT_AFTER, CERT_NOT_AFTER_HELP, MetricType::Gauge),
+            chain: m.family(CHAIN_NOT_AFTER, CHAIN_NOT_AFTER_HELP, MetricType::Gauge),
+            cert_info: m.family(CERT_INFO, CERT_INFO_HELP, MetricType::Gauge),
+            tls_version: m.family(TLS_VERSION, TLS_VERSION_HELP, MetricType::Gauge),
+            tls_cipher: m.family(TLS_CIPHER, TLS_CIPHER_HELP, MetricType::Gauge),
             probes: m.family(PROBES, PROBES_HELP, MetricType::Counter),
             failures: m.family(FAILURES, FAILURES_HELP, MetricType::Counter),
             histogram: m.family(PROBE_DURATION, PROBE_DURATION_HELP, MetricType::Histogram),
@@ -244,11 +311,19 @@ impl Families {
         m.sample(self.status, &labels, f64::from(r.status));
         m.sample(self.redirects, &labels, r.redirects as f64);
         m.sample(self.body, &labels, r.body_size as f64);
+        m.sample(self.wire, &labels, r.wire_size as f64);
+        let [check, url] = labels;
+        for (phase, d) in r.phases.labelled() {
+            m.sample(self.phase, &[check, url, ("phase", phase)], d.as_secs_f64());
+        }
+        if let Some(v) = r.ip_protocol {
+            m.sample(self.ip, &labels, f64::from(v));
+        }
         if let Some(t) = r.cert_not_after {
             m.sample(self.cert, &labels, t as f64);
         }
+        self.tls(m, check, url, r);
         let total_failures: u64 = s.failures.iter().sum();
-        let [check, url] = labels;
         m.sample(
             self.probes,
             &[check, url, ("result", "success")],
@@ -280,9 +355,43 @@ impl Families {
     }
 }
 
+impl Families {
+    /// The TLS facts of the final hop: verified chain, leaf, version and cipher.
+    fn tls(&self, m: &mut FamilySet, check: (&str, &str), url: (&str, &str), r: &ProbeResult) {
+        let Some(tls) = &r.tls else {
+            return;
+        };
+        if let Some(t) = tls.verified_not_after {
+            m.sample(self.chain, &[check, url], t as f64);
+        }
+        if let Some(leaf) = &tls.leaf {
+            let labels = [
+                check,
+                url,
+                ("fingerprint_sha256", leaf.fingerprint_sha256.as_str()),
+                ("subject", leaf.subject.as_str()),
+                ("issuer", leaf.issuer.as_str()),
+                ("serial", leaf.serial.as_str()),
+                ("san", leaf.san.as_str()),
+            ];
+            m.sample(self.cert_info, &labels, 1.0);
+        }
+        if let Some(version) = tls.version {
+            m.sample(self.tls_version, &[check, url, ("version", version)], 1.0);
+        }
+        if let Some(cipher) = &tls.cipher {
+            m.sample(
+                self.tls_cipher,
+                &[check, url, ("cipher", cipher.as_str())],
+                1.0,
+            );
+        }
+    }
+}
+
 impl Check for HttpCheck {
     fn run(&self, ctx: &RunContext) -> RunOutput {
-        let authorization = self.prober.authorization();
+        let prepared = self.prober.prepare();
         let slots: Vec<Mutex<Option<ProbeResult>>> =
             self.targets.iter().map(|_| Mutex::new(None)).collect();
         let next = AtomicUsize::new(0);
@@ -295,8 +404,7 @@ impl Check for HttpCheck {
                 let result = if ctx.cancel.load(Ordering::Relaxed) {
                     ProbeResult::not_run()
                 } else {
-                    self.prober
-                        .probe(target, ctx.deadline, authorization.as_deref())
+                    self.prober.probe(target, ctx.deadline, &prepared)
                 };
                 *lock(&slots[i]) = Some(result);
             }

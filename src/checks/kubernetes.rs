@@ -732,7 +732,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("unknown field `foo`, expected one of api_server, bearer_token_file, ca_file, kubeconfig, context, namespaces, namespace_selector, workload_kinds, include_init_containers, ignored_images, use_pull_secrets, skip_disabled, include_pods, docker_config_file, tls, plain_http_registries, max_concurrency_per_registry, retries, mirrors"),
+            e.contains("unknown field `foo`, expected one of api_server, bearer_token_file, ca_file, kubeconfig, context, namespaces, namespace_selector, workload_kinds, include_init_containers, ignored_images, use_pull_secrets, skip_disabled, include_pods, docker_config_file, plain_http_registries, max_concurrency_per_registry, retries, mirrors, tls, proxy_url"),
             "{e}"
         );
     }

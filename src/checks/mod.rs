@@ -200,27 +200,38 @@ impl BuildContext<'_> {
         self.base_dir.join(path)
     }
 
-    /// An HTTP agent with the check's `tls:` settings; problems go to `problems`, located
-    /// at the key at fault (or at `fallback` when the settings name no file).
+    /// An HTTP agent with the check's connection keys (`tls:`, proxies, IP family);
+    /// problems go to `problems`, located at the key at fault (or at `fallback` when
+    /// no key is to blame).
     pub fn agent(
         &self,
-        tls: Option<&crate::net::http::TlsSpec>,
+        keys: &crate::net::http::ConnectionKeys,
         options: &crate::net::http::AgentOptions,
         fallback: serde_saphyr::Location,
         problems: &mut Vec<Problem>,
     ) -> Option<ureq::Agent> {
-        let settings = match tls.map(|t| crate::net::http::TlsSettings::load(t, self.base_dir)) {
-            None => crate::net::http::TlsSettings::webpki(),
-            Some(Ok(t)) => t,
-            Some(Err((at, e))) => {
-                problems.push(self.problem(at, e));
+        let located = |at: serde_saphyr::Location| {
+            if at == serde_saphyr::Location::UNKNOWN {
+                fallback
+            } else {
+                at
+            }
+        };
+        let connection = match keys.load(self.base_dir, &self.meta.name) {
+            Ok(c) => c,
+            Err(found) => {
+                for (at, e) in found {
+                    problems.push(self.problem(located(at), e));
+                }
                 return None;
             }
         };
-        match crate::net::http::agent(&settings, options) {
+        match crate::net::http::agent_for(&connection, options) {
             Ok(agent) => Some(agent),
             Err(e) => {
-                let at = tls
+                let at = keys
+                    .tls
+                    .as_ref()
                     .and_then(|t| t.ca_file.as_ref())
                     .map_or(fallback, |c| c.referenced);
                 problems.push(self.problem(at, e));

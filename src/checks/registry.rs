@@ -121,12 +121,7 @@ impl RegistrySetup {
             pool: true,
             ..AgentOptions::default()
         };
-        let agent = ctx.agent(
-            keys.tls.as_ref(),
-            &options,
-            Location::UNKNOWN,
-            &mut problems,
-        );
+        let agent = ctx.agent(&keys.connection, &options, Location::UNKNOWN, &mut problems);
         // Half the check's timeout per request (at least 1 s), so a registry that hangs
         // costs one image, not the run.
         let request_timeout = (ctx.meta.timeout / 2).max(Duration::from_secs(1));
@@ -461,12 +456,17 @@ mod tests {
         let spec: RegistrySpec =
             serde_saphyr::from_str("images: [nginx]\ntls: {insecure_skip_verify: true}\n").unwrap();
         assert_eq!(spec.own.images.value[0].value, "nginx");
-        assert!(spec.registry.tls.is_some_and(|t| t.insecure_skip_verify));
+        assert!(
+            spec.registry
+                .connection
+                .tls
+                .is_some_and(|t| t.insecure_skip_verify)
+        );
         let e = serde_saphyr::from_str::<RegistrySpec>("images: [nginx]\nimgaes: [x]\n")
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("unknown field `imgaes`, expected one of images, docker_config_file, tls, plain_http_registries, max_concurrency_per_registry, retries, mirrors"),
+            e.contains("unknown field `imgaes`, expected one of images, docker_config_file, plain_http_registries, max_concurrency_per_registry, retries, mirrors, tls, proxy_url"),
             "{e}"
         );
     }

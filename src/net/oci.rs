@@ -32,12 +32,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::problem::Spanned;
-use serde::de::{DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, Visitor};
-use serde::{Deserialize, de};
+use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess};
 use ureq::http::{Method, Request, Response};
 
 use crate::keys::SharedKeys;
-use crate::net::http::{self as client, TlsSpec};
+use crate::net::http::{self as client, ConnectionKeys, Stage};
 use crate::net::image_ref::ImageRef;
 use crate::net::secret::Reread;
 use crate::sync::{into_inner, lock, wait_timeout};
@@ -441,8 +441,8 @@ impl DockerConfigFile {
 pub struct RegistryKeys {
     /// `docker_config_file`: credentials, re-read every run.
     pub docker_config_file: Option<Spanned<String>>,
-    /// `tls`: how registries' certificates are verified.
-    pub tls: Option<TlsSpec>,
+    /// The connection keys (`tls`, proxies, IP family) every kind that speaks HTTP has.
+    pub connection: ConnectionKeys,
     /// `plain_http_registries`: hosts spoken to over `http://`.
     pub plain_http_registries: Vec<Spanned<String>>,
     /// `max_concurrency_per_registry`
@@ -457,14 +457,13 @@ impl SharedKeys for RegistryKeys {
     fn take<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
         match key {
             "docker_config_file" => self.docker_config_file = map.next_value()?,
-            "tls" => self.tls = map.next_value()?,
             "plain_http_registries" => self.plain_http_registries = map.next_value()?,
             "max_concurrency_per_registry" => {
                 self.max_concurrency_per_registry = map.next_value()?;
             }
             "retries" => self.retries = map.next_value()?,
             "mirrors" => self.mirrors = map.next_value()?,
-            _ => return Ok(false),
+            _ => return self.connection.take(key, map),
         }
         Ok(true)
     }
@@ -473,9 +472,8 @@ impl SharedKeys for RegistryKeys {
 impl RegistryKeys {
     /// The key names [`SharedKeys::take`] takes, in the order an unknown-key message
     /// lists them after the kind's own.
-    const NAMES: [&'static str; 6] = [
+    const NAMES: [&'static str; 5] = [
         "docker_config_file",
-        "tls",
         "plain_http_registries",
         "max_concurrency_per_registry",
         "retries",
@@ -490,107 +488,12 @@ impl RegistryKeys {
         deserializer: D,
     ) -> Result<(T, RegistryKeys), D::Error> {
         let mut shared = RegistryKeys::default();
-        let Listed(own) = crate::keys::split(deserializer, &mut shared)?;
+        let own = crate::keys::split_listed(
+            deserializer,
+            &mut shared,
+            &[&RegistryKeys::NAMES, &ConnectionKeys::NAMES],
+        )?;
         Ok((own, shared))
-    }
-
-    /// The kind's own key names followed by these: computed once per kind and kept for
-    /// the life of the process, as serde's `unknown_field` wants a `'static` list.
-    fn listing(own: &'static [&'static str]) -> &'static [&'static str] {
-        static LISTINGS: Mutex<Vec<&'static [&'static str]>> = Mutex::new(Vec::new());
-        let mut listings = lock(&LISTINGS);
-        let wanted = || own.iter().chain(&RegistryKeys::NAMES);
-        if let Some(found) = listings.iter().find(|l| l.iter().eq(wanted())) {
-            return found;
-        }
-        let list: &'static [&'static str] = Vec::leak(wanted().copied().collect());
-        listings.push(list);
-        list
-    }
-}
-
-/// A kind's own keys, read so that an unknown key is reported with every key the
-/// mapping accepts (see [`RegistryKeys::split`]).
-struct Listed<T>(T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Listed<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Listed<T>, D::Error> {
-        T::deserialize(ListedDeserializer(deserializer)).map(Listed)
-    }
-}
-
-/// Learns the own struct's field names from `deserialize_struct`.
-struct ListedDeserializer<D>(D);
-
-impl<'de, D: Deserializer<'de>> Deserializer<'de> for ListedDeserializer<D> {
-    type Error = D::Error;
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        self.0.deserialize_map(ListedVisitor {
-            visitor,
-            own: fields,
-        })
-    }
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        self.0.deserialize_any(visitor)
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
-        ignored_any
-    }
-}
-
-struct ListedVisitor<V> {
-    visitor: V,
-    own: &'static [&'static str],
-}
-
-impl<'de, V: Visitor<'de>> Visitor<'de> for ListedVisitor<V> {
-    type Value = V::Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        self.visitor.expecting(f)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
-        self.visitor.visit_map(ListedMap { map, own: self.own })
-    }
-}
-
-/// The mapping with the shared keys already taken out: any key not among `own` is
-/// unknown.
-struct ListedMap<A> {
-    map: A,
-    own: &'static [&'static str],
-}
-
-impl<'de, A: MapAccess<'de>> MapAccess<'de> for ListedMap<A> {
-    type Error = A::Error;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, A::Error> {
-        let Some(key) = self.map.next_key::<String>()? else {
-            return Ok(None);
-        };
-        if !self.own.contains(&key.as_str()) {
-            let all = RegistryKeys::listing(self.own);
-            return Err(de::Error::unknown_field(&key, all));
-        }
-        seed.deserialize(key.into_deserializer()).map(Some)
-    }
-
-    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
-        self.map.next_value_seed(seed)
     }
 }
 
@@ -1366,6 +1269,15 @@ fn answer_of<B>(response: &Response<B>) -> Answer {
 /// so what counts as "unreachable" is decided here.
 fn transport_outcome(url: &str, e: &ureq::Error, trace: &client::Trace) -> (Outcome, bool) {
     use std::io::ErrorKind;
+    // A connection step that failed (DNS, connect, proxy, TLS, a timeout) said why;
+    // what failed says whether trying again could help.
+    if let Some(failure) = &trace.failure {
+        let transient = matches!(failure.stage, Stage::Connect | Stage::Timeout);
+        return (
+            Outcome::new(Status::Unreachable, format!("{url}: {}", failure.cause)),
+            transient,
+        );
+    }
     let (why, transient) = match e {
         ureq::Error::Timeout(_) => ("timed out", true),
         ureq::Error::Io(io) if matches!(io.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
@@ -1698,22 +1610,16 @@ mod tests {
             }
         );
         assert_eq!(keys.docker_config_file.unwrap().value, "c.json");
-        assert!(keys.tls.unwrap().insecure_skip_verify);
+        assert!(keys.connection.tls.unwrap().insecure_skip_verify);
         assert_eq!(keys.plain_http_registries[0].value, "a:5000");
         assert_eq!(keys.max_concurrency_per_registry.unwrap().value, 2);
         let e = read("name: n\nnmae: m\n").unwrap_err();
         assert!(
             e.contains(
-                "unknown field `nmae`, expected one of name, other, docker_config_file, tls, plain_http_registries, max_concurrency_per_registry, retries, mirrors"
+                "unknown field `nmae`, expected one of name, other, docker_config_file, plain_http_registries, max_concurrency_per_registry, retries, mirrors, tls, proxy_url,"
             ),
             "{e}"
         );
-        // The list is built once per kind.
-        let own: &'static [&'static str] = &["name", "other"];
-        assert!(std::ptr::eq(
-            RegistryKeys::listing(own),
-            RegistryKeys::listing(own)
-        ));
         assert!(read("name: n\ntls: 3\n").is_err());
     }
 }

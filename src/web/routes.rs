@@ -159,6 +159,7 @@ impl App {
                         "status_code": t.status_code,
                         "response_time_in_ms": (t.duration_ms * 1000.0).round() / 1000.0,
                         "error": t.error,
+                        "cause": t.cause,
                     })
                 });
             }

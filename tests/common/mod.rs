@@ -555,7 +555,9 @@ impl Fixture {
         Fixture::start_with(Some(Arc::new(config)), route)
     }
 
-    fn start_with(
+    /// A fixture with a TLS configuration of the test's own (versions, ALPN, client
+    /// certificates), or plain HTTP with `None`.
+    pub fn start_with(
         tls: Option<Arc<rustls::ServerConfig>>,
         route: impl Fn(&SeenRequest) -> Reply + Send + Sync + 'static,
     ) -> Fixture {
@@ -760,21 +762,94 @@ impl TestCa {
 
     /// A leaf for `localhost` and 127.0.0.1 valid from/to the given dates (y, m, d).
     pub fn leaf(&self, not_before: (i32, u8, u8), not_after: (i32, u8, u8)) -> Leaf {
+        self.leaf_for(&["localhost", "127.0.0.1"], not_before, not_after)
+    }
+
+    /// A leaf for `names` (DNS names or IPs) valid from/to the given dates (y, m, d).
+    pub fn leaf_for(
+        &self,
+        names: &[&str],
+        not_before: (i32, u8, u8),
+        not_after: (i32, u8, u8),
+    ) -> Leaf {
         let mut params =
-            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .unwrap();
         params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
         params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
         let key = rcgen::KeyPair::generate().unwrap();
         let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer).unwrap();
-        let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
         Leaf {
             chain: vec![cert.der().clone()],
-            key: key_der,
+            key: rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         }
+    }
+}
+
+impl Leaf {
+    /// A leaf read from PEM text (as `openssl` writes it).
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Leaf {
+        use rustls::pki_types::pem::PemObject;
+        let chain = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .map(|c| c.expect("certificate PEM"))
+            .collect();
+        let key =
+            rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key PEM");
+        Leaf {
+            chain,
+            key,
+            cert_pem: cert_pem.to_string(),
+            key_pem: key_pem.to_string(),
+        }
+    }
+}
+
+/// A TCP server whose connections `handle` serves, each on a thread of its own, for
+/// answers a [`Fixture`] cannot give (an HTTP/1.0 status line, a delay, silence).
+pub struct RawServer {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl RawServer {
+    /// Listens on 127.0.0.1 with a free port.
+    pub fn start(handle: impl Fn(TcpStream) + Send + Sync + 'static) -> RawServer {
+        RawServer::start_on("127.0.0.1:0", handle)
+    }
+
+    /// Listens on `bind` (e.g. `[::1]:0`).
+    pub fn start_on(bind: &str, handle: impl Fn(TcpStream) + Send + Sync + 'static) -> RawServer {
+        let listener = TcpListener::bind(bind).expect("bind raw server");
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = Arc::new(handle);
+        let stopping = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let handle = Arc::clone(&handle);
+                        std::thread::spawn(move || {
+                            stream.set_nonblocking(false).ok();
+                            stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+                            handle(stream);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        RawServer { addr, stop }
+    }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

@@ -164,7 +164,9 @@ pub fn load(path: &Path, context: Option<&str>) -> Result<Kubeconfig, String> {
         Some(user) => {
             refuse_unsupported(user, &at)?;
             if let Some((chain, key)) = client_certificate(user, base, &at)? {
-                tls = tls.with_client_cert(chain, key);
+                tls = tls
+                    .with_client_cert(chain, key)
+                    .map_err(|e| format!("the kubeconfig {}: {e}", path.display()))?;
             }
             token(user, base)
         }

@@ -1,0 +1,395 @@
+#!/usr/bin/env python3
+"""sonde beside its peers, in one run on this machine: CPU per probe against Debian's
+blackbox_exporter (driven through its /probe, as Prometheus drives it), scrape latency
+against nginx serving the same bytes, idle RSS, start-up time and binary size.
+
+Every figure is measured here and now, against a peer started in the same run, so the
+ratios hold on whatever machine runs this. Times are noisy on a shared machine: this is a
+report with goals (PASS/FAIL), not a test gate. Run it through bench/run.sh, which builds
+sonde and installs what is missing; `--quick` runs every measurement briefly (CI uses it
+so the benchmark cannot rot).
+"""
+
+import argparse
+import http.client
+import os
+import pathlib
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    """User + system CPU of a process (and its threads) so far."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def status_field(pid, name):
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def rss_mb(pid):
+    return status_field(pid, "VmRSS") / 1024
+
+
+def get(port, path, timeout=10, host="127.0.0.1"):
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def wait_http(port, path, seconds, proc=None):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            status, _ = get(port, path, timeout=2)
+            if status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.01)
+    raise RuntimeError(f"127.0.0.1:{port}{path} did not answer 200 within {seconds}s")
+
+
+def metric_sum(text, name):
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+class Processes:
+    """Starts processes and stops every one of them at the end, whatever happens."""
+
+    def __init__(self, work):
+        self.work = work
+        self.started = []
+
+    def start(self, name, argv, **kwargs):
+        log = open(self.work / f"{name}.log", "w")
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, **kwargs)
+        self.started.append(proc)
+        return proc
+
+    def stop(self, proc):
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def stop_all(self):
+        for proc in self.started:
+            self.stop(proc)
+
+
+def start_nginx(procs, work):
+    """nginx on 127.0.0.1 serving a small page over http and https (self-signed)."""
+    root = work / "www"
+    root.mkdir()
+    (root / "index.html").write_text("<html><body>" + "sonde bench " * 40 + "</body></html>\n")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "30", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(work / "tls.key"), "-out", str(work / "tls.crt")],
+        check=True, capture_output=True)
+    http_port, https_port = free_port(), free_port()
+    conf = work / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {work}/tmp-body;
+  proxy_temp_path {work}/tmp-proxy;
+  fastcgi_temp_path {work}/tmp-fastcgi;
+  uwsgi_temp_path {work}/tmp-uwsgi;
+  scgi_temp_path {work}/tmp-scgi;
+  keepalive_requests 100000;
+  types {{ text/plain txt; text/html html; }}
+  server {{
+    listen 127.0.0.1:{http_port};
+    listen 127.0.0.1:{https_port} ssl;
+    ssl_certificate {work}/tls.crt;
+    ssl_certificate_key {work}/tls.key;
+    root {root};
+  }}
+}}
+""")
+    proc = procs.start("nginx", ["nginx", "-c", str(conf), "-p", str(work)])
+    wait_http(http_port, "/index.html", 10, proc)
+    return http_port, https_port, root
+
+
+def start_sonde(procs, sonde, work, name, config_text):
+    config = work / f"{name}.yml"
+    config.write_text(config_text)
+    port = free_port()
+    proc = procs.start(name, [sonde, "--config.file", str(config),
+                              "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "warn"])
+    wait_http(port, "/-/healthy", 20, proc)
+    return proc, port
+
+
+def sonde_cpu_per_probe(procs, sonde, work, urls, seconds, tls_ca=None):
+    """CPU of sonde per probe: one check probing every URL each second."""
+    tls = f"    tls: {{ca_file: {tls_ca}}}\n" if tls_ca else ""
+    listed = "".join(f"      - {u}\n" for u in urls)
+    config = f"checks:\n  - name: bench\n    kind: http\n    interval: 1s\n    timeout: 1s\n{tls}    urls:\n{listed}"
+    proc, port = start_sonde(procs, sonde, work, "sonde-cpu", config)
+    wait_http(port, "/-/ready", 30, proc)
+    time.sleep(1.5)
+    _, before_text = get(port, "/metrics")
+    cpu_before = cpu_seconds(proc.pid)
+    time.sleep(seconds)
+    cpu_after = cpu_seconds(proc.pid)
+    _, after_text = get(port, "/metrics")
+    probes = (metric_sum(after_text.decode(), "sonde_http_probes_total")
+              - metric_sum(before_text.decode(), "sonde_http_probes_total"))
+    rss = rss_mb(proc.pid)
+    threads = status_field(proc.pid, "Threads")
+    procs.stop(proc)
+    if probes <= 0:
+        raise RuntimeError("sonde made no probe")
+    return (cpu_after - cpu_before) / probes, probes, rss, threads
+
+
+def blackbox_cpu_per_probe(procs, work, urls, seconds, module):
+    """CPU of blackbox_exporter per probe, driven through /probe at the same rate sonde
+    probes (every URL once a second), by as many client threads as needed."""
+    port = free_port()
+    config = work / "blackbox.yml"
+    config.write_text(f"""modules:
+  http_2xx:
+    prober: http
+    timeout: 1s
+  https_2xx:
+    prober: http
+    timeout: 1s
+    http:
+      tls_config:
+        ca_file: {work}/tls.crt
+""")
+    proc = procs.start("blackbox", ["prometheus-blackbox-exporter", f"--config.file={config}",
+                                    f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"])
+    wait_http(port, "/-/healthy", 20, proc)
+    done = [0]
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def drive(my_urls):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        while not stop.is_set():
+            started = time.monotonic()
+            for url in my_urls:
+                if stop.is_set():
+                    break
+                query = urllib.parse.urlencode({"module": module, "target": url})
+                try:
+                    conn.request("GET", "/probe?" + query)
+                    conn.getresponse().read()
+                    with lock:
+                        done[0] += 1
+                except OSError:
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            # Each URL once a second, like sonde's interval.
+            stop.wait(max(0.0, 1.0 - (time.monotonic() - started)))
+        conn.close()
+
+    workers = 8
+    threads = [threading.Thread(target=drive, args=(urls[i::workers],)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    with lock:
+        probes_before = done[0]
+    cpu_before = cpu_seconds(proc.pid)
+    time.sleep(seconds)
+    cpu_after = cpu_seconds(proc.pid)
+    with lock:
+        probes = done[0] - probes_before
+    rss = rss_mb(proc.pid)
+    stop.set()
+    for t in threads:
+        t.join()
+    procs.stop(proc)
+    if probes <= 0:
+        raise RuntimeError("blackbox made no probe")
+    return (cpu_after - cpu_before) / probes, probes, rss
+
+
+def latency_p50(port, path, count):
+    samples = []
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    for _ in range(count):
+        started = time.perf_counter()
+        conn.request("GET", path)
+        body = conn.getresponse().read()
+        samples.append(time.perf_counter() - started)
+    conn.close()
+    return statistics.median(samples), len(body)
+
+
+def scrape_vs_nginx(procs, sonde, work, http_port, root, urls_count, scrapes):
+    """p50 of GET /metrics from sonde against nginx serving the same bytes."""
+    urls = "".join(f"      - http://127.0.0.1:{http_port}/index.html?u={i}\n" for i in range(urls_count))
+    config = f"checks:\n  - name: scrape\n    kind: http\n    interval: 5m\n    timeout: 1m\n    urls:\n{urls}"
+    proc, port = start_sonde(procs, sonde, work, "sonde-scrape", config)
+    wait_http(port, "/-/ready", 120, proc)
+    _, body = get(port, "/metrics")
+    series = sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))
+    (root / "metrics.txt").write_bytes(body)
+    sonde_p50, size = latency_p50(port, "/metrics", scrapes)
+    nginx_p50, _ = latency_p50(http_port, "/metrics.txt", scrapes)
+    rss = rss_mb(proc.pid)
+    procs.stop(proc)
+    return series, size, sonde_p50, nginx_p50, rss
+
+
+def startup(procs, sonde, work, runs):
+    """Exec to the first 200 on /metrics, on the built-in default config."""
+    times = []
+    idle = None
+    for i in range(runs):
+        port = free_port()
+        started = time.perf_counter()
+        proc = procs.start(f"sonde-start-{i}", [sonde, "--web.listen-address", f"127.0.0.1:{port}",
+                                               "--log.level", "warn"])
+        while True:
+            try:
+                status, _ = get(port, "/metrics", timeout=1)
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.perf_counter() - started > 10:
+                raise RuntimeError("sonde did not start")
+            time.sleep(0.0005)
+        times.append(time.perf_counter() - started)
+        if idle is None:
+            time.sleep(1)
+            idle = (rss_mb(proc.pid), status_field(proc.pid, "Threads"))
+        procs.stop(proc)
+    return statistics.median(times), idle
+
+
+class Report:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, what, sonde, peer, ratio, goal, ok):
+        verdict = "" if ok is None else ("PASS" if ok else "FAIL")
+        self.rows.append((what, sonde, peer, ratio, goal, verdict))
+
+    def print(self, machine):
+        print(f"\n## sonde benchmark ({machine})\n")
+        header = ("measure", "sonde", "peer", "ratio", "goal", "")
+        widths = [max(len(str(r[i])) for r in self.rows + [header]) for i in range(6)]
+        for row in [header, tuple("-" * w for w in widths)] + self.rows:
+            print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+
+
+def machine_line():
+    cpu = "unknown CPU"
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    total = 0
+    for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            total = int(line.split()[1]) // (1024 * 1024)
+    return f"{os.cpu_count()} cores ({cpu}), {total} GiB, Linux {os.uname().release}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sonde", required=True, help="the sonde binary to measure")
+    parser.add_argument("--quick", action="store_true", help="short runs (CI)")
+    args = parser.parse_args()
+    quick = args.quick
+    seconds = 3 if quick else 20
+    urls_count = 50 if quick else 200
+    work = pathlib.Path(tempfile.mkdtemp(prefix="sonde-bench-"))
+    # nginx's workers run as an unprivileged user when started as root: they must be able
+    # to read the pages.
+    work.chmod(0o755)
+    procs = Processes(work)
+    report = Report()
+    try:
+        http_port, https_port, root = start_nginx(procs, work)
+        http_urls = [f"http://127.0.0.1:{http_port}/index.html?u={i}" for i in range(urls_count)]
+        https_urls = [f"https://127.0.0.1:{https_port}/index.html?u={i}" for i in range(urls_count)]
+
+        s_cpu, s_n, s_rss, s_threads = sonde_cpu_per_probe(procs, args.sonde, work, http_urls, seconds)
+        b_cpu, b_n, b_rss = blackbox_cpu_per_probe(procs, work, http_urls, seconds, "http_2xx")
+        report.add(f"CPU per http probe ({urls_count} URLs/s, {s_n:.0f} vs {b_n} probes)",
+                   f"{s_cpu * 1e6:.0f} µs", f"blackbox {b_cpu * 1e6:.0f} µs", f"1/{b_cpu / s_cpu:.1f}",
+                   "≤ 40 µs and ≤ 1/8", s_cpu <= 40e-6 and s_cpu * 8 <= b_cpu)
+        report.add("RSS while probing http", f"{s_rss:.1f} MB ({s_threads} threads)",
+                   f"blackbox {b_rss:.1f} MB", f"{s_rss / b_rss:.2f}", "", None)
+
+        s_cpu, s_n, s_rss, _ = sonde_cpu_per_probe(procs, args.sonde, work, https_urls, seconds,
+                                                   tls_ca=work / "tls.crt")
+        b_cpu, b_n, b_rss = blackbox_cpu_per_probe(procs, work, https_urls, seconds, "https_2xx")
+        report.add(f"CPU per https probe (full handshake; {s_n:.0f} vs {b_n} probes)",
+                   f"{s_cpu * 1e6:.0f} µs", f"blackbox {b_cpu * 1e6:.0f} µs", f"1/{b_cpu / s_cpu:.1f}",
+                   "≤ 1/4", s_cpu * 4 <= b_cpu)
+
+        for target_series, scrapes in ([(10_500, 50)] if quick else [(10_500, 200), (210_000, 30)]):
+            count = target_series // 21
+            series, size, s_p50, n_p50, rss = scrape_vs_nginx(procs, args.sonde, work, http_port, root,
+                                                             count, scrapes)
+            goal = "≤ 1.5× nginx" if target_series < 100_000 else ""
+            ok = (s_p50 <= 1.5 * n_p50) if target_series < 100_000 else None
+            report.add(f"scrape p50, {series} series ({size / 1e6:.2f} MB), RSS {rss:.0f} MB",
+                       f"{s_p50 * 1e3:.2f} ms", f"nginx {n_p50 * 1e3:.2f} ms",
+                       f"{s_p50 / n_p50:.2f}×", goal, ok)
+
+        start, (idle_rss, idle_threads) = startup(procs, args.sonde, work, 3 if quick else 9)
+        report.add("start to first /metrics 200 (median)", f"{start * 1e3:.1f} ms", "", "",
+                   "≤ 20 ms", start <= 0.020)
+        report.add("idle RSS, built-in default config", f"{idle_rss:.1f} MB ({idle_threads} threads)",
+                   "", "", "≤ 8 MB", idle_rss <= 8)
+        size = os.path.getsize(args.sonde)
+        report.add("binary size (as measured)", f"{size:,} B", "", "", "≤ 6.0 MB (6,000,000 B)",
+                   size <= 6_000_000)
+        report.print(machine_line())
+    finally:
+        procs.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

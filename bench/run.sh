@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# sonde beside its peers in one run: CPU per probe against Debian's blackbox_exporter,
+# scrape latency against nginx serving the same bytes, RSS, start-up time, binary size.
+#   bash bench/run.sh           the full run (a few minutes), figures for the README
+#   bash bench/run.sh --quick   every measurement briefly (CI runs this so it cannot rot)
+# Builds the static musl release binary (what sonde ships) and installs what is missing
+# (Debian packages nginx, prometheus-blackbox-exporter, openssl, musl-tools), as the test
+# command does. Prints a table of figures, ratios and PASS/FAIL against each goal; the
+# exit code does not depend on the goals (times are noisy on a shared machine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+declare -A needs=(
+  [nginx]=nginx
+  [prometheus-blackbox-exporter]=prometheus-blackbox-exporter
+  [openssl]=openssl
+  [musl-gcc]=musl-tools
+)
+missing=()
+for program in "${!needs[@]}"; do
+  command -v "$program" >/dev/null 2>&1 || missing+=("${needs[$program]}")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "bench: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts the packaged services; the benchmark runs its own on 127.0.0.1.
+TARGET=x86_64-unknown-linux-musl
+rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET"
+cargo build --release --locked --target "$TARGET" --quiet
+exec python3 bench/bench.py --sonde "${CARGO_TARGET_DIR:-target}/$TARGET/release/sonde" "$@"
