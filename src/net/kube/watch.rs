@@ -303,6 +303,10 @@ impl<T: Clone + Send + 'static> Shared<T> {
         let mut failures = 0u32;
         while !self.stop.is_set() {
             if let Err(e) = self.list() {
+                // A list cut short by the check going away is no news.
+                if self.stop.is_set() {
+                    return;
+                }
                 failures += 1;
                 self.client.log_list_failure(&self.resource, &e);
                 let wait = Duration::from_secs(1 << failures.min(6)).min(MAX_LIST_BACKOFF);
