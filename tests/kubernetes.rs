@@ -1619,7 +1619,9 @@ contexts:
     }
     assert!(text.contains("sonde_check_success{check=\"anonymous\",kind=\"kubernetes_images\"} 0"));
     assert!(
-        err.contains("check=anonymous") && err.contains("cannot list deployments"),
+        err.lines().any(|l| l.contains("check=anonymous")
+            && l.contains("cannot list deployments")
+            && l.contains("the server requires a client certificate; give the kubeconfig's user a client-certificate and client-key")),
         "{err}"
     );
     // Certificates only: no bearer token was ever sent.

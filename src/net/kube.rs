@@ -521,6 +521,15 @@ impl Client {
         }
     }
 
+    /// Why a request got no answer. The API server's client certificate comes from a
+    /// kubeconfig, not from the `tls` keys (those are the registries').
+    fn describe(&self, e: &ureq::Error, trace: &client::Trace) -> String {
+        client::describe(e, trace, &self.base).replace(
+            "set tls.cert_file and tls.key_file",
+            "give the kubeconfig's user a client-certificate and client-key",
+        )
+    }
+
     /// An agent of its own for watch streams (so stopping them does not stop the
     /// client's other requests), with the client's TLS settings.
     pub fn stream_agent(&self) -> Result<ureq::Agent, String> {
@@ -574,7 +583,7 @@ impl Client {
         let trace = exchange.trace;
         let mut response = exchange
             .response
-            .map_err(|e| ApiError::Transport(client::describe(&e, &trace, &self.base)))?;
+            .map_err(|e| ApiError::Transport(self.describe(&e, &trace)))?;
         let code = response.status().as_u16();
         let body = response
             .body_mut()
@@ -653,9 +662,9 @@ impl Client {
             .timeout_recv_response(Some(connect_timeout))
             .timeout_per_read(Some(read_timeout))
             .build();
-        let mut response = agent.run(request).map_err(|e| {
-            ApiError::Transport(client::describe(&e, &client::Trace::default(), &self.base))
-        })?;
+        let mut response = agent
+            .run(request)
+            .map_err(|e| ApiError::Transport(self.describe(&e, &client::Trace::default())))?;
         let code = response.status().as_u16();
         if code != 200 {
             let body = response

@@ -302,13 +302,11 @@ impl<T: Clone + Send + 'static> Shared<T> {
     fn follow(&self) {
         let mut failures = 0u32;
         while !self.stop.is_set() {
-            if let Err(e) = self.list() {
-                // A list cut short by the check going away is no news.
+            if self.list().is_err() {
                 if self.stop.is_set() {
                     return;
                 }
                 failures += 1;
-                self.client.log_list_failure(&self.resource, &e);
                 let wait = Duration::from_secs(1 << failures.min(6)).min(MAX_LIST_BACKOFF);
                 if self.stop.sleep(wait) {
                     return;
@@ -399,6 +397,13 @@ impl<T: Clone + Send + 'static> Shared<T> {
         let listed = self
             .client
             .list_all(&self.resource, &decode, self.page_timeout);
+        // Logged before a run waiting for this list can read its error (a list cut
+        // short by the check going away is no news).
+        if let Err(e) = &listed
+            && !self.stop.is_set()
+        {
+            self.client.log_list_failure(&self.resource, e);
+        }
         let mut store = lock(&self.store);
         store.attempts += 1;
         store.counts.lists += 1;
