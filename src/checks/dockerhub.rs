@@ -24,6 +24,7 @@ use crate::net::dockerhub::{
 };
 use crate::net::http::ConnectionKeys;
 use crate::problem::Problem;
+use crate::store::TargetReport;
 use crate::sync::lock;
 use crate::units::DurationValue;
 
@@ -285,6 +286,41 @@ fn repository_samples(
     }
 }
 
+impl DockerhubCheck {
+    /// The status page's report of each repository, most pulled first; down when its
+    /// organization was not listed this run (its values are then the last listing's).
+    fn reports(&self, state: &State, failed: &[(String, String)]) -> Vec<TargetReport> {
+        let failure = |what: String| failed.iter().find(|(f, _)| *f == what).map(|(_, e)| e);
+        let mut reports = Vec::new();
+        let mut report = |namespace: &str, repo: &Repository, cause: Option<String>| {
+            reports.push(TargetReport {
+                target: format!("{namespace}/{}", repo.name),
+                up: cause.is_none(),
+                pulls: repo.pulls,
+                cause,
+                ..TargetReport::default()
+            });
+        };
+        for (org, listing) in self.organizations.iter().zip(&state.listings) {
+            let cause = failure(format!("organization {org}"))
+                .map(|e| format!("organization not listed this run: {e}"));
+            for repo in listing.iter().flatten() {
+                report(org, repo, cause.clone());
+            }
+        }
+        for (single, last) in self.repositories.iter().zip(&state.singles) {
+            let what = format!("repository {}/{}", single.namespace, single.name);
+            let cause = failure(what).map(|e| format!("not read this run: {e}"));
+            if let Some(repo) = last {
+                report(&single.namespace, repo, cause);
+            }
+        }
+        let pulls = |r: &TargetReport| r.pulls.unwrap_or(-1.0);
+        reports.sort_by(|a, b| pulls(b).total_cmp(&pulls(a)));
+        reports
+    }
+}
+
 /// The organizations as written; problems for invalid or repeated ones, and for a check
 /// with neither organizations nor repositories.
 fn organizations(
@@ -472,7 +508,7 @@ impl Check for DockerhubCheck {
             success: failed.is_empty(),
             error: run_error(&failed, self.organizations.len() + self.repositories.len()),
             families: self.render(&state),
-            targets: Vec::new(),
+            targets: self.reports(&state, &failed),
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::problem::Spanned;
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::Location;
 
-use super::registry::{Current, RegistrySetup, image_samples, summarize};
+use super::registry::{Current, RegistrySetup, image_report, image_samples, summarize};
 use super::{BuildContext, Check, KindSpec, LegacyClaim, RunContext, RunOutput};
 use crate::metrics::{FamilyId, FamilySet, MetricType};
 use crate::net::image_ref::ImageRef;
@@ -32,6 +32,7 @@ use crate::net::kube::{
 };
 use crate::net::oci::{Job, Keyring, Outcome, RegistryKeys, Status, glob_match};
 use crate::problem::Problem;
+use crate::store::TargetReport;
 use crate::sync::lock;
 
 const AVAILABLE: &str = "sonde_kubernetes_image_available";
@@ -389,7 +390,9 @@ impl Check for KubernetesCheck {
             .client
             .check_all(&plan.jobs, ctx.deadline, ctx.cancel);
         state.remember(&plan, &checked, &outcomes);
-        let (mut families, images_error) = self.render(&state, &checked, &plan, &outcomes);
+        let mut reports = Vec::with_capacity(plan.entries.len());
+        let (mut families, images_error) =
+            self.render(&state, &checked, &plan, &outcomes, &mut reports);
         self.render_found(&mut families, &found, &skipped);
         let error = match (list_errors.first(), images_error) {
             (None, e) => e,
@@ -401,7 +404,7 @@ impl Check for KubernetesCheck {
             success: error.is_none(),
             error,
             families,
-            targets: Vec::new(),
+            targets: reports,
         }
     }
 }
@@ -531,13 +534,15 @@ impl KubernetesCheck {
         (!ignored).then_some(parsed)
     }
 
-    /// The run's metrics, and its error about images.
+    /// The run's metrics, and its error about images; one report per container image
+    /// goes to `reports`.
     fn render(
         &self,
         state: &State,
         workloads: &[Workload],
         plan: &Plan,
         outcomes: &[Option<Outcome>],
+        reports: &mut Vec<TargetReport>,
     ) -> (FamilySet, Option<String>) {
         let mut m = FamilySet::new();
         let available = m.family(AVAILABLE, AVAILABLE_HELP, MetricType::Gauge);
@@ -549,12 +554,16 @@ impl KubernetesCheck {
             let w = &workloads[e.workload];
             let (container, image) = &w.containers[e.container];
             let (current, answer, detail) = state.report(e, plan, outcomes);
+            let target = format!("{}/{}/{} {container}", w.kind.name(), w.namespace, w.name);
+            let mut report = image_report(target.clone(), current.as_ref(), detail.clone());
+            report.detail = Some(image.clone());
+            reports.push(report);
             let Some(current) = current else {
                 not_checked += 1;
                 continue;
             };
             if current.status != Status::Available {
-                let what = format!("{}/{}/{} {container}", w.kind.name(), w.namespace, w.name);
+                let what = target;
                 let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
                 bad.push(format!(
                     "{what}: {image}: {}{detail}",

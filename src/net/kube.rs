@@ -798,6 +798,9 @@ fn status_message(body: &[u8]) -> String {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -1411,6 +1411,9 @@ fn parse_http_date(value: &str) -> Option<i64> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -169,7 +169,7 @@ impl<'a> PullSecrets<'a> {
 
 /// The credentials of a `kubernetes.io/dockerconfigjson` or `kubernetes.io/dockercfg`
 /// Secret. Errors never include the secret's content.
-fn parse_pull_secret(secret: &SecretObject) -> Result<(Keyring, Vec<String>), String> {
+pub(super) fn parse_pull_secret(secret: &SecretObject) -> Result<(Keyring, Vec<String>), String> {
     let (key, legacy) = match secret.secret_type.as_str() {
         "kubernetes.io/dockerconfigjson" => (".dockerconfigjson", false),
         "kubernetes.io/dockercfg" => (".dockercfg", true),
