@@ -200,12 +200,12 @@ echo "actionlint: no finding; every action pinned to a commit"
 
 # --- Kubernetes ---------------------------------------------------------------------------
 section "Kubernetes (kustomize)"
-for overlay in base servicemonitor podmonitor; do
+for overlay in base servicemonitor podmonitor sharded; do
   kubectl kustomize "packaging/kubernetes/$overlay" >"$work/k8s-$overlay.yaml"
   # --no-warn: the operator's kinds are validated by validate-crds.mjs below.
   kubernetes-validate --strict --quiet --no-warn "$work/k8s-$overlay.yaml"
 done
-node "$tools/npm/validate-crds.mjs" "$work/k8s-servicemonitor.yaml" "$work/k8s-podmonitor.yaml"
+node "$tools/npm/validate-crds.mjs" "$work/k8s-servicemonitor.yaml" "$work/k8s-podmonitor.yaml" "$work/k8s-sharded.yaml"
 "${checks[@]}" kubernetes "$work/k8s-base.yaml" "$work/k8s-servicemonitor.yaml" "$work/k8s-podmonitor.yaml"
 
 # --- every shipped command line -----------------------------------------------------------
@@ -223,7 +223,7 @@ basic_auth_users:
   prometheus: $(htpasswd -nbBC 10 prometheus secret | cut -d: -f2)
 EOF
 "${checks[@]}" commands "$rootfs" "$work/image.json" "$work/deb/root" "$work/sonde-$version-$TARGET" "$work/web" \
-  "$work/k8s-base.yaml" "$work/k8s-servicemonitor.yaml" "$work/k8s-podmonitor.yaml"
+  "$work/k8s-base.yaml" "$work/k8s-servicemonitor.yaml" "$work/k8s-podmonitor.yaml" "$work/k8s-sharded.yaml"
 
 # --- Prometheus rules -----------------------------------------------------------------------
 section "Prometheus rules"

@@ -14,6 +14,7 @@ mod problem;
 mod push;
 mod scheduler;
 mod settings;
+mod shard;
 mod store;
 mod sync;
 mod sysfs;
@@ -115,7 +116,7 @@ fn run() -> Exit {
         return Exit::Success;
     }
     if settings.once {
-        return run_once(checks, settings.push_gateway.as_deref());
+        return run_once(checks, settings.push_gateway.as_deref(), settings.shard);
     }
     let security = Arc::new(web::security::Security::new(
         settings.web_config_file.clone(),
@@ -129,6 +130,7 @@ fn load_config(settings: &Settings) -> Result<Vec<LoadedCheck>, Vec<Problem>> {
     let flags = config::FlagDefaults {
         check_interval: settings.check_interval,
         ignored_images: &settings.ignored_images,
+        shard: settings.shard,
     };
     config::load(settings.config_file.as_deref(), &flags)
 }
@@ -142,8 +144,8 @@ fn print_problems(problems: &[Problem]) {
 /// Runs every check once and prints the exposition (without `process_*`, which would
 /// collide with node_exporter's own when the output feeds its textfile collector), or
 /// pushes it to a Pushgateway.
-fn run_once(checks: Vec<LoadedCheck>, gateway: Option<&str>) -> Exit {
-    let store = Store::new();
+fn run_once(checks: Vec<LoadedCheck>, gateway: Option<&str>, shard: shard::Shard) -> Exit {
+    let store = Store::sharded(shard);
     Scheduler::start(&store, checks, true).wait();
     let text = exposition::render_store(&store).to_text();
     print!("{text}");
@@ -184,7 +186,7 @@ fn serve(
         }
     };
     let tls = security.current().tls.is_some();
-    let store = Arc::new(Store::new());
+    let store = Arc::new(Store::sharded(settings.shard));
     let mut scheduler = Scheduler::start(&store, checks, false);
     let reload_tx = std::sync::Mutex::new(control_tx);
     let mut exposition = Exposition::new(Arc::clone(&store));

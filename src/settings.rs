@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::RawArgs;
+use crate::shard::Shard;
 use crate::units::parse_duration;
 use crate::web::routes::RESERVED_PATHS;
 
@@ -45,6 +46,8 @@ pub struct Settings {
     pub enable_lifecycle: bool,
     /// `--push.gateway`, validated to be an http(s) URL.
     pub push_gateway: Option<String>,
+    /// `--shard`: which part of the targets this replica checks.
+    pub shard: Shard,
 }
 
 /// Validates the flags (not the config file).
@@ -109,6 +112,10 @@ pub fn settings_from_args(raw: RawArgs) -> Result<Settings, String> {
             ));
         }
     }
+    let shard = match &raw.shard {
+        None => Shard::WHOLE,
+        Some(text) => Shard::parse(text, crate::push::hostname)?,
+    };
     Ok(Settings {
         config_file: raw.config_file,
         listen,
@@ -122,6 +129,7 @@ pub fn settings_from_args(raw: RawArgs) -> Result<Settings, String> {
         web_config_file: raw.web_config_file,
         enable_lifecycle: raw.enable_lifecycle,
         push_gateway: raw.push_gateway,
+        shard,
     })
 }
 

@@ -196,7 +196,11 @@ impl HttpCheck {
     /// Validates the spec and builds the check.
     pub fn build(spec: &HttpSpec, ctx: &BuildContext) -> Result<HttpCheck, Vec<Problem>> {
         let mut problems = Vec::new();
-        let targets = targets(spec, ctx, &mut problems);
+        // Every URL is validated on every replica; each checks only its own.
+        let targets: Vec<Target> = targets(spec, ctx, &mut problems)
+            .into_iter()
+            .filter(|t| ctx.shard.owns(&t.label))
+            .collect();
         let concurrency = match &spec.concurrency {
             None => DEFAULT_CONCURRENCY,
             Some(c) if (1..=1024).contains(&c.value) => c.value,

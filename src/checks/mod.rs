@@ -18,6 +18,7 @@ use serde_saphyr::Location;
 
 use crate::metrics::FamilySet;
 use crate::problem::Problem;
+use crate::shard::Shard;
 use crate::store::{CheckMeta, TargetReport};
 
 pub mod dockerhub;
@@ -193,6 +194,8 @@ pub struct BuildContext<'a> {
     pub base_dir: &'a Path,
     /// `--ignored-images`, added to every `kubernetes_images` check.
     pub ignored_images: &'a [String],
+    /// `--shard`: a kind checks only the targets this replica owns (see `shard.rs`).
+    pub shard: Shard,
 }
 
 impl BuildContext<'_> {

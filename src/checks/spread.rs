@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::shard::stable_hash;
 use crate::sync::{lock, wait, wait_timeout};
 
 /// Where in the spread window a target's probe starts: a fraction of the window in
@@ -19,21 +20,7 @@ use crate::sync::{lock, wait, wait_timeout};
 /// sonde runs.
 pub fn place(name: &str) -> f64 {
     // The top 53 bits make an exact f64 fraction.
-    (hash(name) >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// FNV-1a over the bytes, then MurmurHash3's finalizer: FNV alone leaves names that
-/// differ only in their last characters (`.../1`, `.../2`) close together in the top
-/// bits, which would bunch their probes.
-pub fn hash(name: &str) -> u64 {
-    let mut h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
+    (stable_hash(name.as_bytes()) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The offset of a target at `place` in a window.
