@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex};
 
-use crate::metrics::{FamilySet, MetricType, escape_help, format_value};
+use crate::metrics::{FamilySet, MetricType, format_value, write_header};
 use crate::store::{Slot, Snapshot, Store};
 use crate::sync::lock;
 
@@ -85,29 +85,34 @@ impl Exposition {
         rendered
     }
 
-    /// The full `/metrics` body.
-    pub fn scrape(&self) -> Scrape {
+    /// The full `/metrics` body with `live`: families that change with every request
+    /// (the `/probe` counters), rendered by their owner for this scrape only, so they
+    /// never invalidate the cached part.
+    pub fn scrape_with(&self, live: String) -> Scrape {
         Scrape {
             checks: self.checks_part(),
+            live,
             process: process_metrics(),
         }
     }
 }
 
-/// A `/metrics` body: the cached part plus this scrape's `process_*` metrics.
+/// A `/metrics` body: the cached part plus this scrape's live and `process_*` metrics.
 #[derive(Debug)]
 pub struct Scrape {
     checks: Arc<Rendered>,
+    live: String,
     process: String,
 }
 
 impl BodySource for Scrape {
     fn len(&self) -> usize {
-        self.checks.len() + self.process.len()
+        self.checks.len() + self.live.len() + self.process.len()
     }
 
     fn write_to(&self, out: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
         self.checks.write_to(out)?;
+        out(self.live.as_bytes())?;
         out(self.process.as_bytes())
     }
 }
@@ -270,18 +275,6 @@ fn merge(published: Vec<Arc<Snapshot>>, own: FamilySet) -> Rendered {
         .map(|p| rendered.piece(p).len())
         .sum();
     rendered
-}
-
-fn write_header(out: &mut String, name: &str, help: &str, mtype: MetricType) {
-    out.push_str("# HELP ");
-    out.push_str(name);
-    out.push(' ');
-    out.push_str(&escape_help(help));
-    out.push_str("\n# TYPE ");
-    out.push_str(name);
-    out.push(' ');
-    out.push_str(mtype.as_str());
-    out.push('\n');
 }
 
 /// The standard `process_*` metrics of this process, read from /proc.
@@ -471,7 +464,7 @@ mod tests {
         assert!(text.contains("sonde_config_last_reload_successful 0\n"));
         assert_eq!(text.len(), second.len());
         let mut streamed = Vec::new();
-        e.scrape()
+        e.scrape_with(String::new())
             .write_to(&mut |chunk| {
                 streamed.extend_from_slice(chunk);
                 Ok(())

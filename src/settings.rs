@@ -1,7 +1,7 @@
 //! Flags -> [`Settings`]: the validated form of the command line.
 //!
 //! `cli.rs` only splits the command line; this file checks every value (listen address,
-//! telemetry path, durations, log level, the Pushgateway URL) and is the only place
+//! telemetry path, durations, log level, the Pushgateway URL, the `/probe` pool) and is the only place
 //! that turns raw flags into what the rest of sonde runs with.
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -14,6 +14,9 @@ use crate::web::routes::RESERVED_PATHS;
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:10060";
+
+/// Probes `/probe` runs at once without `--probe.concurrency`.
+pub const DEFAULT_PROBE_CONCURRENCY: usize = 64;
 
 /// Log verbosity.
 pub type LogLevel = log::LevelFilter;
@@ -43,6 +46,10 @@ pub struct Settings {
     pub web_config_file: Option<PathBuf>,
     /// `--push.gateway`, validated to be an http(s) URL.
     pub push_gateway: Option<String>,
+    /// `--blackbox.config.file`
+    pub blackbox_config_file: Option<PathBuf>,
+    /// `--probe.concurrency`, 1 to 4096.
+    pub probe_concurrency: usize,
 }
 
 /// Validates the flags (not the config file).
@@ -107,6 +114,17 @@ pub fn settings_from_args(raw: RawArgs) -> Result<Settings, String> {
             ));
         }
     }
+    let probe_concurrency = match raw.probe_concurrency.as_deref() {
+        None => DEFAULT_PROBE_CONCURRENCY,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=4096).contains(&n) => n,
+            _ => {
+                return Err(format!(
+                    "--probe.concurrency {text:?}: use a number from 1 to 4096"
+                ));
+            }
+        },
+    };
     Ok(Settings {
         config_file: raw.config_file,
         listen,
@@ -119,6 +137,8 @@ pub fn settings_from_args(raw: RawArgs) -> Result<Settings, String> {
         once: raw.once,
         web_config_file: raw.web_config_file,
         push_gateway: raw.push_gateway,
+        blackbox_config_file: raw.blackbox_config_file,
+        probe_concurrency,
     })
 }
 

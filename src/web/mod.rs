@@ -5,6 +5,7 @@
 //! on threads. TLS (rustls 0.23) fits in at the connection layer in `server.rs`.
 
 pub mod http1;
+pub mod probe;
 pub mod routes;
 pub mod security;
 pub mod server;

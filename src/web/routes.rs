@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::http1::{Request, Response};
-use super::server::Handler;
+use super::probe::Probes;
+use super::server::{Answer, Handler};
 use crate::exposition::BodySource;
 use crate::exposition::{CONTENT_TYPE, Exposition, REVISION, VERSION};
 use crate::store::Store;
@@ -22,6 +23,7 @@ pub const RESERVED_PATHS: &[&str] = &[
     "/-/reload",
     "/queryurl",
     "/api/v1/checks",
+    "/probe",
 ];
 
 /// Where the outcome of a reload goes: `Err` carries the problems, one per line.
@@ -37,9 +39,19 @@ pub struct App {
     pub telemetry_path: String,
     /// Asks the thread that owns the scheduler to reload; false when it is gone.
     pub reload: Box<dyn Fn(ReloadReply) -> bool + Send + Sync>,
+    /// `/probe`: its runner, pool and counters.
+    pub probes: Arc<Probes>,
 }
 
 impl Handler for App {
+    /// `GET /probe` runs a probe off the worker pool; everything else is [`App::handle`].
+    fn answer(&self, req: &Request) -> Answer {
+        if req.path == "/probe" && matches!(req.method.as_str(), "GET" | "HEAD") {
+            return self.probes.answer(req);
+        }
+        Answer::Now(self.handle(req))
+    }
+
     fn handle(&self, req: &Request) -> Response {
         let path = req.path.as_str();
         let read_only = matches!(req.method.as_str(), "GET" | "HEAD");
@@ -75,6 +87,10 @@ impl Handler for App {
             "/-/reload" => self.reload(),
             "/queryurl" => self.queryurl(req),
             "/api/v1/checks" => self.checks(),
+            "/probe" => match self.probes.answer(req) {
+                Answer::Now(response) => response,
+                Answer::Later(work) => work(),
+            },
             _ => Response::text(404, "404 page not found"),
         }
     }
@@ -82,7 +98,7 @@ impl Handler for App {
 
 impl App {
     fn metrics(&self, req: &Request) -> Response {
-        let body = Arc::new(self.exposition.scrape());
+        let body = Arc::new(self.exposition.scrape_with(self.probes.metrics()));
         if req.accepts_gzip() {
             let mut encoder = flate2::write::GzEncoder::new(
                 Vec::with_capacity(body.len() / 8),

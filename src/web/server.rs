@@ -11,6 +11,11 @@
 //! been idle longest to make room; if none can be closed it pauses accepting briefly
 //! and tries again, so it answers again as soon as descriptors are free.
 //!
+//! A request the handler answers slowly (`/probe` runs a probe that may take seconds)
+//! is answered on a thread of its own ([`Answer::Later`]): the worker hands the
+//! connection over and is free again at once. The handler bounds how many such threads
+//! there are.
+//!
 //! With TLS the loop also runs the handshake without blocking (rustls' `read_tls` /
 //! `write_tls`), watching for writability while rustls has bytes to send; a plain-HTTP
 //! request on the TLS port gets a plain 400, as Go's servers answer.
@@ -32,6 +37,19 @@ use crate::sync::lock;
 pub trait Handler: Send + Sync + 'static {
     /// Produces the response to one request.
     fn handle(&self, request: &Request) -> Response;
+
+    /// The response now, or the work that makes it, to be run off the worker pool.
+    fn answer(&self, request: &Request) -> Answer {
+        Answer::Now(self.handle(request))
+    }
+}
+
+/// How a request is answered.
+pub enum Answer {
+    /// This response, written by the worker.
+    Now(Response),
+    /// Slow work that makes the response, run and written on a thread of its own.
+    Later(Box<dyn FnOnce() -> Response + Send>),
 }
 
 /// Limits of the server.
@@ -580,40 +598,103 @@ struct Worker {
     write_timeout: Duration,
 }
 
+/// What writing a response and giving the connection back needs; a worker has one,
+/// and so has each thread that answers later.
+#[derive(Clone)]
+struct Reply {
+    back: mpsc::Sender<Returned>,
+    poller: Arc<Poller>,
+    write_timeout: Duration,
+    /// The web config's extra headers.
+    headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    /// Writes `response` and gives the connection back to the loop; false when the loop
+    /// is gone.
+    fn finish(&self, mut job: Job, mut response: Response) -> bool {
+        for (name, value) in &self.headers {
+            response
+                .headers
+                .push((name.clone().into(), value.clone().into()));
+        }
+        let keep_alive = job.request.keep_alive;
+        let head = response.head(keep_alive);
+        let body = (job.request.method != "HEAD").then_some(&response.body);
+        let written = send(&mut job.conn.transport, &head, body, self.write_timeout);
+        let conn = (written.is_ok() && keep_alive).then_some(job.conn);
+        if self
+            .back
+            .send(Returned {
+                index: job.index,
+                conn,
+            })
+            .is_err()
+        {
+            return false;
+        }
+        let _ = self.poller.notify();
+        true
+    }
+
+    /// Runs `work` and writes its response on a new thread; when no thread can be
+    /// started the worker answers 503 itself.
+    fn later(&self, job: Job, work: Box<dyn FnOnce() -> Response + Send>) -> bool {
+        let shared = Arc::new(Mutex::new(Some(job)));
+        let (mine, reply) = (Arc::clone(&shared), self.clone());
+        let spawned = std::thread::Builder::new()
+            .name("sonde-web-probe".into())
+            .stack_size(512 << 10)
+            .spawn(move || {
+                let response = work();
+                if let Some(job) = lock(&mine).take() {
+                    reply.finish(job, response);
+                }
+            });
+        match spawned {
+            Ok(_) => true,
+            Err(e) => {
+                log::warn!("msg=\"cannot start a thread to answer a request\" error=\"{e}\"");
+                let Some(job) = lock(&shared).take() else {
+                    return true;
+                };
+                self.finish(
+                    job,
+                    Response::text(503, "cannot start a thread for this request"),
+                )
+            }
+        }
+    }
+}
+
 impl Worker {
     fn run(self) {
         loop {
             let job = lock(&self.jobs).recv();
-            let Ok(mut job) = job else { return };
+            let Ok(job) = job else { return };
             let settings = self.security.current();
-            let authorization = job.request.header("authorization");
-            let mut response = if self.security.authorized(&settings, authorization) {
-                self.handler.handle(&job.request)
-            } else {
-                Response::text(401, "Unauthorized")
-                    .with_header("WWW-Authenticate", "Basic realm=\"sonde\"")
+            let reply = Reply {
+                back: self.back.clone(),
+                poller: Arc::clone(&self.poller),
+                write_timeout: self.write_timeout,
+                headers: settings.headers.clone(),
             };
-            for (name, value) in &settings.headers {
-                response
-                    .headers
-                    .push((name.clone().into(), value.clone().into()));
-            }
-            let keep_alive = job.request.keep_alive;
-            let head = response.head(keep_alive);
-            let body = (job.request.method != "HEAD").then_some(&response.body);
-            let written = send(&mut job.conn.transport, &head, body, self.write_timeout);
-            let conn = (written.is_ok() && keep_alive).then_some(job.conn);
-            if self
-                .back
-                .send(Returned {
-                    index: job.index,
-                    conn,
-                })
-                .is_err()
-            {
+            let authorization = job.request.header("authorization");
+            let answer = if self.security.authorized(&settings, authorization) {
+                self.handler.answer(&job.request)
+            } else {
+                Answer::Now(
+                    Response::text(401, "Unauthorized")
+                        .with_header("WWW-Authenticate", "Basic realm=\"sonde\""),
+                )
+            };
+            let alive = match answer {
+                Answer::Now(response) => reply.finish(job, response),
+                Answer::Later(work) => reply.later(job, work),
+            };
+            if !alive {
                 return;
             }
-            let _ = self.poller.notify();
         }
     }
 }
