@@ -94,18 +94,6 @@ fn docker_hub() -> Fixture {
     })
 }
 
-/// Percent-encodes a query parameter value.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 struct Prometheus {
     _daemon: Daemon,
     addr: SocketAddr,
@@ -152,7 +140,7 @@ impl Prometheus {
     }
 
     fn query(&self, expr: &str) -> Vec<Value> {
-        let data = self.api(&format!("/api/v1/query?query={}", encode(expr)));
+        let data = self.api(&format!("/api/v1/query?query={}", common::percent(expr)));
         data["result"].as_array().cloned().unwrap_or_default()
     }
 
@@ -552,7 +540,7 @@ fn every_spec_metric_is_scraped_with_its_label_names(scene: &Scene) {
     for (name, labels) in DOCUMENTED_METRICS {
         let series = scene
             .prom
-            .api(&format!("/api/v1/series?match[]={}", encode(name)));
+            .api(&format!("/api/v1/series?match[]={}", common::percent(name)));
         let series = series.as_array().cloned().unwrap_or_default();
         assert!(
             !series.is_empty(),

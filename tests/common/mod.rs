@@ -703,6 +703,18 @@ pub fn read_request(stream: &mut impl Read) -> Option<SeenRequest> {
     })
 }
 
+/// Percent-encodes a query parameter value (every byte but the unreserved ones).
+pub fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 /// Checks an exposition with Debian's promtool; returns its findings (empty when clean).
 pub fn promtool_check_metrics(text: &str) -> String {
     let mut child = Command::new("promtool")
