@@ -672,3 +672,45 @@ fn a_reload_rereads_the_blackbox_config_and_keeps_it_when_broken() {
     });
     assert!(ok(&sonde.get(&probe_path("second", &web.url("/missing")))));
 }
+
+/// The configs of the README's "Coming from blackbox_exporter" run as a user runs them:
+/// the Prometheus job through `promtool check config`, sonde's modules through
+/// `--config.check` with the files they name in place of /etc/sonde.
+#[test]
+fn the_readme_configs_of_coming_from_blackbox_check_out() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let blocks = readme_blocks(&readme, "## Coming from blackbox_exporter");
+    assert_eq!(blocks.len(), 2, "{blocks:?}");
+    let dir = Dir::new();
+    let ca = TestCa::new();
+    dir.write("ca.pem", &ca.pem);
+    dir.write("api-key", "key");
+    for block in &blocks {
+        if block.starts_with("scrape_configs:") {
+            let path = dir.write("prometheus.yml", block);
+            let out = std::process::Command::new("promtool")
+                .args(["check", "config"])
+                .arg(&path)
+                .output()
+                .expect("promtool (Debian package prometheus)");
+            assert!(
+                out.status.success(),
+                "{block}\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        } else {
+            let text = block.replace("/etc/sonde/", &format!("{}/", dir.path().display()));
+            let path = dir.write("sonde.yml", &text);
+            let out = run(&["--config.check", "-c", path.to_str().unwrap()]);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(stdout.contains("2 probe module(s), 0 refused"), "{stdout}");
+        }
+    }
+}

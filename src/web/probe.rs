@@ -289,6 +289,11 @@ mod tests {
         };
         let busy = now(probes.answer(&get("target=b", &[])));
         assert_eq!(busy.status, 503);
+        assert!(
+            busy.headers
+                .iter()
+                .any(|(k, v)| k == "Retry-After" && v == "1")
+        );
         let done = first();
         assert_eq!(body(&done), "http_2xx a/b None");
         let header = [("x-prometheus-scrape-timeout-seconds", "10")];
