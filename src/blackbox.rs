@@ -75,19 +75,23 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ),
 ];
 
-/// What reading a blackbox config gave: the modules added, and the problems of those
-/// refused (one or more per refused module), located in the file.
+/// What reading a blackbox config gave: the modules added, the problems of those refused
+/// (one or more per refused module), and the modules of sonde's config they replaced,
+/// each located in the file.
 #[derive(Debug, Default)]
 pub struct Report {
     /// Modules that probe.
     pub ready: usize,
     /// Why each refused module was refused.
     pub refused: Vec<Problem>,
+    /// A module of sonde's config that a module of the same name replaced.
+    pub replaced: Vec<Problem>,
 }
 
-/// Reads the blackbox config at `path` into `modules` (which holds sonde's own, whose
-/// names a blackbox module may not take). `Err` when the file cannot be read as a
-/// blackbox config, or when a name is taken twice.
+/// Reads the blackbox config at `path` into `modules` (which holds sonde's own). A
+/// module named like one of sonde's replaces it: the file was named on purpose, to run
+/// its modules as blackbox_exporter does (sonde ships an `http_2xx` of its own, and so
+/// does every blackbox.yml). `Err` when the file cannot be read as a blackbox config.
 pub fn load(path: &Path, modules: &mut ModuleSet) -> Result<Report, Vec<Problem>> {
     let file = path.display().to_string();
     let located = |mut p: Problem| {
@@ -114,16 +118,17 @@ pub fn load(path: &Path, modules: &mut ModuleSet) -> Result<Report, Vec<Problem>
     let entries =
         read_modules(&text).map_err(|p| p.into_iter().map(located).collect::<Vec<_>>())?;
     let mut report = Report::default();
-    let mut taken = Vec::new();
     for (name, body) in entries {
         let origin = format!("{file}:{}:{}", name.at.line(), name.at.column());
         if let Some(other) = modules.origin(&name.value) {
-            taken.push(located(Problem::at(
+            report.replaced.push(located(Problem::at(
                 name.at,
                 None,
-                format!("module {:?} is also defined at {other}", name.value),
+                format!(
+                    "module {:?} replaces the one defined at {other}",
+                    name.value
+                ),
             )));
-            continue;
         }
         match translate(&name, &body).and_then(|keys| build(&name, &keys, base, origin.clone())) {
             Ok(module) => {
@@ -142,11 +147,7 @@ pub fn load(path: &Path, modules: &mut ModuleSet) -> Result<Report, Vec<Problem>
             }
         }
     }
-    if taken.is_empty() {
-        Ok(report)
-    } else {
-        Err(taken)
-    }
+    Ok(report)
 }
 
 /// The `modules:` mapping of the file; anything else at the top is an error, as in
@@ -845,6 +846,22 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(set.find("nope"), module::Found::Unknown));
+    }
+
+    #[test]
+    fn a_module_named_like_one_of_sondes_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blackbox.yml");
+        std::fs::write(&path, "modules:\n  http_2xx:\n    prober: http\n").unwrap();
+        let mut set = ModuleSet::new();
+        set.refuse("http_2xx", "sonde's own".into(), "sonde.yml:2:3".into());
+        let report = load(&path, &mut set).unwrap();
+        assert_eq!(
+            lines(&report.replaced),
+            ["2:3: module \"http_2xx\" replaces the one defined at sonde.yml:2:3"]
+        );
+        assert!(matches!(set.find("http_2xx"), module::Found::Ready(_)));
+        assert_eq!(set.counts(), (1, 0));
     }
 
     #[test]

@@ -549,6 +549,7 @@ fn build_modules(
         .map(|m| m.value);
     let mut problems = Vec::new();
     for (name, spec) in specs {
+        let named_at = name.referenced;
         let name = name.value;
         if let Some(why) = module::invalid_name(&name) {
             problems.push(Problem::at(spec.referenced, None, why));
@@ -566,7 +567,12 @@ fn build_modules(
             _ => String::new(),
         };
         let at = spec.referenced;
-        let origin = format!("{}:{}:{}", file.unwrap_or("config"), at.line(), at.column());
+        let origin = format!(
+            "{}:{}:{}",
+            file.unwrap_or("config"),
+            named_at.line(),
+            named_at.column()
+        );
         match Module::build(&name, &spec.value, base_dir, at, origin, shown) {
             Ok(m) => set.add(m),
             Err(mut p) => problems.append(&mut p),

@@ -112,6 +112,9 @@ fn run() -> Exit {
             .map_or_else(String::new, |p| {
                 format!(", web config {} is valid", p.display())
             });
+        for p in &loaded.replaced {
+            eprintln!("sonde: warning: {p}");
+        }
         for p in &loaded.refused {
             eprintln!("sonde: warning: {p}; /probe refuses this module");
         }
@@ -143,6 +146,8 @@ struct Loaded {
     modules: ModuleSet,
     /// Why the blackbox modules that were refused were (warnings, not errors).
     refused: Vec<Problem>,
+    /// Modules of the config that blackbox modules of the same name replaced.
+    replaced: Vec<Problem>,
 }
 
 /// Reads the config file named by the flags (or the built-in default) and the blackbox
@@ -156,20 +161,25 @@ fn load_config(settings: &Settings) -> Result<Loaded, Vec<Problem>> {
         checks,
         mut modules,
     } = config::load(settings.config_file.as_deref(), &flags)?;
-    let refused = match &settings.blackbox_config_file {
-        None => Vec::new(),
-        Some(path) => blackbox::load(path, &mut modules)?.refused,
+    let report = match &settings.blackbox_config_file {
+        None => blackbox::Report::default(),
+        Some(path) => blackbox::load(path, &mut modules)?,
     };
     Ok(Loaded {
         checks,
         modules,
-        refused,
+        refused: report.refused,
+        replaced: report.replaced,
     })
 }
 
-/// Logs why blackbox modules were refused (at start-up and after a reload).
-fn log_refused(refused: &[Problem]) {
-    for p in refused {
+/// Logs which blackbox modules were refused or replaced one of the config (at start-up
+/// and after a reload).
+fn log_modules(loaded: &Loaded) {
+    for p in &loaded.replaced {
+        log::warn!("msg=\"probe module replaced\" problem={:?}", p.to_string());
+    }
+    for p in &loaded.refused {
         log::warn!(
             "msg=\"probe module refused; /probe answers 400 for it\" problem={:?}",
             p.to_string()
@@ -263,7 +273,7 @@ fn serve(settings: &Settings, loaded: Loaded, security: Arc<web::security::Secur
     };
     let tls = security.current().tls.is_some();
     let store = Arc::new(Store::new());
-    log_refused(&loaded.refused);
+    log_modules(&loaded);
     let modules: SharedModules = Arc::new(RwLock::new(Arc::new(loaded.modules)));
     let mut scheduler = Scheduler::start(&store, loaded.checks, false);
     let reload_tx = std::sync::Mutex::new(control_tx);
@@ -330,7 +340,7 @@ fn reload(
 ) -> Result<(), String> {
     match load_config(settings) {
         Ok(loaded) => {
-            log_refused(&loaded.refused);
+            log_modules(&loaded);
             *sync::write(modules) = Arc::new(loaded.modules);
             scheduler.reload(store, loaded.checks);
             store.record_reload(true);

@@ -428,7 +428,7 @@ fn modules_of_sondes_config_run_and_debug_tells_the_story_without_secrets() {
         "\n\n\n\nMetrics that would have been returned:\n",
         "\nprobe_success 1\n",
         "\n\n\nModule configuration:\n# ",
-        "sonde.yml:3:5 (timeout 5s)\n",
+        "sonde.yml:2:3 (timeout 5s)\n",
         "method: \"POST\"\n",
         "  Content-Type: \"application/json\"\n",
         "  X-Api-Key:\n    file: \"api-key\"\n",
@@ -601,21 +601,21 @@ fn config_check_names_refused_modules_and_errors_with_their_place() {
         )),
         "{stderr}"
     );
-    // A name in both files is an error naming both places.
-    let clash = dir.write("clash.yml", "modules:\n  http_2xx: {timeout: 5s}\n");
+    // A name in both files: the blackbox file's module replaces sonde's, and says so.
+    let both = dir.write("both.yml", "modules:\n  http_2xx: {timeout: 5s}\n");
     let out = run(&[
         "--config.check",
         "-c",
-        clash.to_str().unwrap(),
+        both.to_str().unwrap(),
         "--blackbox.config.file",
         bb,
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
-        stderr.contains(&format!(
-            "sonde: {bb}:2:3: module \"http_2xx\" is also defined at {}:2:13",
-            clash.display()
+        stderr.starts_with(&format!(
+            "sonde: warning: {bb}:2:3: module \"http_2xx\" replaces the one defined at {}:2:3\n",
+            both.display()
         )),
         "{stderr}"
     );
