@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages whose programs the tests run for real. scripts/packaging-test.sh needs
 # musl-gcc (ring's C code), file, dpkg-deb, systemd-analyze, shellcheck (for actionlint),
-# unshare and npm (the Prometheus operator schemas).
+# unshare and npm (the Prometheus operator schemas); tests/page.rs needs chromium (the
+# status page in a real headless browser).
 declare -A needs=(
   [promtool]=prometheus
   [prometheus-pushgateway]=prometheus-pushgateway
@@ -24,6 +25,7 @@ declare -A needs=(
   [shellcheck]=shellcheck
   [unshare]=util-linux
   [npm]=npm
+  [chromium]=chromium
 )
 missing=()
 for program in "${!needs[@]}"; do

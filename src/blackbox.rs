@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde_saphyr::Location;
 
 use crate::checks::module::{self, Module, ModuleSet, ModuleSpec};
-use crate::problem::{Problem, yaml_problem};
+use crate::problem::{Problem, yaml_problem, yaml_problem_in};
 use crate::units::format_duration;
 use crate::yaml::{self, Entries, Located, Node};
 
@@ -154,7 +154,7 @@ pub fn load(path: &Path, modules: &mut ModuleSet) -> Result<Report, Vec<Problem>
 /// blackbox_exporter.
 fn read_modules(text: &str) -> Result<Entries, Vec<Problem>> {
     let top: Located<Node> =
-        serde_saphyr::from_str(text).map_err(|e| vec![yaml_problem(&e, None)])?;
+        serde_saphyr::from_str(text).map_err(|e| vec![yaml_problem_in(text, &e, None)])?;
     let Node::Map(entries) = top.value else {
         return Err(vec![Problem {
             line: 1,

@@ -23,6 +23,8 @@ pub struct RawArgs {
     pub telemetry_path: Option<String>,
     /// `--web.config.file`
     pub web_config_file: Option<PathBuf>,
+    /// `--web.enable-lifecycle`
+    pub enable_lifecycle: bool,
     /// `--push.gateway`
     pub push_gateway: Option<String>,
     /// `--check-interval`
@@ -52,6 +54,7 @@ pub enum Field {
     ListenAddress,
     TelemetryPath,
     WebConfigFile,
+    EnableLifecycle,
     PushGateway,
     CheckInterval,
     IgnoredImages,
@@ -114,6 +117,14 @@ pub const FLAGS: &[Flag] = &[
         value: Some("PATH"),
         field: Field::WebConfigFile,
         help: "TLS and basic auth (exporter-toolkit format)",
+    },
+    Flag {
+        long: "--web.enable-lifecycle",
+        short: None,
+        alias: None,
+        value: None,
+        field: Field::EnableLifecycle,
+        help: "allow POST /-/reload (off: 403; SIGHUP always reloads)",
     },
     Flag {
         long: "--check-interval",
@@ -308,6 +319,7 @@ fn set(raw: &mut RawArgs, field: Field, value: Option<OsString>) -> Result<(), S
         Field::CheckInterval => raw.check_interval = text(value)?,
         Field::IgnoredImages => raw.ignored_images = text(value)?,
         Field::LogLevel => raw.log_level = text(value)?,
+        Field::EnableLifecycle => raw.enable_lifecycle = true,
         Field::ConfigCheck => raw.config_check = true,
         Field::Once => raw.once = true,
         Field::Help => raw.help = true,
@@ -354,6 +366,7 @@ mod tests {
             Field::CheckInterval => raw.check_interval.clone(),
             Field::IgnoredImages => raw.ignored_images.clone(),
             Field::LogLevel => raw.log_level.clone(),
+            Field::EnableLifecycle => raw.enable_lifecycle.then(String::new),
             Field::ConfigCheck => raw.config_check.then(String::new),
             Field::Once => raw.once.then(String::new),
             Field::Help => raw.help.then(String::new),

@@ -13,7 +13,6 @@
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -25,8 +24,9 @@ use crate::problem::Spanned;
 
 use crate::checks::module::{self, Module, ModuleSet, ModuleSpec};
 use crate::checks::{self, BuildContext, CheckConfig, KINDS, LoadedCheck, Spec};
+use crate::files::read_capped;
 use crate::keys::{SharedKeys, Split};
-use crate::problem::{Problem, yaml_problem};
+use crate::problem::{Problem, yaml_problem_in};
 use crate::store::CheckMeta;
 use crate::units::{DurationValue, format_duration};
 use crate::yaml::{self, Located, Node};
@@ -81,18 +81,13 @@ pub fn load(file: Option<&Path>, flags: &FlagDefaults) -> Result<Loaded, Vec<Pro
 
 fn read_config_file(path: &Path) -> Result<String, Problem> {
     let name = path.display();
-    let file = std::fs::File::open(path)
-        .map_err(|e| Problem::plain(format!("{name}: cannot open the config file: {e}")))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_CONFIG_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Problem::plain(format!("{name}: cannot read the config file: {e}")))?;
-    if bytes.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(Problem::plain(format!(
-            "{name}: the config file is larger than {} MiB",
-            MAX_CONFIG_BYTES >> 20
-        )));
-    }
+    let bytes = read_capped(path, MAX_CONFIG_BYTES).map_err(|e| {
+        let verb = match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => "open",
+            _ => "read",
+        };
+        Problem::plain(format!("{name}: cannot {verb} the config file: {e}"))
+    })?;
     String::from_utf8(bytes)
         .map_err(|e| Problem::plain(format!("{name}: the config file is not UTF-8: {e}")))
 }
@@ -174,7 +169,7 @@ struct OutlineEntry {
 
 fn read_outline(text: &str) -> Result<Vec<OutlineEntry>, Vec<Problem>> {
     let outline: Outline =
-        serde_saphyr::from_str(text).map_err(|e| vec![yaml_problem(&e, None)])?;
+        serde_saphyr::from_str(text).map_err(|e| vec![yaml_problem_in(text, &e, None)])?;
     let checks = match (outline.checks, outline.modules) {
         (Some(checks), _) => checks,
         (None, Some(_)) => Vec::new(),
@@ -284,7 +279,7 @@ fn read_document(text: &str, outline: &[OutlineEntry]) -> Result<Document, Vec<P
             .get()
             .and_then(|i| outline.get(i))
             .and_then(|o| o.name.as_deref());
-        vec![yaml_problem(&e, check)]
+        vec![yaml_problem_in(text, &e, check)]
     })
 }
 
@@ -748,6 +743,64 @@ mod tests {
         );
         assert!(p[1].contains("duplicate check name \"a\""), "{p:?}");
         assert!(p[2].contains("invalid name \"9x\""), "{p:?}");
+    }
+
+    /// A duplicate key and a second document are told in words with both places, not
+    /// with the YAML library's advice to its programmers.
+    #[test]
+    fn duplicate_keys_and_second_documents_are_told_for_a_person() {
+        let p = problems(
+            "checks:\n  - name: web\n    interval: 5s\n    kind: http\n    interval: 10s\n    urls: [http://a/]\n",
+        );
+        assert_eq!(
+            p,
+            ["5:5: key `interval` appears twice (lines 3 and 5); keep one"],
+            "{p:?}"
+        );
+        let p = problems("checks: [{name: a, kind: http, name: b}]\n");
+        assert_eq!(
+            p,
+            ["1:32: key `name` appears twice (line 1, columns 11 and 32); keep one"]
+        );
+        let p = problems("global: {}\nglobal: {}\nchecks: []\n");
+        assert!(
+            p[0].starts_with("2:1: key `global` appears twice (lines 1 and 2)"),
+            "{p:?}"
+        );
+        let text = "checks:\n  - {name: a, kind: http, urls: [http://a/]}\n---\nchecks: []\n";
+        let p = problems(text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("3:1: a second YAML document starts on line 3"),
+            "{p:?}"
+        );
+        assert!(
+            !p[0].contains("Options") && !p[0].contains("from_str"),
+            "{p:?}"
+        );
+    }
+
+    /// `interval: 18446744073709551615` once passed `--config.check` and aborted sonde at
+    /// start: a bare integer is bounded like every other spelling.
+    #[test]
+    fn huge_intervals_are_config_errors() {
+        for value in [
+            "18446744073709551615",
+            "9223372036854775807",
+            "\"99999999999\"",
+            "521w",
+        ] {
+            let p = problems(&format!(
+                "checks:\n  - name: web\n    kind: http\n    interval: {value}\n    urls: [http://a/]\n"
+            ));
+            assert_eq!(p.len(), 1, "{value}: {p:?}");
+            assert!(
+                p[0].starts_with("4:15: check \"web\": ") && p[0].contains("too large"),
+                "{value}: {p:?}"
+            );
+        }
+        let p = problems("global: {timeout: 18446744073709551615}\nchecks: []\n");
+        assert!(p[0].contains("too large"), "{p:?}");
     }
 
     #[test]

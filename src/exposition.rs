@@ -4,10 +4,15 @@
 //! line. The result, a [`Rendered`], is a list of pieces: the headers are its own, the
 //! sample lines are borrowed from the snapshots it keeps alive, so a large output is never
 //! held twice. It is cached until a check publishes or the config reloads (the store's
-//! generation changes); `process_*` metrics are read fresh on each scrape and appended.
+//! generation changes); `process_*` metrics and the web config's reload status are read
+//! fresh on each scrape and appended.
+//!
+//! A body can also be read from any offset ([`BodySource::chunk_at`]), so the server
+//! writes a large exposition to a slow client a piece at a time, without copying it.
 
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::metrics::{FamilySet, MetricType, format_value, write_header};
@@ -35,6 +40,8 @@ const RELOAD_OK: &str = "sonde_config_last_reload_successful";
 const RELOAD_OK_HELP: &str = "1 if the last config load or reload succeeded, else 0.";
 const RELOAD_OK_AT: &str = "sonde_config_last_reload_success_timestamp_seconds";
 const RELOAD_OK_AT_HELP: &str = "Unix time of the last successful config load or reload.";
+const WEB_RELOAD_OK: &str = "sonde_web_config_last_reload_successful";
+const WEB_RELOAD_OK_HELP: &str = "1 if the last load of --web.config.file (at start or after it changed on disk) was applied, else 0.";
 
 /// A body produced piece by piece (a large exposition), not held in one buffer.
 pub trait BodySource: Send + Sync + std::fmt::Debug {
@@ -42,6 +49,9 @@ pub trait BodySource: Send + Sync + std::fmt::Debug {
     fn len(&self) -> usize;
     /// Hands the body to `out` in pieces.
     fn write_to(&self, out: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()>;
+    /// The bytes from `offset` to the end of the piece that holds it; empty at or past
+    /// the end.
+    fn chunk_at(&self, offset: usize) -> &[u8];
 }
 
 /// Version reported by `--version` and `sonde_build_info`.
@@ -60,6 +70,8 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct Exposition {
     store: Arc<Store>,
     cache: Mutex<Option<(u64, Arc<Rendered>)>>,
+    /// Whether the last web config load was applied; `None` without a web config.
+    web_config: Option<Arc<AtomicBool>>,
 }
 
 impl Exposition {
@@ -68,7 +80,14 @@ impl Exposition {
         Exposition {
             store,
             cache: Mutex::new(None),
+            web_config: None,
         }
+    }
+
+    /// Also reports `sonde_web_config_last_reload_successful` from `status`.
+    pub fn with_web_config_status(mut self, status: Arc<AtomicBool>) -> Self {
+        self.web_config = Some(status);
+        self
     }
 
     /// Everything but the `process_*` metrics; rebuilt only when something changed.
@@ -89,31 +108,48 @@ impl Exposition {
     /// (the `/probe` counters), rendered by their owner for this scrape only, so they
     /// never invalidate the cached part.
     pub fn scrape_with(&self, live: String) -> Scrape {
+        let mut fresh = live;
+        if let Some(status) = &self.web_config {
+            write_header(
+                &mut fresh,
+                WEB_RELOAD_OK,
+                WEB_RELOAD_OK_HELP,
+                MetricType::Gauge,
+            );
+            let ok = status.load(Ordering::Acquire);
+            fresh.push_str(&format!("{WEB_RELOAD_OK} {}\n", u8::from(ok)));
+        }
+        fresh.push_str(&process_metrics());
         Scrape {
             checks: self.checks_part(),
-            live,
-            process: process_metrics(),
+            process: fresh,
         }
     }
 }
 
-/// A `/metrics` body: the cached part plus this scrape's live and `process_*` metrics.
+/// A `/metrics` body: the cached part plus what this scrape rendered itself (the live
+/// families, the web config's status and `process_*`).
 #[derive(Debug)]
 pub struct Scrape {
     checks: Arc<Rendered>,
-    live: String,
     process: String,
 }
 
 impl BodySource for Scrape {
     fn len(&self) -> usize {
-        self.checks.len() + self.live.len() + self.process.len()
+        self.checks.len() + self.process.len()
     }
 
     fn write_to(&self, out: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
         self.checks.write_to(out)?;
-        out(self.live.as_bytes())?;
         out(self.process.as_bytes())
+    }
+
+    fn chunk_at(&self, offset: usize) -> &[u8] {
+        match offset.checked_sub(self.checks.len()) {
+            None => self.checks.chunk_at(offset),
+            Some(rest) => self.process.as_bytes().get(rest..).unwrap_or_default(),
+        }
     }
 }
 
@@ -140,6 +176,8 @@ pub struct Rendered {
     snapshots: Vec<Arc<Snapshot>>,
     own: FamilySet,
     pieces: Vec<Piece>,
+    /// Where each piece ends in the text, for reading from an offset.
+    ends: Vec<usize>,
     len: usize,
 }
 
@@ -168,6 +206,19 @@ impl Rendered {
             out(self.piece(piece).as_bytes())?;
         }
         Ok(())
+    }
+
+    /// The bytes from `offset` to the end of the piece that holds it.
+    pub fn chunk_at(&self, offset: usize) -> &[u8] {
+        let i = self.ends.partition_point(|&end| end <= offset);
+        let Some(piece) = self.pieces.get(i) else {
+            return &[];
+        };
+        let start = self.ends[i] - self.piece(piece).len();
+        self.piece(piece)
+            .as_bytes()
+            .get(offset - start..)
+            .unwrap_or_default()
     }
 
     /// The whole text in one string (for `--once`).
@@ -267,13 +318,20 @@ fn merge(published: Vec<Arc<Snapshot>>, own: FamilySet) -> Rendered {
         snapshots: published,
         own,
         pieces,
+        ends: Vec::new(),
         len: 0,
     };
-    rendered.len = rendered
+    let mut end = 0;
+    let ends = rendered
         .pieces
         .iter()
-        .map(|p| rendered.piece(p).len())
-        .sum();
+        .map(|p| {
+            end += rendered.piece(p).len();
+            end
+        })
+        .collect();
+    rendered.ends = ends;
+    rendered.len = end;
     rendered
 }
 
@@ -472,10 +530,44 @@ mod tests {
             .unwrap();
         assert!(streamed.starts_with(text.as_bytes()));
         assert!(
-            String::from_utf8(streamed)
+            String::from_utf8(streamed.clone())
                 .unwrap()
                 .contains("\nprocess_open_fds ")
         );
+        // Read from offsets, as the server writes to a slow client: the same bytes.
+        let scrape = e.scrape_with(String::new());
+        let mut offset = 0;
+        let mut pieced = Vec::new();
+        while offset < scrape.len() {
+            let chunk = scrape.chunk_at(offset);
+            assert!(!chunk.is_empty(), "nothing at {offset} of {}", scrape.len());
+            let take = chunk.len().min(7);
+            pieced.extend_from_slice(&chunk[..take]);
+            offset += take;
+        }
+        assert!(scrape.chunk_at(scrape.len()).is_empty());
+        assert_eq!(pieced[..text.len()], streamed[..text.len()]);
+    }
+
+    #[test]
+    fn the_web_config_status_is_in_every_scrape() {
+        let store = Arc::new(Store::new());
+        let status = Arc::new(AtomicBool::new(true));
+        let e = Exposition::new(Arc::clone(&store)).with_web_config_status(Arc::clone(&status));
+        let text = |e: &Exposition| {
+            let mut out = Vec::new();
+            e.scrape_with(String::new())
+                .write_to(&mut |c| {
+                    out.extend_from_slice(c);
+                    Ok(())
+                })
+                .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert!(text(&e).contains("\nsonde_web_config_last_reload_successful 1\n"));
+        status.store(false, Ordering::Release);
+        assert!(text(&e).contains("\nsonde_web_config_last_reload_successful 0\n"));
+        assert!(!text(&Exposition::new(store)).contains("sonde_web_config"));
     }
 
     #[test]

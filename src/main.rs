@@ -277,15 +277,20 @@ fn serve(settings: &Settings, loaded: Loaded, security: Arc<web::security::Secur
     let modules: SharedModules = Arc::new(RwLock::new(Arc::new(loaded.modules)));
     let mut scheduler = Scheduler::start(&store, loaded.checks, false);
     let reload_tx = std::sync::Mutex::new(control_tx);
+    let mut exposition = Exposition::new(Arc::clone(&store));
+    if security.has_file() {
+        exposition = exposition.with_web_config_status(security.reload_status());
+    }
     let app = App {
         store: Arc::clone(&store),
-        exposition: Arc::new(Exposition::new(Arc::clone(&store))),
+        exposition: Arc::new(exposition),
         telemetry_path: settings.telemetry_path.clone(),
         reload: Box::new(move |reply| {
             sync::lock(&reload_tx)
                 .send(Control::Reload(Some(reply)))
                 .is_ok()
         }),
+        lifecycle: settings.enable_lifecycle,
         probes: Arc::new(Probes::new(
             Box::new(ModuleRunner(Arc::clone(&modules))),
             settings.probe_concurrency,

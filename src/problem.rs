@@ -84,6 +84,116 @@ pub fn yaml_problem(e: &serde_saphyr::Error, check: Option<&str>) -> Problem {
     }
 }
 
+/// Like [`yaml_problem`], in words a person acts on where the YAML library's own would
+/// give advice for programmers: a duplicate key names both lines (``key `interval`
+/// appears twice (lines 3 and 5)``) and a second document says where it starts. `text` is
+/// the document the error came from.
+pub fn yaml_problem_in(text: &str, e: &serde_saphyr::Error, check: Option<&str>) -> Problem {
+    let mut problem = yaml_problem(e, check);
+    let found = match e.without_snippet() {
+        serde_saphyr::Error::DuplicateMappingKey { .. } => first_duplicate_key(text),
+        serde_saphyr::Error::MultipleDocuments { .. } => second_document(text),
+        _ => None,
+    };
+    if let Some((line, column, message)) = found {
+        problem.line = line;
+        problem.column = column;
+        problem.message = message;
+    }
+    problem
+}
+
+/// The first key written twice in one mapping: where the second one is, and a message
+/// naming both lines. Keys that are not plain text (a mapping as a key) are skipped.
+fn first_duplicate_key(text: &str) -> Option<(u64, u64, String)> {
+    use serde_saphyr::granit_parser::{Event, Parser};
+    /// One open collection; a mapping remembers its keys and whether a key comes next.
+    enum Frame {
+        Sequence,
+        Mapping {
+            keys: Vec<(String, u64, u64)>,
+            key_next: bool,
+        },
+    }
+    let mut stack: Vec<Frame> = Vec::new();
+    for item in Parser::new_from_str(text) {
+        let (event, span) = item.ok()?;
+        let (line, column) = (span.start.line() as u64, span.start.col() as u64 + 1);
+        // Whether this event starts a node that is a key of the enclosing mapping.
+        let starts_node = matches!(
+            event,
+            Event::Scalar(..)
+                | Event::Alias(_)
+                | Event::SequenceStart(..)
+                | Event::MappingStart(..)
+        );
+        let mut is_key = false;
+        if starts_node && let Some(Frame::Mapping { key_next, .. }) = stack.last_mut() {
+            is_key = *key_next;
+            *key_next = !*key_next;
+        }
+        match event {
+            Event::Scalar(value, ..) if is_key => {
+                let Some(Frame::Mapping { keys, .. }) = stack.last_mut() else {
+                    continue;
+                };
+                // `<<` merges a mapping in; it may appear more than once.
+                if value == "<<" {
+                    continue;
+                }
+                if let Some((_, first_line, first_column)) =
+                    keys.iter().find(|(k, _, _)| *k == value)
+                {
+                    let place = if *first_line == line {
+                        format!("line {line}, columns {first_column} and {column}")
+                    } else {
+                        format!("lines {first_line} and {line}")
+                    };
+                    return Some((
+                        line,
+                        column,
+                        format!("key `{value}` appears twice ({place}); keep one"),
+                    ));
+                }
+                keys.push((value.into_owned(), line, column));
+            }
+            Event::SequenceStart(..) => stack.push(Frame::Sequence),
+            Event::MappingStart(..) => stack.push(Frame::Mapping {
+                keys: Vec::new(),
+                key_next: true,
+            }),
+            Event::SequenceEnd | Event::MappingEnd => {
+                stack.pop();
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Where a second YAML document starts, with a message saying sonde reads one.
+fn second_document(text: &str) -> Option<(u64, u64, String)> {
+    use serde_saphyr::granit_parser::{Event, Parser};
+    let mut documents = 0;
+    for item in Parser::new_from_str(text) {
+        let Ok((Event::DocumentStart(..), span)) = item else {
+            continue;
+        };
+        documents += 1;
+        if documents == 2 {
+            let line = span.start.line() as u64;
+            return Some((
+                line,
+                span.start.col() as u64 + 1,
+                format!(
+                    "a second YAML document starts on line {line}; the file must hold one document (remove the `---` and what follows, or merge them)"
+                ),
+            ));
+        }
+    }
+    None
+}
+
 /// A value read from a YAML file, with where it was written (for problems about it).
 ///
 /// Two `Spanned` are equal when their values are: a config reloaded with a comment added

@@ -256,6 +256,7 @@ impl Timer {
     fn publish(&self, flight: &InFlight, outcome: Result<RunOutput, String>) {
         let meta = &self.slot.meta;
         let previous = self.slot.latest();
+        let fresh = outcome.is_ok();
         let (success, error, families, targets) = match outcome {
             Ok(out) => (out.success, out.error, out.families, out.targets),
             Err(why) => {
@@ -303,7 +304,12 @@ impl Timer {
                 previous.as_ref().and_then(|p| p.last_success_unix_ms)
             },
         };
-        self.slot.publish(snapshot);
+        // A run that handed in nothing leaves no mark in the targets' histories.
+        if fresh {
+            self.slot.publish(snapshot);
+        } else {
+            self.slot.publish_kept(snapshot);
+        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! Flags -> [`Settings`]: the validated form of the command line.
 //!
 //! `cli.rs` only splits the command line; this file checks every value (listen address,
-//! telemetry path, durations, log level, the Pushgateway URL, the `/probe` pool) and is the only place
-//! that turns raw flags into what the rest of sonde runs with.
+//! telemetry path, durations, log level, the Pushgateway URL, the lifecycle switch, the
+//! `/probe` pool) and is the only place that turns raw flags into what the rest of sonde
+//! runs with.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -44,6 +45,8 @@ pub struct Settings {
     pub once: bool,
     /// `--web.config.file`
     pub web_config_file: Option<PathBuf>,
+    /// `--web.enable-lifecycle`: whether `POST /-/reload` works.
+    pub enable_lifecycle: bool,
     /// `--push.gateway`, validated to be an http(s) URL.
     pub push_gateway: Option<String>,
     /// `--blackbox.config.file`
@@ -136,6 +139,7 @@ pub fn settings_from_args(raw: RawArgs) -> Result<Settings, String> {
         config_check: raw.config_check,
         once: raw.once,
         web_config_file: raw.web_config_file,
+        enable_lifecycle: raw.enable_lifecycle,
         push_gateway: raw.push_gateway,
         blackbox_config_file: raw.blackbox_config_file,
         probe_concurrency,

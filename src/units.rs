@@ -3,23 +3,48 @@
 //! Durations follow Prometheus' style (`250ms`, `5s`, `1m30s`, `2d`, `1w`) plus a bare
 //! integer meaning seconds. Sizes are bare bytes or carry a binary suffix (`KiB`, `MiB`,
 //! `GiB`). Both deserialize from YAML strings and integers.
+//!
+//! Both are bounded here, where they are parsed, whatever their spelling: a duration is
+//! at most [`MAX_DURATION`] and a size at most [`MAX_SIZE`]. The rest of sonde adds
+//! durations to clocks and multiplies them; a bound at the edge keeps every such sum
+//! far from overflowing (`interval: 18446744073709551615` once aborted sonde).
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::de::{self, Deserializer, Visitor};
 
-/// Parses a duration such as `250ms`, `1m30s`, `2d` or a bare number of seconds.
+/// The longest duration sonde accepts: 520 weeks, about ten years.
+pub const MAX_DURATION: Duration = Duration::from_secs(520 * 7 * 86_400);
+
+/// The largest size sonde accepts: 1 GiB.
+pub const MAX_SIZE: u64 = 1 << 30;
+
+/// The error of a duration over [`MAX_DURATION`].
+fn duration_too_large(text: &str) -> String {
+    format!("duration {text:?} is too large: at most 520w (about 10 years)")
+}
+
+/// Seconds as a duration, refused above [`MAX_DURATION`].
+fn bounded_secs(secs: u64, text: &str) -> Result<Duration, String> {
+    if secs > MAX_DURATION.as_secs() {
+        return Err(duration_too_large(text));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// Parses a duration such as `250ms`, `1m30s`, `2d` or a bare number of seconds; at most
+/// [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text.is_empty() {
         return Err("empty duration".to_string());
     }
     if text.bytes().all(|b| b.is_ascii_digit()) {
-        return text
-            .parse::<u64>()
-            .map(Duration::from_secs)
-            .map_err(|_| format!("duration {text:?} is too large"));
+        return match text.parse::<u64>() {
+            Ok(secs) => bounded_secs(secs, text),
+            Err(_) => Err(duration_too_large(text)),
+        };
     }
     let bad = || {
         format!(
@@ -35,7 +60,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(bad());
         }
-        let number: u128 = rest[..digits].parse().map_err(|_| bad())?;
+        let number: u128 = rest[..digits]
+            .parse()
+            .map_err(|_| duration_too_large(text))?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
         let unit = &rest[..unit_len];
@@ -56,9 +83,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         total_ms = number
             .checked_mul(ms_per_unit)
             .and_then(|v| v.checked_add(total_ms))
-            .ok_or_else(|| format!("duration {text:?} is too large"))?;
+            .ok_or_else(|| duration_too_large(text))?;
     }
-    let ms = u64::try_from(total_ms).map_err(|_| format!("duration {text:?} is too large"))?;
+    if total_ms > MAX_DURATION.as_millis() {
+        return Err(duration_too_large(text));
+    }
+    let ms = u64::try_from(total_ms).map_err(|_| duration_too_large(text))?;
     Ok(Duration::from_millis(ms))
 }
 
@@ -85,7 +115,21 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
-/// Parses a size: bare bytes, or a number with `B`, `KiB`, `MiB` or `GiB`.
+/// The error of a size over [`MAX_SIZE`].
+fn size_too_large(text: &str) -> String {
+    format!("size {text:?} is too large: at most 1GiB")
+}
+
+/// Bytes as a size, refused above [`MAX_SIZE`].
+fn bounded_size(bytes: u64, text: &str) -> Result<u64, String> {
+    if bytes > MAX_SIZE {
+        return Err(size_too_large(text));
+    }
+    Ok(bytes)
+}
+
+/// Parses a size: bare bytes, or a number with `B`, `KiB`, `MiB` or `GiB`; at most
+/// [`MAX_SIZE`].
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let digits = text.bytes().take_while(u8::is_ascii_digit).count();
@@ -94,7 +138,6 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     if digits == 0 {
         return Err(bad());
     }
-    let number: u64 = text[..digits].parse().map_err(|_| bad())?;
     let factor: u64 = match text[digits..].trim_start() {
         "" | "B" => 1,
         "KiB" => 1 << 10,
@@ -102,9 +145,13 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "GiB" => 1 << 30,
         _ => return Err(bad()),
     };
-    number
+    let Ok(number) = text[..digits].parse::<u64>() else {
+        return Err(size_too_large(text));
+    };
+    let bytes = number
         .checked_mul(factor)
-        .ok_or_else(|| format!("size {text:?} is too large"))
+        .ok_or_else(|| size_too_large(text))?;
+    bounded_size(bytes, text)
 }
 
 /// A duration that deserializes from `"1m30s"`-style strings or integer seconds.
@@ -120,12 +167,13 @@ impl<'de> serde::Deserialize<'de> for DurationValue {
                 f.write_str("a duration such as 30s, 1m30s or 250ms")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<DurationValue, E> {
-                Ok(DurationValue(Duration::from_secs(v)))
+                bounded_secs(v, &v.to_string())
+                    .map(DurationValue)
+                    .map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<DurationValue, E> {
-                u64::try_from(v)
-                    .map(|v| DurationValue(Duration::from_secs(v)))
-                    .map_err(|_| E::custom("a duration cannot be negative"))
+                let v = u64::try_from(v).map_err(|_| E::custom("a duration cannot be negative"))?;
+                self.visit_u64(v)
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationValue, E> {
                 parse_duration(v).map(DurationValue).map_err(E::custom)
@@ -148,12 +196,13 @@ impl<'de> serde::Deserialize<'de> for SizeValue {
                 f.write_str("a size such as 10MiB or a number of bytes")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<SizeValue, E> {
-                Ok(SizeValue(v))
+                bounded_size(v, &v.to_string())
+                    .map(SizeValue)
+                    .map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<SizeValue, E> {
-                u64::try_from(v)
-                    .map(SizeValue)
-                    .map_err(|_| E::custom("a size cannot be negative"))
+                let v = u64::try_from(v).map_err(|_| E::custom("a size cannot be negative"))?;
+                self.visit_u64(v)
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<SizeValue, E> {
                 parse_size(v).map(SizeValue).map_err(E::custom)
@@ -188,9 +237,22 @@ pub fn rfc3339_millis(unix_ms: u64) -> String {
     )
 }
 
+/// Test helper for property tests: runs `f` and fails (panics, which proptest reports
+/// and shrinks) when it takes longer than `limit`, the "bounded time" invariant of every
+/// parser that reads outside input.
+#[cfg(test)]
+pub fn within<T>(limit: Duration, what: &str, f: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let out = f();
+    let took = started.elapsed();
+    assert!(took <= limit, "{what} took {took:?} (limit {limit:?})");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn durations_parse_in_every_documented_form() {
@@ -223,6 +285,31 @@ mod tests {
         }
     }
 
+    /// Every spelling is bounded: once, a bare integer had no cap and aborted sonde when
+    /// the scheduler added it to the clock.
+    #[test]
+    fn durations_and_sizes_are_bounded_in_every_spelling() {
+        assert_eq!(parse_duration("520w"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("314496000"), Ok(MAX_DURATION));
+        for big in [
+            "18446744073709551615",
+            "9223372036854775807",
+            "314496001",
+            "521w",
+            "520w1ms",
+            "99999999999999999999",
+            "1000000000000000000000000000000000000000ms",
+        ] {
+            let e = parse_duration(big).unwrap_err();
+            assert!(e.contains("too large") && e.contains("520w"), "{big}: {e}");
+        }
+        assert_eq!(parse_size("1GiB"), Ok(MAX_SIZE));
+        for big in ["1073741825", "2GiB", "1048577KiB", "18446744073709551616"] {
+            let e = parse_size(big).unwrap_err();
+            assert!(e.contains("too large") && e.contains("1GiB"), "{big}: {e}");
+        }
+    }
+
     #[test]
     fn durations_print_as_they_parse() {
         for text in [
@@ -245,7 +332,7 @@ mod tests {
         assert_eq!(parse_size("512B"), Ok(512));
         assert_eq!(parse_size("4KiB"), Ok(4096));
         assert_eq!(parse_size("10MiB"), Ok(10 << 20));
-        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
         for bad in ["", "MiB", "10MB", "10 mib", "-1", "99999999999999GiB"] {
             assert!(parse_size(bad).is_err(), "{bad:?} was accepted");
         }
@@ -258,5 +345,66 @@ mod tests {
             rfc3339_millis(1_700_000_000_123),
             "2023-11-14T22:13:20.123Z"
         );
+    }
+
+    /// How long one parse of a short text may take, even in a debug build.
+    const LIMIT: Duration = Duration::from_millis(200);
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any text: an answer, never a panic, and a duration within the bound.
+        #[test]
+        fn any_text_parses_or_is_refused(text in "\\PC{0,40}|[0-9wdhms]{0,40}") {
+            let d = within(LIMIT, "parse_duration", || parse_duration(&text));
+            if let Ok(d) = d {
+                prop_assert!(d <= MAX_DURATION);
+            }
+            let size = within(LIMIT, "parse_size", || parse_size(&text));
+            if let Ok(size) = size {
+                prop_assert!(size <= MAX_SIZE);
+            }
+        }
+
+        /// Units largest first, each at most once: the sum, or "too large" past the
+        /// bound.
+        #[test]
+        fn written_durations_sum_their_units(parts in proptest::collection::vec(proptest::option::of(0u64..100_000_000_000u64), 6)) {
+            let units = [("w", 604_800_000u128), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
+            let mut text = String::new();
+            let mut expected: u128 = 0;
+            for (part, (unit, ms)) in parts.iter().zip(units) {
+                if let Some(n) = part {
+                    text.push_str(&format!("{n}{unit}"));
+                    expected += u128::from(*n) * ms;
+                }
+            }
+            prop_assume!(!text.is_empty());
+            match parse_duration(&text) {
+                Ok(d) => prop_assert_eq!(d.as_millis(), expected),
+                Err(e) => {
+                    prop_assert!(expected > MAX_DURATION.as_millis(), "{}: {}", text, e);
+                    prop_assert!(e.contains("too large"), "{}", e);
+                }
+            }
+        }
+
+        /// Printing and parsing again gives the same duration (to the millisecond).
+        #[test]
+        fn durations_round_trip(ms in 0u64..=(MAX_DURATION.as_millis() as u64)) {
+            let d = Duration::from_millis(ms);
+            prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+
+        /// Sizes: bytes or a suffix, up to 1 GiB; beyond is refused, never wrapped.
+        #[test]
+        fn sizes_multiply_or_are_refused(n in 0u64..u64::MAX, unit in 0usize..5) {
+            let (suffix, factor) = [("", 1u128), ("B", 1), ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30)][unit];
+            let expected = u128::from(n) * factor;
+            match parse_size(&format!("{n}{suffix}")) {
+                Ok(size) => prop_assert_eq!(u128::from(size), expected),
+                Err(e) => prop_assert!(expected > u128::from(MAX_SIZE) && e.contains("too large")),
+            }
+        }
     }
 }

@@ -114,7 +114,9 @@ fn post_reload_answers_with_the_outcome() {
         "checks:\n  - name: one\n    kind: http\n    urls: [\"{}\"]\n",
         f.url("/")
     );
-    let sonde = Sonde::start(&good);
+    let dir = Dir::new();
+    dir.write("sonde.yml", &good);
+    let sonde = Sonde::start_in(dir, &["--web.enable-lifecycle"]);
     sonde.wait_ready();
     sonde.dir.write(
         "sonde.yml",
@@ -138,6 +140,29 @@ fn post_reload_answers_with_the_outcome() {
     let m = sonde.wait_metrics(10, |m| m.has("sonde_check_success{check=\"two\""));
     assert!(!m.has("sonde_check_success{check=\"one\""));
     assert_eq!(m.value("sonde_config_last_reload_successful"), Some(1.0));
+}
+
+/// Without `--web.enable-lifecycle`, `POST /-/reload` is refused with a text naming the
+/// flag, and the config is not re-read; SIGHUP still reloads.
+#[test]
+fn post_reload_needs_the_lifecycle_flag() {
+    let f = Fixture::start(|_| Reply::status(200, "ok"));
+    let good = format!(
+        "checks:\n  - name: one\n    kind: http\n    urls: [\"{}\"]\n",
+        f.url("/")
+    );
+    let sonde = Sonde::start(&good);
+    sonde.wait_ready();
+    sonde
+        .dir
+        .write("sonde.yml", good.replace("name: one", "name: two"));
+    let r = request(sonde.addr, "POST", "/-/reload", &[], b"");
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("--web.enable-lifecycle"), "{}", r.text());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(sonde.metrics().has("sonde_check_success{check=\"one\""));
+    sonde.signal("HUP");
+    sonde.wait_metrics(10, |m| m.has("sonde_check_success{check=\"two\""));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
@@ -15,25 +15,9 @@ const ONE_CHECK: &str = "checks:\n  - name: self\n    kind: http\n    interval: 
 
 /// Reads one response (head + Content-Length body) from a kept-alive connection.
 fn read_response(reader: &mut BufReader<TcpStream>) -> HttpResponse {
-    let mut head = Vec::new();
-    loop {
-        let mut line = Vec::new();
-        let n = reader.read_until(b'\n', &mut line).expect("read head");
-        assert!(n > 0, "connection closed before a response");
-        head.extend_from_slice(&line);
-        if line == b"\r\n" {
-            break;
-        }
-    }
-    let mut r = parse_response(&head);
-    let len: usize = r
-        .header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).expect("read body");
-    r.body = body;
-    r
+    read_next_response(reader)
+        .expect("read a response")
+        .expect("connection closed before a response")
 }
 
 fn keep_alive_get(stream: &mut TcpStream, path: &str) {
@@ -67,7 +51,7 @@ fn the_index_page_and_the_checks_api_describe_each_check() {
     let r = sonde.get("/");
     assert_eq!(r.status, 200);
     assert!(
-        r.text().contains("<td>self</td>") && r.text().contains("href=\"/metrics\""),
+        r.text().contains(">self</a>") && r.text().contains("href=\"/metrics\""),
         "{}",
         r.text()
     );

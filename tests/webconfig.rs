@@ -130,11 +130,34 @@ fn every_endpoint_refuses_no_a_wrong_or_an_unknown_user_s_credentials() {
         let r = guarded.get(path, None).unwrap();
         assert_eq!(r.status, 401, "{path}");
         assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"sonde\""));
-        let r = guarded.get(path, Some(("prometheus", "wrong"))).unwrap();
-        assert_eq!(r.status, 401, "{path}");
-        let r = guarded.get(path, Some(("nobody", "s3cret"))).unwrap();
-        assert_eq!(r.status, 401, "{path}");
     }
+    // Verified once, before the failures below.
+    let ok = guarded.get("/-/healthy", Some(("prometheus", "s3cret")));
+    assert_eq!(ok.unwrap().status, 200);
+    // Wrong passwords and unknown users: 401 for the first five failures of this
+    // address; after that the address is slowed down: 429 with Retry-After, held back a
+    // second, and a bcrypt verification (401) only once its back-off has passed.
+    let mut statuses = Vec::new();
+    for path in ["/metrics", "/", "/-/healthy", "/api/v1/checks"] {
+        for auth in [("prometheus", "wrong"), ("nobody", "s3cret")] {
+            let r = guarded.get(path, Some(auth)).unwrap();
+            if r.status == 429 {
+                assert!(r.header("retry-after").is_some(), "{path}");
+            }
+            statuses.push(r.status);
+        }
+    }
+    assert_eq!(statuses[..5], [401; 5], "{statuses:?}");
+    assert!(
+        statuses[5..].iter().all(|s| *s == 401 || *s == 429)
+            && statuses[5..].iter().filter(|s| **s == 429).count() >= 2,
+        "{statuses:?}"
+    );
+    // Credentials verified before still pass at once from the slowed-down address.
+    let r = guarded
+        .get("/-/healthy", Some(("prometheus", "s3cret")))
+        .unwrap();
+    assert_eq!(r.status, 200);
     guarded.assert_no_secret_logged();
 }
 
@@ -173,15 +196,10 @@ fn a_cached_verification_still_rejects_a_different_password() {
 #[test]
 fn plain_http_on_the_tls_port_gets_a_plain_400() {
     let guarded = Guarded::start();
-    let mut plain = TcpStream::connect(guarded.sonde.addr).unwrap();
-    plain
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    plain
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut raw = Vec::new();
-    let _ = plain.read_to_end(&mut raw);
+    let raw = raw_exchange(
+        guarded.sonde.addr,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
     let text = String::from_utf8_lossy(&raw);
     assert!(text.starts_with("HTTP/1.0 400 Bad Request"), "{text}");
     assert!(text.contains("HTTP request to an HTTPS server"));

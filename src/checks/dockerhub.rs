@@ -23,6 +23,7 @@ use crate::net::dockerhub::{
 };
 use crate::net::http::ConnectionKeys;
 use crate::problem::Problem;
+use crate::store::TargetReport;
 use crate::sync::lock;
 use crate::units::DurationValue;
 
@@ -212,6 +213,32 @@ impl DockerhubCheck {
     }
 }
 
+impl DockerhubCheck {
+    /// The status page's report of each repository, most pulled first; down when its
+    /// organization was not listed this run (its values are then the last listing's).
+    fn reports(&self, state: &State, failed: &[(&str, String)]) -> Vec<TargetReport> {
+        let mut reports = Vec::new();
+        for (org, listing) in self.organizations.iter().zip(&state.listings) {
+            let failure = failed
+                .iter()
+                .find(|(f, _)| *f == org.as_str())
+                .map(|(_, e)| e);
+            for repo in listing.iter().flatten() {
+                reports.push(TargetReport {
+                    target: format!("{org}/{}", repo.name),
+                    up: failure.is_none(),
+                    pulls: repo.pulls,
+                    cause: failure.map(|e| format!("organization not listed this run: {e}")),
+                    ..TargetReport::default()
+                });
+            }
+        }
+        let pulls = |r: &TargetReport| r.pulls.unwrap_or(-1.0);
+        reports.sort_by(|a, b| pulls(b).total_cmp(&pulls(a)));
+        reports
+    }
+}
+
 /// The organizations as written; problems for invalid or repeated ones.
 fn organizations(
     spec: &DockerhubSpec,
@@ -317,7 +344,7 @@ impl Check for DockerhubCheck {
             success: failed.is_empty(),
             error: run_error(&failed, self.organizations.len()),
             families: self.render(&state),
-            targets: Vec::new(),
+            targets: self.reports(&state, &failed),
         }
     }
 }

@@ -200,9 +200,11 @@ impl HttpCheck {
                 target: target.label.clone(),
                 up: r.failure.is_none(),
                 status_code: r.status,
-                duration_ms: r.duration.as_secs_f64() * 1000.0,
+                duration_ms: Some(r.duration.as_secs_f64() * 1000.0),
                 error: r.failure.map(Reason::as_str),
                 cause: r.cause.clone(),
+                cert_not_after: r.cert_not_after,
+                ..TargetReport::default()
             });
         }
         let words = |url: &str, reason: Reason, cause: Option<&str>| match cause {

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use super::{BuildContext, Check, KindSpec, RunContext, RunOutput};
 use crate::metrics::{FamilyId, FamilySet, MetricType};
 use crate::problem::Problem;
+use crate::store::{Reading, TargetReport};
 use crate::sysfs::{Chip, Sensor, clean_name, parse_go_float, scan, to_valid_utf8};
 
 const CHIP_NAMES: &str = "sonde_hwmon_chip_names";
@@ -110,11 +111,15 @@ impl Check for HwmonCheck {
                 self.check
             );
         }
+        let targets = scan.chips.iter().flat_map(|chip| {
+            let sensors = chip.sensors.iter();
+            sensors.filter_map(|(sensor, data)| sensor_report(&chip.label, sensor, data))
+        });
         RunOutput {
             success: error.is_none(),
             error,
+            targets: targets.collect(),
             families: emitter.set,
-            targets: Vec::new(),
         }
     }
 }
@@ -408,6 +413,66 @@ fn gauge(name: String, help: String, value: f64) -> Classified {
     })
 }
 
+/// The status page's report of a sensor with a reading: its value against `max` and
+/// `crit` in the unit a person reads. Down on a fault, at or past a `crit`/`lcrit` limit
+/// or with a critical alarm flag set, as the sensor alert rule; another alarm flag (a
+/// `max` or `min` crossing, often set on unconnected inputs) is a note on an up sensor.
+fn sensor_report(chip: &str, sensor: &str, data: &Sensor) -> Option<TargetReport> {
+    let (unit, scale) = match data.kind {
+        "temp" => ("°C", 0.001),
+        "in" => ("V", 0.001),
+        "curr" => ("A", 0.001),
+        "power" => ("W", 0.000_001),
+        "fan" => ("RPM", 1.0),
+        // ABI: milli-percent.
+        "humidity" => ("%", 0.001),
+        _ => return None,
+    };
+    let props = &data.props;
+    let get = |p: &[u8]| {
+        props
+            .get(p)
+            .and_then(|v| parse_go_float(v))
+            .map(|v| v * scale)
+    };
+    let value = get(b"input").or_else(|| get(b"average"))?;
+    let (max, crit, lcrit) = (get(b"max"), get(b"crit"), get(b"lcrit"));
+    let set = |p: &[u8]| format!("the chip sets {sensor}_{}", to_valid_utf8(p));
+    let alarm = |critical: bool| {
+        props.iter().find_map(|(p, v)| {
+            let is_critical = matches!(
+                p.as_slice(),
+                b"crit_alarm" | b"lcrit_alarm" | b"emergency_alarm"
+            );
+            (p.ends_with(b"alarm") && v.as_slice() == b"1" && is_critical == critical)
+                .then(|| set(p))
+        })
+    };
+    let show = |v: f64| format!("{} {unit}", (v * 1000.0).round() / 1000.0);
+    let down = if props.get(b"fault".as_slice()).is_some_and(|v| v == b"1") {
+        Some("the chip reports a sensor fault".to_string())
+    } else if let Some(c) = crit.filter(|c| value >= *c) {
+        Some(format!("{} is at or over crit {}", show(value), show(c)))
+    } else if let Some(c) = lcrit.filter(|c| value <= *c) {
+        Some(format!("{} is at or under lcrit {}", show(value), show(c)))
+    } else {
+        alarm(true)
+    };
+    Some(TargetReport {
+        target: format!("{chip} {sensor}"),
+        up: down.is_none(),
+        cause: down.or_else(|| alarm(false)),
+        detail: props.get(b"label".as_slice()).map(|l| to_valid_utf8(l)),
+        reading: Some(Reading {
+            value,
+            max,
+            crit,
+            unit,
+        }),
+        ..TargetReport::default()
+    })
+}
+
 impl KindSpec for HwmonSpec {
     type Check = HwmonCheck;
 
@@ -450,5 +515,55 @@ mod tests {
             sample("fan", b"div", 2.0),
             ("sonde_hwmon_fan_div".into(), 2.0)
         );
+    }
+
+    #[test]
+    fn a_sensor_is_down_at_crit_or_on_a_critical_alarm_and_noted_on_another() {
+        let sensor = |kind: &'static str, props: &[(&str, &str)]| Sensor {
+            kind,
+            props: props
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect(),
+        };
+        let report = |s: &Sensor| sensor_report("coretemp", "temp1", s).unwrap();
+        let hot = report(&sensor(
+            "temp",
+            &[
+                ("input", "101000"),
+                ("max", "80000"),
+                ("crit", "100000"),
+                ("label", "Core 0"),
+            ],
+        ));
+        assert!(!hot.up);
+        assert_eq!(
+            hot.cause.as_deref(),
+            Some("101 °C is at or over crit 100 °C")
+        );
+        assert_eq!(hot.detail.as_deref(), Some("Core 0"));
+        assert_eq!(
+            hot.reading,
+            Some(Reading {
+                value: 101.0,
+                max: Some(80.0),
+                crit: Some(100.0),
+                unit: "°C"
+            })
+        );
+        let alarmed = report(&sensor("temp", &[("input", "40000"), ("crit_alarm", "1")]));
+        assert_eq!(
+            (alarmed.up, alarmed.cause.as_deref()),
+            (false, Some("the chip sets temp1_crit_alarm"))
+        );
+        let unused = sensor("in", &[("input", "168"), ("min", "300"), ("alarm", "1")]);
+        let noted = sensor_report("nct6793", "in5", &unused).unwrap();
+        assert_eq!(
+            (noted.up, noted.cause.as_deref()),
+            (true, Some("the chip sets in5_alarm"))
+        );
+        let faulty = report(&sensor("fan", &[("input", "0"), ("fault", "1")]));
+        assert!(!faulty.up && faulty.reading.is_some_and(|r| r.unit == "RPM"));
+        assert!(sensor_report("chip", "pwm1", &sensor("pwm", &[("", "128")])).is_none());
     }
 }

@@ -17,13 +17,14 @@ use std::time::Instant;
 use crate::problem::Spanned;
 use serde::{Deserialize, Deserializer};
 
-use super::registry::{RegistrySetup, status_samples, summarize};
+use super::registry::{RegistrySetup, image_report, status_samples, summarize};
 use super::{BuildContext, Check, KindSpec, LegacyClaim, RunContext, RunOutput};
 use crate::metrics::{FamilyId, FamilySet, MetricType};
 use crate::net::image_ref::ImageRef;
 use crate::net::kube::{self, PullSecrets, Workload, WorkloadKind};
 use crate::net::oci::{Job, Keyring, Outcome, RegistryKeys, Status, glob_match};
 use crate::problem::Problem;
+use crate::store::TargetReport;
 use crate::sync::lock;
 
 const AVAILABLE: &str = "sonde_kubernetes_image_available";
@@ -310,7 +311,9 @@ impl Check for KubernetesCheck {
             .client
             .check_all(&plan.jobs, ctx.deadline, ctx.cancel);
         state.remember(&plan, &workloads, &outcomes);
-        let (families, images_error) = self.render(&state, &workloads, &plan, &outcomes);
+        let mut reports = Vec::with_capacity(plan.entries.len());
+        let (families, images_error) =
+            self.render(&state, &workloads, &plan, &outcomes, &mut reports);
         let error = match (list_errors.first(), images_error) {
             (None, e) => e,
             (Some(l), None) if list_errors.len() == 1 => Some(l.clone()),
@@ -321,7 +324,7 @@ impl Check for KubernetesCheck {
             success: error.is_none(),
             error,
             families,
-            targets: Vec::new(),
+            targets: reports,
         }
     }
 }
@@ -422,13 +425,15 @@ impl KubernetesCheck {
         (!ignored).then_some(parsed)
     }
 
-    /// The run's metrics, and its error about images.
+    /// The run's metrics, and its error about images; one report per container image
+    /// goes to `reports`.
     fn render(
         &self,
         state: &State,
         workloads: &[Workload],
         plan: &Plan,
         outcomes: &[Option<Outcome>],
+        reports: &mut Vec<TargetReport>,
     ) -> (FamilySet, Option<String>) {
         let mut m = FamilySet::new();
         let available = m.family(AVAILABLE, AVAILABLE_HELP, MetricType::Gauge);
@@ -446,6 +451,10 @@ impl KubernetesCheck {
             let w = &workloads[e.workload];
             let (container, image) = &w.containers[e.container];
             let (current, answer, detail) = state.report(e, plan, outcomes);
+            let target = format!("{}/{}/{} {container}", w.kind.name(), w.namespace, w.name);
+            let mut report = image_report(target, current, detail.clone());
+            report.detail = Some(image.clone());
+            reports.push(report);
             let Some(current) = current else {
                 not_checked += 1;
                 continue;

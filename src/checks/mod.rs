@@ -266,7 +266,9 @@ pub struct RunOutput {
     pub error: Option<String>,
     /// The kind's metrics.
     pub families: FamilySet,
-    /// Per-target results for the JSON endpoints.
+    /// One report per target (URL, image, container, sensor, repository) for the
+    /// status page, its history and the JSON endpoints; in the order a person expects
+    /// (the config's, else the kind's natural one) and each target named once.
     pub targets: Vec<TargetReport>,
 }
 

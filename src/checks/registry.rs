@@ -25,6 +25,7 @@ use crate::net::oci::{
     DockerConfigFile, Job, Keyring, Outcome, RegistryClient, RegistryKeys, Status,
 };
 use crate::problem::Problem;
+use crate::store::TargetReport;
 use crate::sync::lock;
 
 const AVAILABLE: &str = "sonde_image_available";
@@ -190,6 +191,24 @@ pub fn status_samples(m: &mut FamilySet, id: FamilyId, labels: &[(&str, &str)], 
     }
 }
 
+/// The status page's report of one image: its status word and, when it is not
+/// available, why (`detail` of this run's check; none for a status kept from an
+/// earlier run). No status yet means not checked yet.
+pub fn image_report(
+    target: String,
+    current: Option<Status>,
+    detail: Option<String>,
+) -> TargetReport {
+    TargetReport {
+        target,
+        up: current == Some(Status::Available),
+        pending: current.is_none(),
+        status: current.map(Status::as_str),
+        cause: detail.filter(|_| current != Some(Status::Available)),
+        ..TargetReport::default()
+    }
+}
+
 /// The run's error: how many targets were not available, with the first reason.
 pub fn summarize(bad: &[String], not_checked: usize, total: usize, what: &str) -> Option<String> {
     let mut parts = Vec::new();
@@ -282,6 +301,7 @@ impl RegistryCheck {
         let status = m.family(STATUS, STATUS_HELP, MetricType::Gauge);
         let mut bad: Vec<String> = Vec::new();
         let mut not_checked = 0;
+        let mut reports = Vec::with_capacity(self.targets.len());
         for (i, t) in self.targets.iter().enumerate() {
             let outcome = match (&t.parsed, target_job[i]) {
                 (Err(e), _) => Some(Outcome::new(Status::InvalidReference, e.clone())),
@@ -304,6 +324,8 @@ impl RegistryCheck {
                 }
                 None => not_checked += 1,
             }
+            let detail = outcome.map(|o| o.detail);
+            reports.push(image_report(t.label.clone(), last[i], detail));
             // An image not reached this run keeps the status of its last check.
             let Some(current) = last[i] else { continue };
             let labels = [("check", self.check.as_str()), ("image", t.label.as_str())];
@@ -317,7 +339,7 @@ impl RegistryCheck {
             success: error.is_none(),
             error,
             families: m,
-            targets: Vec::new(),
+            targets: reports,
         }
     }
 }

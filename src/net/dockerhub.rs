@@ -654,6 +654,9 @@ fn unix_now() -> f64 {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -311,6 +311,9 @@ fn validate_digest(digest: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

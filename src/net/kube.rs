@@ -881,6 +881,9 @@ fn parse_pull_secret(secret: &SecretObject) -> Result<(Keyring, Vec<String>), St
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::net::image_ref::ImageRef;

@@ -11,4 +11,6 @@ pub mod http;
 pub mod image_ref;
 pub mod kube;
 pub mod oci;
+#[cfg(test)]
+pub mod prop;
 pub mod secret;

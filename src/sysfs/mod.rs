@@ -396,6 +396,9 @@ pub fn to_valid_utf8(raw: &[u8]) -> String {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

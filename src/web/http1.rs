@@ -1,7 +1,6 @@
 //! HTTP/1.1 messages: requests parsed with `httparse`, responses serialized by hand.
 
 use std::borrow::Cow;
-use std::io;
 use std::sync::Arc;
 
 use crate::exposition::BodySource;
@@ -195,11 +194,11 @@ impl Body {
         }
     }
 
-    /// Hands the body to `out` in pieces.
-    pub fn write_to(&self, out: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+    /// The bytes from `offset` to the end of the piece that holds it; empty at the end.
+    pub fn chunk_at(&self, offset: usize) -> &[u8] {
         match self {
-            Body::Bytes(b) => out(b),
-            Body::Source(s) => s.write_to(out),
+            Body::Bytes(b) => b.get(offset..).unwrap_or_default(),
+            Body::Source(s) => s.chunk_at(offset),
         }
     }
 }
@@ -290,16 +289,6 @@ impl Response {
         });
         head.into_bytes()
     }
-
-    /// Head and body in one buffer, for the short answers sent before closing.
-    pub fn to_bytes(&self, keep_alive: bool) -> Vec<u8> {
-        let mut bytes = self.head(keep_alive);
-        let _ = self.body.write_to(&mut |chunk| {
-            bytes.extend_from_slice(chunk);
-            Ok(())
-        });
-        bytes
-    }
 }
 
 /// The standard reason phrase of a status code.
@@ -309,10 +298,12 @@ pub fn reason_phrase(status: u16) -> &'static str {
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         413 => "Content Too Large",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
@@ -400,5 +391,125 @@ mod tests {
             let _ = req.query_param("x");
         }
         assert_eq!(decode_component("%C3%A9+a%"), "é a%");
+    }
+
+    use crate::units::within;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    const LIMIT: Duration = Duration::from_millis(500);
+
+    /// A request's parts: method, path, query, headers, body, HTTP/1.x minor version.
+    type Parts = (String, String, String, Vec<(String, String)>, Vec<u8>, u8);
+
+    /// A request as a client might write it: method, target, headers, body, version.
+    fn requests() -> impl Strategy<Value = Parts> {
+        let header = ("[A-Za-z][A-Za-z0-9-]{0,20}", "[!-~]([ -~]{0,30}[!-~])?").prop_filter(
+            "sonde's own framing headers",
+            |(n, _)| {
+                let n = n.to_ascii_lowercase();
+                ![
+                    "content-length",
+                    "transfer-encoding",
+                    "connection",
+                    "expect",
+                ]
+                .contains(&n.as_str())
+            },
+        );
+        (
+            "[A-Z]{1,10}",
+            "/[A-Za-z0-9._~/-]{0,40}",
+            "([A-Za-z0-9=&%+.-]{1,30})?",
+            proptest::collection::vec(header, 0..8),
+            proptest::collection::vec(any::<u8>(), 0..300),
+            0u8..2,
+        )
+    }
+
+    fn serialize(
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+        minor: u8,
+    ) -> Vec<u8> {
+        let target = if query.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}?{query}")
+        };
+        let mut raw = format!("{method} {target} HTTP/1.{minor}\r\n");
+        for (k, v) in headers {
+            raw.push_str(&format!("{k}: {v}\r\n"));
+        }
+        raw.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let mut raw = raw.into_bytes();
+        raw.extend_from_slice(body);
+        raw
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any bytes: complete, partial or rejected, never a panic, in bounded time,
+        /// and a complete request never claims more bytes than there are.
+        #[test]
+        fn any_bytes_get_an_answer(raw in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            if let Parsed::Complete(_, used) = within(LIMIT, "parse", || parse(&raw)) {
+                prop_assert!(used <= raw.len());
+            }
+        }
+
+        /// Request-like text (valid words in odd places) never panics either.
+        #[test]
+        fn request_like_text_gets_an_answer(text in "(GET|POST|HEAD) [ -~]{0,60}( HTTP/1\\.[0-9])?(\r\n[ -~]{0,40}){0,6}(\r\n\r\n)?[ -~]{0,40}") {
+            let _ = within(LIMIT, "parse", || parse(text.as_bytes()));
+        }
+
+        /// A written request parses back to what was written, using exactly its bytes;
+        /// every proper prefix of it asks for more.
+        #[test]
+        fn written_requests_round_trip((method, path, query, headers, body, minor) in requests()) {
+            let raw = serialize(&method, &path, &query, &headers, &body, minor);
+            prop_assume!(raw.len() - body.len() <= MAX_HEAD_BYTES);
+            let mut pipelined = raw.clone();
+            pipelined.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+            let Parsed::Complete(req, used) = parse(&pipelined) else {
+                return Err(TestCaseError::fail(format!("{:?}", parse(&pipelined))));
+            };
+            prop_assert_eq!(used, raw.len());
+            prop_assert_eq!(&req.method, &method);
+            prop_assert_eq!(&req.path, &path);
+            prop_assert_eq!(&req.query, &query);
+            prop_assert_eq!(&req.body, &body);
+            prop_assert_eq!(req.keep_alive, minor == 1);
+            for (k, v) in &headers {
+                let lower = k.to_ascii_lowercase();
+                prop_assert!(req.headers.iter().any(|(n, val)| *n == lower && val == v), "{} missing", k);
+            }
+            for cut in [1, raw.len() / 2, raw.len() - 1] {
+                prop_assert_eq!(
+                    parse(&raw[..cut]),
+                    Parsed::Partial { expects_continue: false },
+                    "prefix of {} bytes", cut
+                );
+            }
+        }
+
+        /// Query parameters decode whatever they hold.
+        #[test]
+        fn query_parameters_decode_anything(query in "[ -~]{0,80}") {
+            let req = Request {
+                method: "GET".into(),
+                path: "/".into(),
+                query,
+                headers: vec![],
+                keep_alive: true,
+                body: vec![],
+            };
+            let _ = within(LIMIT, "query_param", || req.query_param("check"));
+        }
     }
 }

@@ -2,9 +2,13 @@
 //!
 //! sonde serves HTTP/1.1 itself (on `httparse`) instead of using tiny_http, whose accept
 //! thread dies for good on the first EMFILE and which has neither timeouts nor a bound
-//! on threads. TLS (rustls 0.23) fits in at the connection layer in `server.rs`.
+//! on threads. TLS (rustls 0.23) fits in at the connection layer in `conn.rs`; basic
+//! authentication is in `auth.rs`, the web config file in `security.rs`.
 
+pub mod auth;
+mod conn;
 pub mod http1;
+pub mod page;
 pub mod probe;
 pub mod routes;
 pub mod security;

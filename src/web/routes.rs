@@ -2,17 +2,18 @@
 
 use std::io::Write;
 use std::sync::{Arc, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Map, Value, json};
 
 use super::http1::{Request, Response};
+use super::page::{self, Query};
 use super::probe::Probes;
 use super::server::{Answer, Handler};
 use crate::exposition::BodySource;
-use crate::exposition::{CONTENT_TYPE, Exposition, REVISION, VERSION};
+use crate::exposition::{CONTENT_TYPE, Exposition};
 use crate::store::Store;
-use crate::units::rfc3339_millis;
+use crate::units::{rfc3339_millis, unix_ms};
 
 /// Paths that are endpoints of their own; the telemetry path may not take one.
 pub const RESERVED_PATHS: &[&str] = &[
@@ -23,8 +24,13 @@ pub const RESERVED_PATHS: &[&str] = &[
     "/-/reload",
     "/queryurl",
     "/api/v1/checks",
+    "/api/v1/targets",
     "/probe",
 ];
+
+/// The status page's Content-Security-Policy: no script, no fetch, no frame; only the
+/// page's own inline style and `data:` images (the empty favicon).
+pub const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";
 
 /// Where the outcome of a reload goes: `Err` carries the problems, one per line.
 pub type ReloadReply = mpsc::Sender<Result<(), String>>;
@@ -39,6 +45,8 @@ pub struct App {
     pub telemetry_path: String,
     /// Asks the thread that owns the scheduler to reload; false when it is gone.
     pub reload: Box<dyn Fn(ReloadReply) -> bool + Send + Sync>,
+    /// `--web.enable-lifecycle`: without it `POST /-/reload` is refused (403).
+    pub lifecycle: bool,
     /// `/probe`: its runner, pool and counters.
     pub probes: Arc<Probes>,
 }
@@ -78,15 +86,20 @@ impl Handler for App {
         }
         match path {
             p if p == self.telemetry_path => self.metrics(req),
-            "/" => self.landing(),
+            "/" => self.status_page(req),
             "/healthcheck" => {
                 Response::json(200, &json!({"app_name": "sonde", "app_status": "ok"}))
             }
             "/-/healthy" => Response::text(200, "Healthy."),
             "/-/ready" => self.ready(),
+            "/-/reload" if !self.lifecycle => Response::text(
+                403,
+                "POST /-/reload is disabled: start sonde with --web.enable-lifecycle to enable it (SIGHUP reloads either way)",
+            ),
             "/-/reload" => self.reload(),
             "/queryurl" => self.queryurl(req),
             "/api/v1/checks" => self.checks(),
+            "/api/v1/targets" => self.targets(req),
             "/probe" => match self.probes.answer(req) {
                 Answer::Now(response) => response,
                 Answer::Later(work) => work(),
@@ -173,7 +186,7 @@ impl App {
                         "check": slot.meta.name,
                         "up": u8::from(t.up),
                         "status_code": t.status_code,
-                        "response_time_in_ms": (t.duration_ms * 1000.0).round() / 1000.0,
+                        "response_time_in_ms": t.duration_ms.map(|ms| (ms * 1000.0).round() / 1000.0),
                         "error": t.error,
                         "cause": t.cause,
                     })
@@ -211,47 +224,85 @@ impl App {
         Response::json(200, &json!({"status": "ok", "checks": checks}))
     }
 
-    fn landing(&self) -> Response {
-        let mut rows = String::new();
-        for slot in self.store.slots().iter() {
-            let snap = slot.latest();
-            let (status, last, error) = match &snap {
-                None => ("pending", "never".to_string(), String::new()),
-                Some(s) => (
-                    if s.success { "ok" } else { "failing" },
-                    rfc3339_millis(s.started_unix_ms),
-                    s.error.clone().unwrap_or_default(),
-                ),
-            };
-            rows.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{status}\">{status}</td><td>{}</td><td>{}</td></tr>\n",
-                html(&slot.meta.name),
-                slot.meta.kind,
-                crate::units::format_duration(slot.meta.interval),
-                html(&last),
-                html(&error)
-            ));
-        }
-        let metrics = html(&self.telemetry_path);
-        let page = format!(
-            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>sonde</title>\n\
-             <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:left}}\
-             .ok{{color:#080}}.failing{{color:#b00}}.pending{{color:#888}}</style></head>\n\
-             <body><h1>sonde</h1><p>Periodic checks exported to Prometheus. Version {VERSION} (revision {REVISION}).</p>\n\
-             <ul><li><a href=\"{metrics}\">Metrics</a></li><li><a href=\"/api/v1/checks\">Checks (JSON)</a></li>\
-             <li><a href=\"/queryurl\">URL results (JSON)</a></li><li><a href=\"/-/healthy\">Health</a></li>\
-             <li><a href=\"/-/ready\">Readiness</a></li></ul>\n\
-             <table><tr><th>Check</th><th>Kind</th><th>Interval</th><th>Status</th><th>Last run</th><th>Error</th></tr>\n{rows}</table>\n\
-             </body></html>\n"
+    /// `/`: the status page, rendered on every request (it is cheap: see the README's
+    /// figures) and never cached.
+    fn status_page(&self, req: &Request) -> Response {
+        // The messages quote what the client sent: never let a browser sniff them as HTML.
+        let query = match Query::parse(req) {
+            Ok(q) => q,
+            Err(e) => {
+                return Response::text(400, e).with_header("X-Content-Type-Options", "nosniff");
+            }
+        };
+        let started = Instant::now();
+        let page = page::html(
+            &self.store,
+            &query,
+            &self.telemetry_path,
+            unix_ms(SystemTime::now()),
         );
-        Response::new(200, "text/html; charset=utf-8", page)
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                return Response::text(404, e).with_header("X-Content-Type-Options", "nosniff");
+            }
+        };
+        let rendered = started.elapsed().as_secs_f64() * 1000.0;
+        let (body, gzipped) = gzip_if_accepted(req, page.into_bytes());
+        let mut timing = format!("render;dur={rendered:.2}");
+        if gzipped {
+            let total = started.elapsed().as_secs_f64() * 1000.0;
+            timing.push_str(&format!(", gzip;dur={:.2}", total - rendered));
+        }
+        let mut response = Response::new(200, "text/html; charset=utf-8", body)
+            .with_header("Content-Security-Policy", PAGE_CSP)
+            .with_header("Cache-Control", "no-store")
+            .with_header("X-Content-Type-Options", "nosniff")
+            .with_header("Referrer-Policy", "no-referrer")
+            .with_header("Vary", "Accept-Encoding")
+            .with_header("Server-Timing", timing);
+        if gzipped {
+            response = response.with_header("Content-Encoding", "gzip");
+        }
+        response
+    }
+
+    /// `/api/v1/targets`: every target's latest result and history.
+    fn targets(&self, req: &Request) -> Response {
+        let query = match Query::parse(req) {
+            Ok(q) => q,
+            Err(e) => return Response::json(400, &json!({"status": "error", "error": e})),
+        };
+        match page::json(&self.store, &query, unix_ms(SystemTime::now())) {
+            Ok(body) => {
+                let mut text = body.to_string();
+                text.push('\n');
+                let (bytes, gzipped) = gzip_if_accepted(req, text.into_bytes());
+                let response = Response::new(200, "application/json", bytes)
+                    .with_header("Vary", "Accept-Encoding");
+                if gzipped {
+                    response.with_header("Content-Encoding", "gzip")
+                } else {
+                    response
+                }
+            }
+            Err(e) => Response::json(404, &json!({"status": "error", "error": e})),
+        }
     }
 }
 
-/// Escapes text for HTML.
-fn html(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// `body` gzip-compressed when the client accepts it, and whether it is: the page of a
+/// check with thousands of targets shrinks about twentyfold.
+fn gzip_if_accepted(req: &Request, body: Vec<u8>) -> (Vec<u8>, bool) {
+    if !req.accepts_gzip() {
+        return (body, false);
+    }
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 8),
+        flate2::Compression::fast(),
+    );
+    match encoder.write_all(&body).and_then(|()| encoder.finish()) {
+        Ok(compressed) => (compressed, true),
+        Err(_) => (body, false),
+    }
 }

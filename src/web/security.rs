@@ -1,45 +1,71 @@
-//! `--web.config.file` (exporter-toolkit format): TLS with rustls 0.23 and basic auth
-//! with bcrypt hashes.
+//! `--web.config.file` (exporter-toolkit format): TLS with rustls 0.23, basic auth with
+//! bcrypt hashes (checked in `auth.rs`) and the few response headers exporter-toolkit
+//! allows.
 //!
 //! The web config, certificate and key are watched: when one of their modification
-//! times changes, they are read again (at most once a second, on a new connection), so
-//! a renewed certificate is served without a restart. A new file that does not load is
-//! logged and the previous settings stay. Verified passwords are cached by a SHA-256
-//! digest of user and password, compared in constant time, so bcrypt's cost is paid once.
+//! times or sizes changes, they are read again (at most once a second, on a new
+//! connection), so a renewed certificate is served without a restart. A new file that
+//! does not load is logged and the previous settings stay. So does one that would turn
+//! TLS or authentication off without saying so: an editor that truncates before it
+//! writes, or a half-written file, must not open the port for a second. Turning either
+//! off at run time takes an explicit `tls_server_config: {}` / `basic_auth_users: {}`
+//! (or a whole file that is `{}`). The outcome is `sonde_web_config_last_reload_successful`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::problem::Spanned;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
+use super::auth::Auth;
 use crate::files::read_capped;
-use crate::problem::Problem;
+use crate::problem::{Problem, Spanned, yaml_problem_in};
 use crate::sync::{lock, read, write};
 use crate::tls;
+
+/// Largest web config file read.
+const MAX_WEB_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The response headers `http_server_config.headers` may set, with the values allowed
+/// (none listed: any value): exporter-toolkit's list, so that a web config works the same
+/// for every exporter. Framing headers (`Content-Length`, `Connection`, ...) are sonde's
+/// own to write.
+const CONFIGURABLE_HEADERS: &[(&str, &[&str])] = &[
+    ("Strict-Transport-Security", &[]),
+    ("X-Content-Type-Options", &["nosniff"]),
+    ("X-Frame-Options", &["deny", "sameorigin"]),
+    ("X-XSS-Protection", &[]),
+    ("Content-Security-Policy", &[]),
+];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WebConfigDoc {
-    #[serde(default)]
-    tls_server_config: Option<TlsServerDoc>,
-    #[serde(default)]
-    basic_auth_users: BTreeMap<String, String>,
+    /// `None` when the key is absent; `Some(None)` when it has no value.
+    #[serde(default, deserialize_with = "present")]
+    tls_server_config: Option<Spanned<Option<TlsServerDoc>>>,
+    #[serde(default, deserialize_with = "present")]
+    basic_auth_users: Option<Spanned<Option<BTreeMap<String, String>>>>,
     #[serde(default)]
     http_server_config: Option<HttpServerDoc>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Tells a key written without a value (`Some(None)`) from an absent one (`None`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TlsServerDoc {
-    cert_file: Spanned<String>,
-    key_file: Spanned<String>,
+    #[serde(default)]
+    cert_file: Option<Spanned<String>>,
+    #[serde(default)]
+    key_file: Option<Spanned<String>>,
     #[serde(default)]
     client_auth_type: Option<Spanned<String>>,
     #[serde(default)]
@@ -54,8 +80,22 @@ struct TlsServerDoc {
 #[serde(deny_unknown_fields)]
 struct HttpServerDoc {
     #[serde(default)]
-    headers: BTreeMap<String, String>,
+    headers: BTreeMap<String, Spanned<String>>,
 }
+
+/// What a web config says about TLS or authentication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Said {
+    /// Nothing: the key is absent (or the file is empty).
+    Nothing,
+    /// Off on purpose: `{}`.
+    Off,
+    /// Configured.
+    On,
+}
+
+/// When a watched file was last seen: modification time and size.
+type Stamp = Option<(SystemTime, u64)>;
 
 /// The loaded web settings.
 #[derive(Clone)]
@@ -66,8 +106,13 @@ pub struct WebSettings {
     pub users: HashMap<String, String>,
     /// Extra response headers.
     pub headers: Vec<(String, String)>,
-    /// Files whose modification times decide when to load again.
-    watched: Vec<(PathBuf, Option<SystemTime>)>,
+    /// What the file said about TLS and about users.
+    said_tls: Said,
+    said_users: Said,
+    /// The file had no content at all.
+    empty: bool,
+    /// Files whose stamps decide when to load again.
+    watched: Vec<(PathBuf, Stamp)>,
 }
 
 impl std::fmt::Debug for WebSettings {
@@ -86,25 +131,62 @@ pub fn load(path: &Path) -> Result<WebSettings, Problem> {
         p.file = Some(name.clone());
         p
     };
-    let bytes = read_capped(path, 1 << 20)
+    let watched_config = (path.to_path_buf(), stamp(path));
+    let bytes = read_capped(path, MAX_WEB_CONFIG_BYTES)
         .map_err(|e| Problem::plain(format!("{name}: cannot read the web config: {e}")))?;
     let text = String::from_utf8(bytes)
         .map_err(|_| Problem::plain(format!("{name}: the web config is not UTF-8")))?;
-    let doc: WebConfigDoc = if text.trim().is_empty() {
+    let content: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<String>();
+    let empty = content.trim().is_empty();
+    let doc: WebConfigDoc = if empty {
         WebConfigDoc::default()
     } else {
-        serde_saphyr::from_str(&text)
-            .map_err(|e| with_file(crate::problem::yaml_problem(&e, None)))?
+        serde_saphyr::from_str(&text).map_err(|e| with_file(yaml_problem_in(&text, &e, None)))?
     };
+    // `{}` alone is a file that is empty on purpose.
+    let all_off = content.trim() == "{}";
     let base = path
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let mut watched = vec![(path.to_path_buf(), modified(path))];
-    let tls = match &doc.tls_server_config {
-        None => None,
-        Some(t) => Some(build_tls(t, &base, &mut watched).map_err(with_file)?),
+    let mut watched = vec![watched_config];
+    let (tls, said_tls) = match &doc.tls_server_config {
+        None => (None, if all_off { Said::Off } else { Said::Nothing }),
+        Some(section) => match &section.value {
+            None => {
+                return Err(with_file(Problem::at(
+                    section.referenced,
+                    None,
+                    "tls_server_config has no value: give cert_file and key_file, or write `tls_server_config: {}` to serve plain HTTP",
+                )));
+            }
+            Some(t) if t.is_empty() => (None, Said::Off),
+            Some(t) => (
+                Some(build_tls(t, section, &base, &mut watched).map_err(with_file)?),
+                Said::On,
+            ),
+        },
     };
-    for (user, hash) in &doc.basic_auth_users {
+    let (users, said_users) = match doc.basic_auth_users {
+        None => (
+            BTreeMap::new(),
+            if all_off { Said::Off } else { Said::Nothing },
+        ),
+        Some(section) => match section.value {
+            None => {
+                return Err(with_file(Problem::at(
+                    section.referenced,
+                    None,
+                    "basic_auth_users has no value: list user: bcrypt-hash pairs, or write `basic_auth_users: {}` for no authentication",
+                )));
+            }
+            Some(users) if users.is_empty() => (users, Said::Off),
+            Some(users) => (users, Said::On),
+        },
+    };
+    for (user, hash) in &users {
         if !(hash.starts_with("$2a$")
             || hash.starts_with("$2b$")
             || hash.starts_with("$2y$")
@@ -116,27 +198,96 @@ pub fn load(path: &Path) -> Result<WebSettings, Problem> {
             ))));
         }
     }
-    let mut headers = Vec::new();
-    for (k, v) in doc
-        .http_server_config
-        .map(|h| h.headers)
-        .unwrap_or_default()
-    {
-        if ureq::http::HeaderName::try_from(k.as_str()).is_err()
-            || ureq::http::HeaderValue::try_from(v.as_str()).is_err()
-        {
-            return Err(with_file(Problem::plain(format!(
-                "http_server_config.headers: {k:?} is not a valid header"
-            ))));
-        }
-        headers.push((k, v));
-    }
+    let headers = response_headers(
+        doc.http_server_config
+            .map(|h| h.headers)
+            .unwrap_or_default(),
+    )
+    .map_err(with_file)?;
     Ok(WebSettings {
         tls,
-        users: doc.basic_auth_users.into_iter().collect(),
+        users: users.into_iter().collect(),
         headers,
+        said_tls,
+        said_users,
+        empty,
         watched,
     })
+}
+
+/// `http_server_config.headers`, checked against exporter-toolkit's list; names are
+/// matched without regard to case and written in their usual spelling.
+fn response_headers(
+    configured: BTreeMap<String, Spanned<String>>,
+) -> Result<Vec<(String, String)>, Problem> {
+    let allowed = CONFIGURABLE_HEADERS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for (name, value) in configured {
+        let at = |message: String| Problem::at(value.referenced, None, message);
+        let Some((canonical, values)) = CONFIGURABLE_HEADERS
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+        else {
+            return Err(at(format!(
+                "http_server_config.headers: {name:?} cannot be configured (sonde writes framing and content headers itself); allowed: {allowed}"
+            )));
+        };
+        if headers.iter().any(|(n, _)| n == canonical) {
+            return Err(at(format!(
+                "http_server_config.headers: {canonical} is given twice"
+            )));
+        }
+        if !values.is_empty() && !values.contains(&value.value.as_str()) {
+            return Err(at(format!(
+                "http_server_config.headers: {canonical} must be one of {values:?}, not {:?}",
+                value.value
+            )));
+        }
+        if ureq::http::HeaderValue::try_from(value.value.as_str()).is_err() {
+            return Err(at(format!(
+                "http_server_config.headers: the value of {canonical} is not a valid header value"
+            )));
+        }
+        headers.push((canonical.to_string(), value.value));
+    }
+    Ok(headers)
+}
+
+impl TlsServerDoc {
+    /// `tls_server_config: {}`: no TLS, said on purpose.
+    fn is_empty(&self) -> bool {
+        self.cert_file.is_none()
+            && self.key_file.is_none()
+            && self.client_auth_type.is_none()
+            && self.client_ca_file.is_none()
+            && self.min_version.is_none()
+            && self.max_version.is_none()
+    }
+}
+
+/// Why a newly loaded file must not replace `old`, if it must not: it turns TLS or
+/// authentication off without saying so.
+fn refusal(old: &WebSettings, new: &WebSettings) -> Option<String> {
+    let why = if new.empty {
+        "the file is empty (truncated, or being written?)"
+    } else {
+        "the file no longer has the key"
+    };
+    if old.tls.is_some() && new.tls.is_none() && new.said_tls != Said::Off {
+        return Some(format!(
+            "it would turn TLS off: {why}; write `tls_server_config: {{}}` to serve plain HTTP on purpose"
+        ));
+    }
+    if !old.users.is_empty() && new.users.is_empty() && new.said_users != Said::Off {
+        return Some(format!(
+            "it would turn authentication off: {why}; write `basic_auth_users: {{}}` to drop authentication on purpose"
+        ));
+    }
+    None
 }
 
 fn bcrypt_cost(hash: &str) -> Option<u32> {
@@ -144,26 +295,40 @@ fn bcrypt_cost(hash: &str) -> Option<u32> {
     (hash.len() == 60 && (4..=31).contains(&cost)).then_some(cost)
 }
 
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+fn stamp(path: &Path) -> Stamp {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
 }
 
 /// The server's TLS config from `tls_server_config`; the files it read are added to
 /// `watched` so a change reloads it.
 fn build_tls(
     t: &TlsServerDoc,
+    section: &Spanned<Option<TlsServerDoc>>,
     base: &Path,
-    watched: &mut Vec<(PathBuf, Option<SystemTime>)>,
+    watched: &mut Vec<(PathBuf, Stamp)>,
 ) -> Result<Arc<ServerConfig>, Problem> {
     let at = |s: &Spanned<String>, msg: String| Problem::at(s.referenced, None, msg);
-    let cert_path = base.join(&t.cert_file.value);
-    let key_path = base.join(&t.key_file.value);
-    let chain = tls::read_certificates(&cert_path)
-        .map_err(|e| at(&t.cert_file, format!("cert_file {e}")))?;
+    let required = |key: &Option<Spanned<String>>, name: &str| match key {
+        Some(k) => Ok(k.clone()),
+        None => Err(Problem::at(
+            section.referenced,
+            None,
+            format!(
+                "tls_server_config: missing field `{name}` (cert_file and key_file go together; `tls_server_config: {{}}` means no TLS)"
+            ),
+        )),
+    };
+    let cert_file = required(&t.cert_file, "cert_file")?;
+    let key_file = required(&t.key_file, "key_file")?;
+    let cert_path = base.join(&cert_file.value);
+    let key_path = base.join(&key_file.value);
+    let chain =
+        tls::read_certificates(&cert_path).map_err(|e| at(&cert_file, format!("cert_file {e}")))?;
     let key =
-        tls::read_private_key(&key_path).map_err(|e| at(&t.key_file, format!("key_file {e}")))?;
-    watched.push((cert_path.clone(), modified(&cert_path)));
-    watched.push((key_path.clone(), modified(&key_path)));
+        tls::read_private_key(&key_path).map_err(|e| at(&key_file, format!("key_file {e}")))?;
+    watched.push((cert_path.clone(), stamp(&cert_path)));
+    watched.push((key_path.clone(), stamp(&key_path)));
     let version = |v: &Option<Spanned<String>>, default: u8| -> Result<u8, Problem> {
         match v {
             None => Ok(default),
@@ -171,18 +336,18 @@ fn build_tls(
         }
     };
     let versions = tls::versions(version(&t.min_version, 12)?, version(&t.max_version, 13)?)
-        .map_err(|e| at(t.min_version.as_ref().unwrap_or(&t.cert_file), e))?;
+        .map_err(|e| at(t.min_version.as_ref().unwrap_or(&cert_file), e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(versions)
-        .map_err(|e| at(&t.cert_file, format!("TLS setup: {e}")))?;
-    let builder = match client_verifier(t, base, provider, watched)? {
+        .map_err(|e| at(&cert_file, format!("TLS setup: {e}")))?;
+    let builder = match client_verifier(t, &cert_file, base, provider, watched)? {
         None => builder.with_no_client_auth(),
         Some(verifier) => builder.with_client_cert_verifier(verifier),
     };
     let config = builder.with_single_cert(chain, key).map_err(|e| {
         at(
-            &t.key_file,
+            &key_file,
             format!("the certificate and key do not work together: {e}"),
         )
     })?;
@@ -192,9 +357,10 @@ fn build_tls(
 /// The client-certificate verifier `client_auth_type` and `client_ca_file` ask for.
 fn client_verifier(
     t: &TlsServerDoc,
+    cert_file: &Spanned<String>,
     base: &Path,
     provider: Arc<rustls::crypto::CryptoProvider>,
-    watched: &mut Vec<(PathBuf, Option<SystemTime>)>,
+    watched: &mut Vec<(PathBuf, Stamp)>,
 ) -> Result<Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>, Problem> {
     let at = |s: &Spanned<String>, msg: String| Problem::at(s.referenced, None, msg);
     let auth_type = t
@@ -207,7 +373,7 @@ fn client_verifier(
         "VerifyClientCertIfGiven" => true,
         other => {
             return Err(at(
-                t.client_auth_type.as_ref().unwrap_or(&t.cert_file),
+                t.client_auth_type.as_ref().unwrap_or(cert_file),
                 format!(
                     "client_auth_type {other:?} is not supported; use NoClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert"
                 ),
@@ -216,7 +382,7 @@ fn client_verifier(
     };
     let Some(ca) = &t.client_ca_file else {
         return Err(at(
-            t.client_auth_type.as_ref().unwrap_or(&t.cert_file),
+            t.client_auth_type.as_ref().unwrap_or(cert_file),
             format!("client_auth_type {auth_type} needs client_ca_file"),
         ));
     };
@@ -234,7 +400,7 @@ fn client_verifier(
             ),
         ));
     }
-    watched.push((ca_path.clone(), modified(&ca_path)));
+    watched.push((ca_path.clone(), stamp(&ca_path)));
     let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
     if optional {
         verifier = verifier.allow_unauthenticated();
@@ -245,12 +411,20 @@ fn client_verifier(
     Ok(Some(verifier))
 }
 
-/// The current web settings, reloaded when their files change, plus the password cache.
+/// The current web settings, reloaded when their files change, and the authentication
+/// state (verified credentials, failing sources).
 pub struct Security {
     path: Option<PathBuf>,
     current: RwLock<Arc<WebSettings>>,
     last_check: Mutex<Instant>,
-    verified: Mutex<HashMap<String, [u8; 32]>>,
+    /// The stamps of a change that was refused, so that it is not read (and logged)
+    /// again every second until the files change once more.
+    refused: Mutex<Option<Vec<Stamp>>>,
+    /// Whether the last load of the web config was applied, for
+    /// `sonde_web_config_last_reload_successful`.
+    reload_ok: Arc<AtomicBool>,
+    /// Verified credentials and failing sources.
+    pub auth: Auth,
 }
 
 impl Security {
@@ -260,14 +434,30 @@ impl Security {
             tls: None,
             users: HashMap::new(),
             headers: Vec::new(),
+            said_tls: Said::Nothing,
+            said_users: Said::Nothing,
+            empty: true,
             watched: Vec::new(),
         });
         Security {
             path,
             current: RwLock::new(Arc::new(settings)),
             last_check: Mutex::new(Instant::now()),
-            verified: Mutex::new(HashMap::new()),
+            refused: Mutex::new(None),
+            reload_ok: Arc::new(AtomicBool::new(true)),
+            auth: Auth::default(),
         }
+    }
+
+    /// Whether a web config file is in use.
+    pub fn has_file(&self) -> bool {
+        self.path.is_some()
+    }
+
+    /// 1/0: whether the last load of the web config was applied (shared with the
+    /// exposition).
+    pub fn reload_status(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.reload_ok)
     }
 
     /// The settings to use now; re-reads the files when they changed (checked at most
@@ -284,133 +474,187 @@ impl Security {
             }
             *last = Instant::now();
         }
-        let changed = settings.watched.iter().any(|(p, t)| modified(p) != *t);
-        if !changed {
+        let stamps: Vec<Stamp> = settings.watched.iter().map(|(p, _)| stamp(p)).collect();
+        let changed = settings
+            .watched
+            .iter()
+            .zip(&stamps)
+            .any(|((_, old), new)| old != new);
+        if !changed || lock(&self.refused).as_ref() == Some(&stamps) {
             return settings;
         }
-        match load(path) {
+        let outcome =
+            load(path)
+                .map_err(|p| p.to_string())
+                .and_then(|new| match refusal(&settings, &new) {
+                    Some(why) => Err(why),
+                    None => Ok(new),
+                });
+        match outcome {
             Ok(new) => {
                 log::info!(
-                    "msg=\"web config reloaded\" file={:?} tls={}",
+                    "msg=\"web config reloaded\" file={:?} tls={} users={}",
                     path.display().to_string(),
-                    new.tls.is_some()
+                    new.tls.is_some(),
+                    new.users.len()
                 );
                 let new = Arc::new(new);
                 *write(&self.current) = Arc::clone(&new);
-                lock(&self.verified).clear();
+                *lock(&self.refused) = None;
+                self.reload_ok.store(true, Ordering::Release);
+                self.auth.forget_verified();
                 new
             }
-            Err(p) => {
+            Err(why) => {
                 log::error!(
-                    "msg=\"web config changed but does not load; keeping the previous one\" problem={:?}",
-                    p.to_string()
+                    "msg=\"web config changed but is not applied; keeping the settings in force\" file={:?} problem={why:?}",
+                    path.display().to_string()
                 );
+                *lock(&self.refused) = Some(stamps);
+                self.reload_ok.store(false, Ordering::Release);
                 settings
             }
         }
     }
-
-    /// Whether the request may pass: no users configured, or valid Basic credentials.
-    pub fn authorized(&self, settings: &WebSettings, authorization: Option<&str>) -> bool {
-        if settings.users.is_empty() {
-            return true;
-        }
-        let Some((user, password)) = authorization.and_then(parse_basic) else {
-            return false;
-        };
-        let Some(hash) = settings.users.get(&user) else {
-            // Spend a real bcrypt verification (against a configured hash, so at its
-            // cost) so an unknown user is not told apart from a wrong password by time.
-            if let Some(any) = settings.users.values().next() {
-                let _ = bcrypt::verify(&password, any);
-            }
-            return false;
-        };
-        let digest = credential_digest(&user, &password, hash);
-        if let Some(known) = lock(&self.verified).get(&user)
-            && constant_time_eq(known, &digest)
-        {
-            return true;
-        }
-        let ok = bcrypt::verify(&password, hash).unwrap_or(false);
-        if ok {
-            lock(&self.verified).insert(user, digest);
-        }
-        ok
-    }
-}
-
-fn credential_digest(user: &str, password: &str, hash: &str) -> [u8; 32] {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    for part in [user, password, hash] {
-        ctx.update(&(part.len() as u64).to_be_bytes());
-        ctx.update(part.as_bytes());
-    }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
-}
-
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Decodes `Basic base64(user:password)`.
-fn parse_basic(header: &str) -> Option<(String, String)> {
-    let (scheme, value) = header.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = STANDARD.decode(value.trim()).ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, password) = text.split_once(':')?;
-    Some((user.to_string(), password.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn problem(text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        load(&write(dir.path(), "web.yml", text))
+            .err()
+            .map(|p| p.to_string())
+            .unwrap_or_default()
+    }
+
+    /// exporter-toolkit's five headers only: framing headers would break responses.
     #[test]
-    fn basic_credentials_decode() {
-        assert_eq!(
-            parse_basic("Basic dXNlcjpwYXNz"),
-            Some(("user".into(), "pass".into()))
-        );
-        assert_eq!(
-            parse_basic("basic dXNlcjpwOmFzcw=="),
-            Some(("user".into(), "p:ass".into()))
-        );
-        for bad in [
-            "Bearer abc",
-            "Basic",
-            "Basic ***",
-            "Basic dXNlcg==",
-            "Basic dXNlcjpwYXNz=",
-            "",
+    fn only_exporter_toolkit_headers_may_be_configured() {
+        for (headers, expected, line) in [
+            (
+                "Content-Length: \"0\"",
+                "\"Content-Length\" cannot be configured",
+                3,
+            ),
+            (
+                "Connection: close",
+                "\"Connection\" cannot be configured",
+                3,
+            ),
+            ("Transfer-Encoding: chunked", "cannot be configured", 3),
+            ("X-Frame-Options: allow", "must be one of", 3),
+            (
+                "X-Frame-Options: deny\n    x-frame-options: deny",
+                "given twice",
+                4,
+            ),
         ] {
-            assert_eq!(parse_basic(bad), None, "{bad}");
+            let e = problem(&format!("http_server_config:\n  headers:\n    {headers}\n"));
+            assert!(e.contains(expected), "{headers}: {e}");
+            assert!(e.contains(&format!("web.yml:{line}:")), "{headers}: {e}");
         }
+        let dir = tempfile::tempdir().unwrap();
+        let ok = load(&write(
+            dir.path(),
+            "web.yml",
+            "http_server_config:\n  headers:\n    x-content-type-options: nosniff\n    Strict-Transport-Security: max-age=31536000\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            ok.headers,
+            [
+                (
+                    "Strict-Transport-Security".to_string(),
+                    "max-age=31536000".to_string()
+                ),
+                ("X-Content-Type-Options".to_string(), "nosniff".to_string())
+            ]
+        );
     }
 
     #[test]
-    fn passwords_are_checked_and_cached() {
-        let hash = bcrypt::hash("right", 4).unwrap();
-        let security = Security::new(None, None);
-        let settings = WebSettings {
-            tls: None,
-            users: [("prom".to_string(), hash)].into_iter().collect(),
-            headers: vec![],
-            watched: vec![],
-        };
-        let header =
-            |u: &str, p: &str| format!("Basic {}", STANDARD.encode(format!("{u}:{p}").as_bytes()));
-        assert!(!security.authorized(&settings, None));
-        assert!(!security.authorized(&settings, Some(&header("prom", "wrong"))));
-        assert!(!security.authorized(&settings, Some(&header("other", "right"))));
-        assert!(security.authorized(&settings, Some(&header("prom", "right"))));
-        assert_eq!(lock(&security.verified).len(), 1);
-        assert!(security.authorized(&settings, Some(&header("prom", "right"))));
-        assert!(!security.authorized(&settings, Some(&header("prom", "righ"))));
+    fn keys_without_a_value_are_errors_and_braces_mean_off() {
+        let e = problem("tls_server_config:\n");
+        assert!(
+            e.contains("web.yml:1:") && e.contains("tls_server_config has no value"),
+            "{e}"
+        );
+        let e = problem("basic_auth_users:\n");
+        assert!(e.contains("basic_auth_users has no value"), "{e}");
+        let e = problem("tls_server_config:\n  cert_file: a.crt\n");
+        assert!(e.contains("missing field `key_file`"), "{e}");
+        let e = problem("basic_auth_users:\n  prom: plain\n");
+        assert!(e.contains("not a bcrypt hash"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        for (text, tls, users) in [
+            ("", Said::Nothing, Said::Nothing),
+            ("# only a comment\n", Said::Nothing, Said::Nothing),
+            ("{}\n", Said::Off, Said::Off),
+            ("tls_server_config: {}\n", Said::Off, Said::Nothing),
+            ("basic_auth_users: {}\n", Said::Nothing, Said::Off),
+        ] {
+            let s = load(&write(dir.path(), "web.yml", text)).unwrap();
+            assert_eq!((s.said_tls, s.said_users), (tls, users), "{text:?}");
+            assert!(s.tls.is_none() && s.users.is_empty());
+        }
+    }
+
+    /// What a reload may and may not turn off.
+    #[test]
+    fn a_reload_turns_tls_or_auth_off_only_when_told_to() {
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let guarded = load(&write(
+            dir.path(),
+            "web.yml",
+            &format!("basic_auth_users:\n  prom: \"{hash}\"\n"),
+        ))
+        .unwrap();
+        let mut with_tls = guarded.clone();
+        with_tls.tls = Some(Arc::new(
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(rustls::server::ResolvesServerCertUsingSni::new())),
+        ));
+        let next = |text: &str| load(&write(dir.path(), "web.yml", text)).unwrap();
+        let empty = next("");
+        let why = refusal(&guarded, &empty).unwrap();
+        assert!(
+            why.contains("authentication off") && why.contains("empty"),
+            "{why}"
+        );
+        let why = refusal(&with_tls, &empty).unwrap();
+        assert!(
+            why.contains("TLS off") && why.contains("tls_server_config: {}"),
+            "{why}"
+        );
+        let headers_only = next("http_server_config:\n  headers: {X-Frame-Options: deny}\n");
+        let why = refusal(&guarded, &headers_only).unwrap();
+        assert!(why.contains("no longer has the key"), "{why}");
+        assert!(refusal(&guarded, &next("basic_auth_users: {}\n")).is_none());
+        assert!(refusal(&guarded, &next("{}\n")).is_none());
+        assert!(refusal(&with_tls, &next("{}\n")).is_none());
+        let why = refusal(&with_tls, &next("basic_auth_users: {}\n")).unwrap();
+        assert!(why.contains("TLS off"), "{why}");
+        assert!(
+            refusal(
+                &with_tls,
+                &next("tls_server_config: {}\nbasic_auth_users: {}\n")
+            )
+            .is_none()
+        );
+        // Nothing on before: nothing to refuse.
+        assert!(refusal(&empty, &next("")).is_none());
     }
 }

@@ -1,27 +1,46 @@
-//! The listener, the readiness loop and the worker pool.
+//! The listener, the readiness loop, the worker pool and the bcrypt pool.
 //!
-//! One thread owns the listening socket and every connection that is not being
-//! answered. It waits on epoll (the `polling` crate), reads whatever bytes arrived
-//! without blocking and parses them; only a complete request goes to a worker. So an
-//! idle keep-alive connection or a client that sends one byte per second costs a file
-//! descriptor and a buffer, never a thread. Workers (a fixed number) call the handler,
-//! write the response with a deadline and give the connection back.
+//! One thread owns the listening socket and every connection, from accept to close. It
+//! waits on epoll (the `polling` crate), reads whatever bytes arrived without blocking
+//! and parses them; only a complete request leaves it, for a worker (a fixed number)
+//! that computes the response and hands it back. The loop then writes the response
+//! without blocking, as fast as the client reads (`conn.rs`), with a deadline per
+//! response. So an idle keep-alive connection, a client that sends one byte per second
+//! or one that never reads what it asked for costs a descriptor and a buffer, never a
+//! thread: once, four clients that did not read held all four workers for 30 s each.
+//!
+//! A connection has at most one request in progress: the next pipelined request is
+//! parsed only once the previous response is written, and reading stops at
+//! [`READ_CAP`] bytes. That is the per-connection output cap: one response, whose body
+//! is shared with every other scrape rather than copied, plus a kernel send buffer held
+//! to [`SEND_BUFFER`].
+//!
+//! A request whose answer takes long (`/probe` runs a probe) is answered by a thread of
+//! its own ([`Answer::Later`]): the worker is free again at once, and the handler bounds
+//! how many such threads there are.
+//!
+//! Basic authentication is decided in the loop when it costs nothing (no users,
+//! credentials verified before, a source that keeps failing); a request that needs
+//! bcrypt goes to a pool of its own with a bounded queue, and a full queue is answered
+//! 503 at once, so authenticated scrapes never wait behind guesses. A source that keeps
+//! failing gets 429, held back for a second, without bcrypt.
+//!
+//! Answers that end a connection (400, 408, 413, 431, plain HTTP on the TLS port) are
+//! written, the sending side is shut, and what the client still sends is read and thrown
+//! away for a moment: closing with unread bytes would reset the connection and destroy
+//! the answer before the client reads it. A client that half-closes after its request
+//! (`nc -N`) still gets the answer to every complete request it sent.
 //!
 //! When `accept` fails for lack of descriptors, the loop closes the connection that has
 //! been idle longest to make room; if none can be closed it pauses accepting briefly
 //! and tries again, so it answers again as soon as descriptors are free.
 //!
-//! A request the handler answers slowly (`/probe` runs a probe that may take seconds)
-//! is answered on a thread of its own ([`Answer::Later`]): the worker hands the
-//! connection over and is free again at once. The handler bounds how many such threads
-//! there are.
-//!
-//! With TLS the loop also runs the handshake without blocking (rustls' `read_tls` /
-//! `write_tls`), watching for writability while rustls has bytes to send; a plain-HTTP
-//! request on the TLS port gets a plain 400, as Go's servers answer.
+//! With TLS the loop also runs the handshake without blocking, watching for writability
+//! while rustls has bytes to send; the handshake must finish within the request
+//! timeout. A plain-HTTP request on the TLS port gets a plain 400, as Go's servers answer.
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
@@ -29,8 +48,10 @@ use std::time::{Duration, Instant};
 
 use polling::{Event, Events, Poller};
 
-use super::http1::{self, Body, Parsed, Request, Response};
-use super::security::Security;
+use super::auth::{Gate, Verification};
+use super::conn::{Flush, Outgoing, PLAIN_HTTP_ON_TLS, Received, Transport, flush};
+use super::http1::{self, Parsed, Request, Response};
+use super::security::{Security, WebSettings};
 use crate::sync::lock;
 
 /// Answers requests; implemented by the routes.
@@ -46,9 +67,10 @@ pub trait Handler: Send + Sync + 'static {
 
 /// How a request is answered.
 pub enum Answer {
-    /// This response, written by the worker.
+    /// This response, handed back to the loop by the worker.
     Now(Response),
-    /// Slow work that makes the response, run and written on a thread of its own.
+    /// Slow work that makes the response (a probe), run on a thread of its own; the
+    /// connection waits in the loop meanwhile, costing no worker.
     Later(Box<dyn FnOnce() -> Response + Send>),
 }
 
@@ -57,9 +79,14 @@ pub enum Answer {
 pub struct Limits {
     /// Worker threads answering requests.
     pub workers: usize,
+    /// Threads verifying passwords with bcrypt.
+    pub verifiers: usize,
+    /// Passwords waiting for a verifier at most; more are answered 503 at once.
+    pub verify_queue: usize,
     /// Connections held open at most (idle ones are closed first to make room).
     pub max_connections: usize,
-    /// Time allowed between the first byte of a request and its last.
+    /// Time allowed between the first byte of a request (or of the TLS handshake) and
+    /// its last.
     pub request_timeout: Duration,
     /// An idle keep-alive connection is closed after this long.
     pub idle_timeout: Duration,
@@ -69,8 +96,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Limits {
             workers: 4,
+            // bcrypt keeps a core busy: leave the others to serving.
+            verifiers: (cores / 2).max(1),
+            verify_queue: 8,
             max_connections: 1024,
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
@@ -78,6 +109,18 @@ impl Default for Limits {
         }
     }
 }
+
+/// How long an answer that ends a connection waits for the client to stop sending.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+/// How long the answer to a source that keeps failing is held back.
+const THROTTLE_HOLD: Duration = Duration::from_secs(1);
+/// Bytes buffered beyond which reading pauses until the request is parsed.
+const READ_CAP: usize = http1::MAX_HEAD_BYTES + http1::MAX_BODY_BYTES;
+/// The kernel's send buffer of a connection. Left alone, Linux grows it to 4 MiB, and a
+/// client that pipelines requests and never reads would have hundreds of responses
+/// rendered and copied into it before the loop stops for it; 256 KiB (Linux doubles it)
+/// still carries a large exposition at LAN speed.
+const SEND_BUFFER: libc::c_int = 256 << 10;
 
 /// A running server.
 pub struct Server {
@@ -88,7 +131,6 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serves `handler` on `listener` until stopped.
     /// Serves `handler` on `listener` until stopped, with TLS and authentication as
     /// `security` says.
     pub fn start(
@@ -104,22 +146,33 @@ impl Server {
         unsafe { poller.add(&listener, Event::readable(LISTENER))? };
         let stop = Arc::new(AtomicBool::new(false));
         let (job_tx, job_rx) = mpsc::channel::<Job>();
-        let (back_tx, back_rx) = mpsc::channel::<Returned>();
+        let (check_tx, check_rx) = mpsc::sync_channel::<Check>(limits.verify_queue);
+        let (done_tx, done_rx) = mpsc::channel::<Done>();
+        let back = Back {
+            done: done_tx,
+            poller: Arc::clone(&poller),
+        };
         let job_rx = Arc::new(Mutex::new(job_rx));
         for i in 0..limits.workers.max(1) {
-            let worker = Worker {
-                jobs: Arc::clone(&job_rx),
-                back: back_tx.clone(),
-                poller: Arc::clone(&poller),
-                handler: Arc::clone(&handler),
-                security: Arc::clone(&security),
-                write_timeout: limits.write_timeout,
-            };
+            let jobs = Arc::clone(&job_rx);
+            let back = back.clone();
+            let handler = Arc::clone(&handler);
             std::thread::Builder::new()
                 .name(format!("sonde-web-{i}"))
                 // gzip's compressor state lives on the stack while it runs.
                 .stack_size(2 << 20)
-                .spawn(move || worker.run())?;
+                .spawn(move || work(&jobs, &back, handler.as_ref()))?;
+        }
+        let check_rx = Arc::new(Mutex::new(check_rx));
+        for i in 0..limits.verifiers.max(1) {
+            let checks = Arc::clone(&check_rx);
+            let back = back.clone();
+            let jobs = job_tx.clone();
+            let security = Arc::clone(&security);
+            std::thread::Builder::new()
+                .name(format!("sonde-bcrypt-{i}"))
+                .stack_size(256 << 10)
+                .spawn(move || verify(&checks, &jobs, &back, &security))?;
         }
         let mut event_loop = Loop {
             listener,
@@ -127,8 +180,11 @@ impl Server {
             conns: Vec::new(),
             free: Vec::new(),
             open: 0,
+            next_id: 0,
             jobs: job_tx,
-            back: back_rx,
+            checks: check_tx,
+            done: done_rx,
+            held: Vec::new(),
             limits,
             paused_until: None,
             last_exhaustion_log: None,
@@ -137,7 +193,7 @@ impl Server {
         let stop_flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("sonde-web".into())
-            .stack_size(256 << 10)
+            .stack_size(512 << 10)
             .spawn(move || event_loop.run(&stop_flag))?;
         Ok(Server {
             stop,
@@ -152,7 +208,7 @@ impl Server {
         self.local
     }
 
-    /// Stops accepting and closes every idle connection.
+    /// Stops accepting and closes every connection.
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::Release);
         let _ = self.poller.notify();
@@ -165,99 +221,207 @@ impl Server {
 /// The poller key of the listening socket (polling reserves `usize::MAX`).
 const LISTENER: usize = usize::MAX - 1;
 
-/// The socket of a connection, with its TLS state when TLS is on.
-enum Transport {
-    Plain(TcpStream),
-    Tls(TcpStream, Box<rustls::ServerConnection>),
+/// A request for a worker.
+struct Job {
+    index: usize,
+    id: u64,
+    request: Request,
+    settings: Arc<WebSettings>,
 }
 
-impl Transport {
-    fn socket(&self) -> &TcpStream {
-        match self {
-            Transport::Plain(s) | Transport::Tls(s, _) => s,
+/// A request whose credentials need bcrypt first.
+struct Check {
+    job: Job,
+    verification: Verification,
+}
+
+/// A response for the loop to write.
+struct Done {
+    index: usize,
+    id: u64,
+    response: Response,
+}
+
+/// How workers and verifiers hand responses back and wake the loop.
+#[derive(Clone)]
+struct Back {
+    done: mpsc::Sender<Done>,
+    poller: Arc<Poller>,
+}
+
+impl Back {
+    /// False once the loop is gone.
+    fn send(&self, done: Done) -> bool {
+        let sent = self.done.send(done).is_ok();
+        let _ = self.poller.notify();
+        sent
+    }
+}
+
+/// Adds the web config's response headers.
+fn with_headers(mut response: Response, settings: &WebSettings) -> Response {
+    for (name, value) in &settings.headers {
+        response
+            .headers
+            .push((name.clone().into(), value.clone().into()));
+    }
+    response
+}
+
+fn unauthorized(settings: &WebSettings) -> Response {
+    with_headers(
+        Response::text(401, "Unauthorized")
+            .with_header("WWW-Authenticate", "Basic realm=\"sonde\""),
+        settings,
+    )
+}
+
+/// A worker: runs the handler for each job; slow work goes to a thread of its own.
+fn work(jobs: &Mutex<mpsc::Receiver<Job>>, back: &Back, handler: &dyn Handler) {
+    loop {
+        let job = lock(jobs).recv();
+        let Ok(job) = job else { return };
+        let response = match handler.answer(&job.request) {
+            Answer::Now(response) => response,
+            Answer::Later(slow) => match later(job.index, job.id, &job.settings, back, slow) {
+                Ok(()) => continue,
+                Err(response) => response,
+            },
+        };
+        let done = Done {
+            index: job.index,
+            id: job.id,
+            response: with_headers(response, &job.settings),
+        };
+        if !back.send(done) {
+            return;
         }
     }
+}
 
-    /// Whether rustls has bytes waiting for the socket to become writable.
-    fn wants_write(&self) -> bool {
-        matches!(self, Transport::Tls(_, tls) if tls.wants_write())
-    }
+/// Runs `slow` on a new thread that hands its response back to the loop; when no thread
+/// can be started, the response the worker gives instead (503).
+fn later(
+    index: usize,
+    id: u64,
+    settings: &Arc<WebSettings>,
+    back: &Back,
+    slow: Box<dyn FnOnce() -> Response + Send>,
+) -> Result<(), Response> {
+    let (back, settings) = (back.clone(), Arc::clone(settings));
+    std::thread::Builder::new()
+        .name("sonde-web-slow".into())
+        .stack_size(512 << 10)
+        .spawn(move || {
+            let response = with_headers(slow(), &settings);
+            back.send(Done {
+                index,
+                id,
+                response,
+            });
+        })
+        .map(|_| ())
+        .map_err(|e| {
+            log::warn!("msg=\"cannot start a thread to answer a request\" error=\"{e}\"");
+            Response::text(503, "cannot start a thread for this request")
+        })
+}
 
-    /// Best-effort write of an interim response (`100 Continue`) on a live connection.
-    fn write_interim(&mut self, bytes: &[u8]) {
-        match self {
-            Transport::Plain(s) => {
-                let _ = s.write(bytes);
+/// A verifier: bcrypt, then the job goes on to a worker or is answered 401.
+fn verify(
+    checks: &Mutex<mpsc::Receiver<Check>>,
+    jobs: &mpsc::Sender<Job>,
+    back: &Back,
+    security: &Security,
+) {
+    lower_priority();
+    loop {
+        let check = lock(checks).recv();
+        let Ok(Check { job, verification }) = check else {
+            return;
+        };
+        if security.auth.verify(&verification) {
+            if jobs.send(job).is_err() {
+                return;
             }
-            Transport::Tls(s, tls) => {
-                let _ = tls.writer().write_all(bytes);
-                while tls.wants_write() {
-                    if tls.write_tls(s).is_err() {
-                        break;
-                    }
-                }
+        } else {
+            let done = Done {
+                index: job.index,
+                id: job.id,
+                response: unauthorized(&job.settings),
+            };
+            if !back.send(done) {
+                return;
             }
         }
     }
+}
 
-    /// Best-effort write of a short answer before closing (non-blocking).
-    fn write_best_effort(&mut self, bytes: &[u8]) {
-        match self {
-            Transport::Plain(s) => {
-                let _ = s.write(bytes);
-            }
-            Transport::Tls(s, tls) => {
-                let _ = tls.writer().write_all(bytes);
-                tls.send_close_notify();
-                while tls.wants_write() {
-                    if tls.write_tls(s).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
+/// Lets this thread yield the CPU to the loop and the workers: a flood of passwords to
+/// verify must not slow the answers to requests that need no bcrypt. Where this is not
+/// allowed (the systemd unit filters `@resources` with EPERM) the thread keeps its
+/// priority; the bounded queue still protects the other requests.
+fn lower_priority() {
+    // SAFETY: gettid has no preconditions; setpriority on our own thread id only
+    // changes this thread's nice value (a failure leaves it as it was).
+    unsafe {
+        let tid = libc::gettid();
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
     }
+}
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for a request (or the TLS handshake).
+    Idle,
+    /// Part of a request has arrived.
+    Reading,
+    /// A request is with a worker or a verifier, or its answer is held back.
+    Working,
+    /// A response is being written.
+    Writing,
+    /// The last answer is written and the sending side shut; what arrives is discarded.
+    Draining,
 }
 
 /// A connection and what has been received on it.
 struct Conn {
+    /// Tells this connection from an earlier one at the same index.
+    id: u64,
     transport: Transport,
-    buf: Vec<u8>,
-    /// When the current request started arriving, or when the connection went idle.
+    peer: IpAddr,
+    input: Vec<u8>,
+    phase: Phase,
+    /// When the phase started (for its deadline).
     since: Instant,
-    /// Whether part of a request is in `buf`.
-    reading: bool,
-    /// `100 Continue` was sent for the request in `buf`.
+    /// The peer has sent FIN or close_notify: answer what is buffered, then close.
+    peer_done: bool,
+    /// `100 Continue` was sent for the request in `input`.
     continued: bool,
+    /// The request being answered: keep the connection afterwards, HEAD.
+    keep_alive: bool,
+    head_only: bool,
+    out: Option<Outgoing>,
 }
 
-enum Entry {
+enum Slot {
     Free,
-    /// Owned by the loop and registered with the poller.
-    Open(Conn),
-    /// With a worker.
-    Busy,
-}
-
-struct Job {
-    index: usize,
-    conn: Conn,
-    request: Request,
-}
-
-struct Returned {
-    index: usize,
-    conn: Option<Conn>,
+    Open(Box<Conn>),
 }
 
 struct Loop {
     listener: TcpListener,
     poller: Arc<Poller>,
-    conns: Vec<Entry>,
+    conns: Vec<Slot>,
     free: Vec<usize>,
     open: usize,
+    next_id: u64,
     jobs: mpsc::Sender<Job>,
-    back: mpsc::Receiver<Returned>,
+    checks: mpsc::SyncSender<Check>,
+    done: mpsc::Receiver<Done>,
+    /// Answers held back until their time (slowed-down sources).
+    held: Vec<(Instant, usize, u64, Response)>,
     limits: Limits,
     paused_until: Option<Instant>,
     last_exhaustion_log: Option<Instant>,
@@ -270,9 +434,14 @@ impl Loop {
         let mut last_sweep = Instant::now();
         while !stop.load(Ordering::Acquire) {
             events.clear();
+            let now = Instant::now();
             let mut wait = Duration::from_millis(250);
-            if let Some(until) = self.paused_until {
-                wait = wait.min(until.saturating_duration_since(Instant::now()));
+            for until in self
+                .paused_until
+                .iter()
+                .chain(self.held.iter().map(|h| &h.0))
+            {
+                wait = wait.min(until.saturating_duration_since(now));
             }
             if let Err(e) = self.poller.wait(&mut events, Some(wait))
                 && e.kind() != io::ErrorKind::Interrupted
@@ -287,9 +456,12 @@ impl Loop {
                     self.on_event(event.key);
                 }
             }
-            while let Ok(returned) = self.back.try_recv() {
-                self.on_returned(returned);
+            while let Ok(done) = self.done.try_recv() {
+                if self.is_current(done.index, done.id, Phase::Working) {
+                    self.answer(done.index, done.response);
+                }
             }
+            self.release_held();
             if let Some(until) = self.paused_until
                 && Instant::now() >= until
             {
@@ -307,18 +479,31 @@ impl Loop {
         let _ = self.poller.delete(&self.listener);
     }
 
+    fn conn(&mut self, index: usize) -> Option<&mut Conn> {
+        match self.conns.get_mut(index) {
+            Some(Slot::Open(conn)) => Some(conn),
+            _ => None,
+        }
+    }
+
+    /// Whether `index` still holds connection `id`, in `phase`.
+    fn is_current(&mut self, index: usize, id: u64, phase: Phase) -> bool {
+        self.conn(index)
+            .is_some_and(|c| c.id == id && c.phase == phase)
+    }
+
     fn accept(&mut self) {
         if self.paused_until.is_some() {
             return;
         }
         loop {
             match self.listener.accept() {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     if self.open >= self.limits.max_connections && !self.evict_idlest() {
                         drop(stream);
                         continue;
                     }
-                    self.register(stream);
+                    self.register(stream, peer.ip());
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -360,15 +545,16 @@ impl Loop {
         }
     }
 
-    fn register(&mut self, stream: TcpStream) {
+    fn register(&mut self, stream: TcpStream, peer: IpAddr) {
         if stream.set_nonblocking(true).is_err() {
             return;
         }
         let _ = stream.set_nodelay(true);
-        let transport = match &self.security.current().tls {
-            None => Transport::Plain(stream),
+        set_send_buffer(&stream, SEND_BUFFER);
+        let tls = match &self.security.current().tls {
+            None => None,
             Some(config) => match rustls::ServerConnection::new(Arc::clone(config)) {
-                Ok(tls) => Transport::Tls(stream, Box::new(tls)),
+                Ok(tls) => Some(Box::new(tls)),
                 Err(e) => {
                     log::warn!("msg=\"cannot start TLS for a connection\" error=\"{e}\"");
                     return;
@@ -378,48 +564,58 @@ impl Loop {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
-                self.conns.push(Entry::Free);
+                self.conns.push(Slot::Free);
                 self.conns.len() - 1
             }
         };
-        // SAFETY: every path that drops a registered stream deletes it first (`close`,
-        // `dispatch`).
-        if unsafe { self.poller.add(transport.socket(), Event::readable(index)) }.is_err() {
+        // SAFETY: every path that drops a registered stream deletes it first (`close`).
+        if unsafe { self.poller.add(&stream, Event::readable(index)) }.is_err() {
             self.free.push(index);
             return;
         }
-        self.conns[index] = Entry::Open(Conn {
-            transport,
-            buf: Vec::new(),
+        self.next_id += 1;
+        self.conns[index] = Slot::Open(Box::new(Conn {
+            id: self.next_id,
+            transport: Transport { stream, tls },
+            peer,
+            input: Vec::new(),
+            phase: Phase::Idle,
             since: Instant::now(),
-            reading: false,
+            peer_done: false,
             continued: false,
-        });
+            keep_alive: false,
+            head_only: false,
+            out: None,
+        }));
         self.open += 1;
     }
 
     fn close(&mut self, index: usize) {
-        if let Some(Entry::Open(conn)) = self.conns.get(index) {
-            let _ = self.poller.delete(conn.transport.socket());
-        }
-        if let Some(entry) = self.conns.get_mut(index)
-            && !matches!(entry, Entry::Free)
-        {
-            *entry = Entry::Free;
+        if let Some(Slot::Open(conn)) = self.conns.get(index) {
+            let _ = self.poller.delete(&conn.transport.stream);
+            self.conns[index] = Slot::Free;
             self.free.push(index);
             self.open -= 1;
         }
     }
 
-    /// Closes the connection that has waited longest without a request in progress,
-    /// else the oldest partial request. Returns whether one was closed.
+    /// Closes a connection that is not being answered: idle ones first, then those
+    /// draining, reading or being written, each the oldest first. Returns whether one
+    /// was closed.
     fn evict_idlest(&mut self) -> bool {
+        let rank = |p: Phase| match p {
+            Phase::Idle => 0,
+            Phase::Draining => 1,
+            Phase::Reading => 2,
+            Phase::Writing => 3,
+            Phase::Working => 4,
+        };
         let victim = self
             .conns
             .iter()
             .enumerate()
-            .filter_map(|(i, e)| match e {
-                Entry::Open(c) => Some((c.reading, c.since, i)),
+            .filter_map(|(i, s)| match s {
+                Slot::Open(c) if c.phase != Phase::Working => Some((rank(c.phase), c.since, i)),
                 _ => None,
             })
             .min();
@@ -433,42 +629,79 @@ impl Loop {
     }
 
     fn on_event(&mut self, index: usize) {
-        let Some(Entry::Open(conn)) = self.conns.get_mut(index) else {
+        let Some(conn) = self.conn(index) else {
             return;
         };
-        let was_reading = conn.reading;
-        let outcome = match &mut conn.transport {
-            Transport::Plain(stream) => read_plain(stream, &mut conn.buf),
-            Transport::Tls(stream, tls) => read_tls(stream, tls, &mut conn.buf),
+        match conn.phase {
+            Phase::Idle | Phase::Reading => self.on_readable(index),
+            Phase::Writing => self.on_writable(index),
+            Phase::Draining => {
+                if conn.transport.discard() {
+                    self.close(index);
+                } else {
+                    self.rearm(index);
+                }
+            }
+            Phase::Working => self.rearm(index),
+        }
+    }
+
+    /// Reads what arrived and acts on it.
+    fn on_readable(&mut self, index: usize) {
+        let Some(conn) = self.conn(index) else {
+            return;
         };
-        if !was_reading && !conn.buf.is_empty() {
-            conn.reading = true;
+        match conn.transport.receive(&mut conn.input, READ_CAP) {
+            Received::Open => {}
+            Received::Eof => conn.peer_done = true,
+            Received::Failed => {
+                self.close(index);
+                return;
+            }
+            Received::PlainOnTls => {
+                conn.transport.tls = None;
+                conn.keep_alive = false;
+                conn.out = Some(Outgoing::new(PLAIN_HTTP_ON_TLS.to_vec(), None));
+                conn.phase = Phase::Writing;
+                conn.since = Instant::now();
+                self.on_writable(index);
+                return;
+            }
+        }
+        if conn.phase == Phase::Idle && !conn.input.is_empty() {
+            conn.phase = Phase::Reading;
             conn.since = Instant::now();
         }
-        if outcome {
-            self.process(index);
-        } else {
-            self.close(index);
-        }
+        self.process(index);
     }
 
     /// Acts on the bytes buffered for a connection: dispatch a request, answer an
     /// unacceptable one, or wait for more.
     fn process(&mut self, index: usize) {
-        let Some(Entry::Open(conn)) = self.conns.get_mut(index) else {
+        let Some(conn) = self.conn(index) else {
             return;
         };
-        if conn.buf.is_empty() {
-            conn.reading = false;
-            conn.since = Instant::now();
+        if conn.input.is_empty() {
+            if conn.peer_done {
+                self.close(index);
+                return;
+            }
+            if conn.phase == Phase::Reading {
+                conn.phase = Phase::Idle;
+                conn.since = Instant::now();
+            }
             self.rearm(index);
             return;
         }
-        match http1::parse(&conn.buf) {
+        match http1::parse(&conn.input) {
             Parsed::Complete(request, used) => {
-                conn.buf.drain(..used);
+                conn.input.drain(..used);
                 conn.continued = false;
                 self.dispatch(index, request);
+            }
+            Parsed::Partial { .. } if conn.peer_done => {
+                // The rest of the request can never come.
+                self.close(index);
             }
             Parsed::Partial { expects_continue } => {
                 if expects_continue && !conn.continued {
@@ -479,106 +712,223 @@ impl Loop {
                 self.rearm(index);
             }
             Parsed::Reject(status, why) => {
-                let bytes = Response::text(status, why).to_bytes(false);
-                // Best effort: the socket is non-blocking and the answer is small.
-                conn.transport.write_best_effort(&bytes);
-                self.close(index);
+                conn.keep_alive = false;
+                conn.head_only = false;
+                conn.phase = Phase::Working;
+                let settings = self.security.current();
+                self.answer(index, with_headers(Response::text(status, why), &settings));
+            }
+        }
+    }
+
+    /// Sends a complete request on: to a worker, to a verifier first, or answers it at
+    /// once when authentication decides without bcrypt.
+    fn dispatch(&mut self, index: usize, request: Request) {
+        let settings = self.security.current();
+        let Some(conn) = self.conn(index) else {
+            return;
+        };
+        conn.keep_alive = request.keep_alive;
+        conn.head_only = request.method == "HEAD";
+        conn.phase = Phase::Working;
+        conn.since = Instant::now();
+        let (id, peer) = (conn.id, conn.peer);
+        self.rearm(index);
+        let gate = self
+            .security
+            .auth
+            .gate(&settings.users, request.header("authorization"), peer);
+        let job = Job {
+            index,
+            id,
+            request,
+            settings,
+        };
+        match gate {
+            Gate::Pass => {
+                if self.jobs.send(job).is_err() {
+                    self.close(index);
+                }
+            }
+            Gate::Unauthorized => self.answer(index, unauthorized(&job.settings)),
+            Gate::Throttled(wait) => {
+                let secs = wait.as_secs_f64().ceil().max(1.0);
+                let response = with_headers(
+                    Response::text(
+                        429,
+                        format!("too many failed logins from this address; retry in {secs} s"),
+                    )
+                    .with_header("Retry-After", secs.to_string()),
+                    &job.settings,
+                );
+                let due = Instant::now() + wait.min(THROTTLE_HOLD);
+                self.held.push((due, index, id, response));
+            }
+            Gate::Verify(verification) => {
+                let settings = Arc::clone(&job.settings);
+                match self.checks.try_send(Check { job, verification }) {
+                    Ok(()) => {}
+                    Err(mpsc::TrySendError::Full(check)) => {
+                        self.security.auth.count_unverified(&check.verification);
+                        let response = with_headers(
+                            Response::text(
+                                503,
+                                "too many logins are being verified; retry in a moment",
+                            )
+                            .with_header("Retry-After", "1"),
+                            &settings,
+                        );
+                        self.answer(index, response);
+                    }
+                    Err(mpsc::TrySendError::Disconnected(_)) => self.close(index),
+                }
+            }
+        }
+    }
+
+    /// Answers held back whose time has come.
+    fn release_held(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|h| h.0 <= now);
+        self.held = later;
+        for (_, index, id, response) in due {
+            if self.is_current(index, id, Phase::Working) {
+                self.answer(index, response);
+            }
+        }
+    }
+
+    /// Starts writing the response to the request of a connection.
+    fn answer(&mut self, index: usize, response: Response) {
+        let Some(conn) = self.conn(index) else {
+            return;
+        };
+        let head = response.head(conn.keep_alive);
+        let body = (!conn.head_only).then_some(response.body);
+        conn.out = Some(Outgoing::new(head, body));
+        conn.phase = Phase::Writing;
+        conn.since = Instant::now();
+        self.on_writable(index);
+    }
+
+    /// Writes what the socket takes; after the last byte, goes on with the connection.
+    fn on_writable(&mut self, index: usize) {
+        let Some(conn) = self.conn(index) else {
+            return;
+        };
+        let Some(out) = &mut conn.out else {
+            self.rearm(index);
+            return;
+        };
+        match flush(&mut conn.transport, out) {
+            Flush::Pending => self.rearm(index),
+            Flush::Failed => self.close(index),
+            Flush::Done => {
+                conn.out = None;
+                if !conn.keep_alive {
+                    conn.transport.finish_sending();
+                    if conn.peer_done {
+                        self.close(index);
+                        return;
+                    }
+                    conn.phase = Phase::Draining;
+                    conn.since = Instant::now();
+                    self.rearm(index);
+                    return;
+                }
+                conn.phase = if conn.input.is_empty() {
+                    Phase::Idle
+                } else {
+                    Phase::Reading
+                };
+                conn.since = Instant::now();
+                // A pipelined request may be buffered here or inside rustls, where no
+                // readiness event would announce it.
+                self.on_readable(index);
             }
         }
     }
 
     fn rearm(&mut self, index: usize) {
-        let failed = match self.conns.get(index) {
-            Some(Entry::Open(conn)) => {
-                // While rustls has handshake bytes the socket would not take, wait for
-                // writability too.
-                let interest = if conn.transport.wants_write() {
-                    Event::all(index)
-                } else {
-                    Event::readable(index)
-                };
-                self.poller
-                    .modify(conn.transport.socket(), interest)
-                    .is_err()
-            }
-            _ => false,
-        };
-        if failed {
-            self.close(index);
-        }
-    }
-
-    fn dispatch(&mut self, index: usize, request: Request) {
-        let entry = std::mem::replace(&mut self.conns[index], Entry::Busy);
-        let Entry::Open(conn) = entry else {
-            self.conns[index] = entry;
+        let Some(Slot::Open(conn)) = self.conns.get(index) else {
             return;
         };
-        let _ = self.poller.delete(conn.transport.socket());
-        if let Err(mpsc::SendError(job)) = self.jobs.send(Job {
-            index,
-            conn,
-            request,
-        }) {
-            drop(job);
-            self.conns[index] = Entry::Busy;
-            self.close(index);
-        }
-    }
-
-    fn on_returned(&mut self, returned: Returned) {
-        let index = returned.index;
-        let Some(mut conn) = returned.conn else {
-            self.close(index);
-            return;
+        let interest = match conn.phase {
+            // While rustls has handshake bytes the socket would not take, wait for
+            // writability too.
+            Phase::Idle | Phase::Reading if conn.transport.wants_write() => Event::all(index),
+            Phase::Idle | Phase::Reading | Phase::Draining => Event::readable(index),
+            Phase::Writing => Event::writable(index),
+            Phase::Working => Event::none(index),
         };
-        conn.reading = !conn.buf.is_empty();
-        conn.since = Instant::now();
-        // SAFETY: as in `register`.
-        if unsafe {
-            self.poller
-                .add(conn.transport.socket(), Event::readable(index))
-        }
-        .is_err()
+        if self
+            .poller
+            .modify(&conn.transport.stream, interest)
+            .is_err()
         {
             self.close(index);
-            return;
-        }
-        self.conns[index] = Entry::Open(conn);
-        if matches!(&self.conns[index], Entry::Open(c) if !c.buf.is_empty()) {
-            // A pipelined request is already buffered.
-            self.process(index);
         }
     }
 
-    /// Closes connections whose request is too slow or that stayed idle too long.
+    /// Ends what overran its deadline: slow requests and handshakes (408 or close), idle
+    /// connections, responses the client does not read, and drains.
     fn sweep(&mut self) {
         let now = Instant::now();
-        let expired: Vec<usize> = self
+        let limits = &self.limits;
+        let expired: Vec<(usize, Phase)> = self
             .conns
             .iter()
             .enumerate()
-            .filter_map(|(i, e)| match e {
-                Entry::Open(c) => {
-                    let limit = if c.reading {
-                        self.limits.request_timeout
-                    } else {
-                        self.limits.idle_timeout
-                    };
-                    (now.duration_since(c.since) > limit).then_some(i)
-                }
-                _ => None,
+            .filter_map(|(i, s)| {
+                let Slot::Open(c) = s else { return None };
+                let limit = match c.phase {
+                    Phase::Idle if c.transport.handshaking() => limits.request_timeout,
+                    Phase::Idle => limits.idle_timeout,
+                    Phase::Reading => limits.request_timeout,
+                    Phase::Writing => limits.write_timeout,
+                    Phase::Draining => DRAIN_TIME,
+                    Phase::Working => return None,
+                };
+                (now.duration_since(c.since) > limit).then_some((i, c.phase))
             })
             .collect();
-        for i in expired {
-            if let Some(Entry::Open(conn)) = self.conns.get_mut(i)
-                && conn.reading
-            {
-                let bytes = Response::text(408, "request timeout").to_bytes(false);
-                conn.transport.write_best_effort(&bytes);
+        for (i, phase) in expired {
+            let handshaking = self.conn(i).is_some_and(|c| c.transport.handshaking());
+            if phase == Phase::Reading && !handshaking {
+                if let Some(conn) = self.conn(i) {
+                    conn.keep_alive = false;
+                    conn.head_only = false;
+                }
+                let settings = self.security.current();
+                self.answer(
+                    i,
+                    with_headers(Response::text(408, "request timeout"), &settings),
+                );
+            } else {
+                self.close(i);
             }
-            self.close(i);
         }
+    }
+}
+
+/// Caps the kernel's send buffer of a socket (best effort).
+fn set_send_buffer(stream: &TcpStream, bytes: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt reads an int from a pointer valid for the call, on a descriptor
+    // the stream owns.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
     }
 }
 
@@ -587,267 +937,4 @@ fn is_exhaustion(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
     )
-}
-
-struct Worker {
-    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
-    back: mpsc::Sender<Returned>,
-    poller: Arc<Poller>,
-    handler: Arc<dyn Handler>,
-    security: Arc<Security>,
-    write_timeout: Duration,
-}
-
-/// What writing a response and giving the connection back needs; a worker has one,
-/// and so has each thread that answers later.
-#[derive(Clone)]
-struct Reply {
-    back: mpsc::Sender<Returned>,
-    poller: Arc<Poller>,
-    write_timeout: Duration,
-    /// The web config's extra headers.
-    headers: Vec<(String, String)>,
-}
-
-impl Reply {
-    /// Writes `response` and gives the connection back to the loop; false when the loop
-    /// is gone.
-    fn finish(&self, mut job: Job, mut response: Response) -> bool {
-        for (name, value) in &self.headers {
-            response
-                .headers
-                .push((name.clone().into(), value.clone().into()));
-        }
-        let keep_alive = job.request.keep_alive;
-        let head = response.head(keep_alive);
-        let body = (job.request.method != "HEAD").then_some(&response.body);
-        let written = send(&mut job.conn.transport, &head, body, self.write_timeout);
-        let conn = (written.is_ok() && keep_alive).then_some(job.conn);
-        if self
-            .back
-            .send(Returned {
-                index: job.index,
-                conn,
-            })
-            .is_err()
-        {
-            return false;
-        }
-        let _ = self.poller.notify();
-        true
-    }
-
-    /// Runs `work` and writes its response on a new thread; when no thread can be
-    /// started the worker answers 503 itself.
-    fn later(&self, job: Job, work: Box<dyn FnOnce() -> Response + Send>) -> bool {
-        let shared = Arc::new(Mutex::new(Some(job)));
-        let (mine, reply) = (Arc::clone(&shared), self.clone());
-        let spawned = std::thread::Builder::new()
-            .name("sonde-web-probe".into())
-            .stack_size(512 << 10)
-            .spawn(move || {
-                let response = work();
-                if let Some(job) = lock(&mine).take() {
-                    reply.finish(job, response);
-                }
-            });
-        match spawned {
-            Ok(_) => true,
-            Err(e) => {
-                log::warn!("msg=\"cannot start a thread to answer a request\" error=\"{e}\"");
-                let Some(job) = lock(&shared).take() else {
-                    return true;
-                };
-                self.finish(
-                    job,
-                    Response::text(503, "cannot start a thread for this request"),
-                )
-            }
-        }
-    }
-}
-
-impl Worker {
-    fn run(self) {
-        loop {
-            let job = lock(&self.jobs).recv();
-            let Ok(job) = job else { return };
-            let settings = self.security.current();
-            let reply = Reply {
-                back: self.back.clone(),
-                poller: Arc::clone(&self.poller),
-                write_timeout: self.write_timeout,
-                headers: settings.headers.clone(),
-            };
-            let authorization = job.request.header("authorization");
-            let answer = if self.security.authorized(&settings, authorization) {
-                self.handler.answer(&job.request)
-            } else {
-                Answer::Now(
-                    Response::text(401, "Unauthorized")
-                        .with_header("WWW-Authenticate", "Basic realm=\"sonde\""),
-                )
-            };
-            let alive = match answer {
-                Answer::Now(response) => reply.finish(job, response),
-                Answer::Later(work) => reply.later(job, work),
-            };
-            if !alive {
-                return;
-            }
-        }
-    }
-}
-
-/// Writes head and body within `timeout` in total, then restores non-blocking mode.
-/// Small pieces of a streamed body are gathered into writes of up to 64 KiB.
-fn send(
-    transport: &mut Transport,
-    head: &[u8],
-    body: Option<&Body>,
-    timeout: Duration,
-) -> io::Result<()> {
-    let deadline = Instant::now() + timeout;
-    transport.socket().set_nonblocking(false)?;
-    let result = (|| {
-        let mut pending = Vec::with_capacity(64 << 10);
-        pending.extend_from_slice(head);
-        if let Some(body) = body {
-            body.write_to(&mut |chunk| {
-                if pending.len() + chunk.len() > pending.capacity() {
-                    write_part(transport, &pending, deadline)?;
-                    pending.clear();
-                }
-                if chunk.len() >= pending.capacity() {
-                    write_part(transport, chunk, deadline)
-                } else {
-                    pending.extend_from_slice(chunk);
-                    Ok(())
-                }
-            })?;
-        }
-        write_part(transport, &pending, deadline)
-    })();
-    transport.socket().set_nonblocking(true)?;
-    result
-}
-
-/// Writes all of `part` on a blocking socket before `deadline`.
-fn write_part(transport: &mut Transport, mut part: &[u8], deadline: Instant) -> io::Result<()> {
-    let left = || {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "write deadline passed",
-            ))
-        } else {
-            Ok(left)
-        }
-    };
-    match transport {
-        Transport::Plain(stream) => {
-            while !part.is_empty() {
-                stream.set_write_timeout(Some(left()?))?;
-                match stream.write(&part[..part.len().min(256 << 10)]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => part = &part[n..],
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        Transport::Tls(stream, tls) => {
-            while !part.is_empty() {
-                let n = tls.writer().write(&part[..part.len().min(64 << 10)])?;
-                part = &part[n..];
-                if n == 0 && !tls.wants_write() {
-                    return Err(io::ErrorKind::WriteZero.into());
-                }
-                while tls.wants_write() {
-                    stream.set_write_timeout(Some(left()?))?;
-                    tls.write_tls(stream)?;
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Bytes buffered beyond which reading pauses until the request is parsed.
-const READ_CAP: usize = http1::MAX_HEAD_BYTES + http1::MAX_BODY_BYTES;
-
-/// Reads what arrived; false when the connection is over.
-fn read_plain(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
-    let mut chunk = [0u8; 8192];
-    while buf.len() <= READ_CAP {
-        match stream.read(&mut chunk) {
-            Ok(0) => return false,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-    }
-    true
-}
-
-const PLAIN_HTTP_ON_TLS: &[u8] =
-    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
-
-/// Feeds what arrived to rustls and appends the plaintext; false when the connection is over.
-fn read_tls(stream: &mut TcpStream, tls: &mut rustls::ServerConnection, buf: &mut Vec<u8>) -> bool {
-    if tls.is_handshaking() && !tls.wants_write() {
-        // A TLS connection starts with a handshake record (0x16); letters mean HTTP.
-        let mut first = [0u8; 1];
-        if let Ok(1) = stream.peek(&mut first)
-            && first[0].is_ascii_uppercase()
-        {
-            let _ = stream.write(PLAIN_HTTP_ON_TLS);
-            return false;
-        }
-    }
-    let mut eof = false;
-    loop {
-        match tls.read_tls(stream) {
-            Ok(0) => {
-                eof = true;
-                break;
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-        if tls.wants_read() {
-            continue;
-        }
-        break;
-    }
-    if tls.process_new_packets().is_err() {
-        // Send the alert rustls prepared, then give up on the connection.
-        while tls.wants_write() {
-            if tls.write_tls(stream).is_err() {
-                break;
-            }
-        }
-        return false;
-    }
-    let mut chunk = [0u8; 8192];
-    while buf.len() <= READ_CAP {
-        match tls.reader().read(&mut chunk) {
-            Ok(0) => return false,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(_) => return false,
-        }
-    }
-    while tls.wants_write() {
-        match tls.write_tls(stream) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(_) => return false,
-        }
-    }
-    !eof
 }

@@ -349,6 +349,48 @@ pub fn try_request(
     Ok(parse_response(&raw))
 }
 
+/// Sends raw bytes on a new connection and reads until the peer closes (10 s timeouts).
+pub fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let _ = stream.write_all(bytes);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    raw
+}
+
+/// Reads one response (head and Content-Length body) from a kept-alive connection;
+/// `Ok(None)` when the peer closed before a response began.
+pub fn read_next_response(reader: &mut impl BufRead) -> std::io::Result<Option<HttpResponse>> {
+    let mut head = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return if head.is_empty() {
+                Ok(None)
+            } else {
+                Err(std::io::ErrorKind::UnexpectedEof.into())
+            };
+        }
+        head.extend_from_slice(&line);
+        if line == b"\r\n" {
+            break;
+        }
+    }
+    let mut r = parse_response(&head);
+    let len: usize = r
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body)?;
+    r.body = body;
+    Ok(Some(r))
+}
+
 /// A program started by a test on 127.0.0.1, killed when dropped.
 pub struct Daemon {
     child: Child,

@@ -1,0 +1,75 @@
+//! Property tests of what the Kubernetes API sends: list pages, workload objects,
+//! Secrets and Status bodies, as arbitrary bytes and as JSON of any shape at the places
+//! sonde reads. Invariants: no panic, bounded time.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use super::{ListPage, SecretObject, Workload, WorkloadKind, parse_pull_secret, status_message};
+use crate::net::prop;
+use crate::units::within;
+
+const LIMIT: Duration = Duration::from_millis(500);
+
+const KINDS: [WorkloadKind; 4] = [
+    WorkloadKind::Deployment,
+    WorkloadKind::StatefulSet,
+    WorkloadKind::DaemonSet,
+    WorkloadKind::CronJob,
+];
+
+/// A list page shaped like the API's, with any JSON where sonde looks.
+fn list_page() -> impl Strategy<Value = Value> {
+    (prop::json(), prop::json(), prop::json(), prop::json()).prop_map(|(meta, spec, container, init)| {
+        json!({
+            "kind": "DeploymentList",
+            "metadata": {"continue": meta},
+            "items": [
+                {"metadata": {"name": "a", "namespace": "ns"}, "spec": spec},
+                {"metadata": {"name": "b", "namespace": "ns"}, "spec": {"template": {"spec": {
+                    "containers": [container], "initContainers": init}}}},
+                {"metadata": {"name": "c", "namespace": "ns"}, "spec": {"jobTemplate": {"spec": {"template": {"spec": {
+                    "containers": [{"name": "x", "image": "nginx"}]}}}}}},
+            ]
+        })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any list body: read or refused; every workload read becomes a `Workload`.
+    #[test]
+    fn any_list_page_is_read(body in prop_oneof![prop::body(), list_page().prop_map(|v| v.to_string().into_bytes())], init in any::<bool>()) {
+        let page = within(LIMIT, "ListPage", || serde_json::from_slice::<ListPage>(&body));
+        if let Ok(page) = page {
+            for (object, kind) in page.items.into_iter().zip(KINDS.iter().cycle()) {
+                let _ = within(LIMIT, "Workload::from_object", || Workload::from_object(*kind, object, init));
+            }
+        }
+    }
+
+    /// A Status body's message, at most 300 characters, from anything.
+    #[test]
+    fn any_status_body_gives_a_short_message(body in prop::body()) {
+        let message = within(LIMIT, "status_message", || status_message(&body));
+        prop_assert!(message.chars().count() <= 300);
+    }
+
+    /// Any Secret: a keyring or an error that does not quote the secret's data.
+    #[test]
+    fn any_pull_secret_is_read(data in prop::json(), legacy in any::<bool>(), b64 in "[A-Za-z0-9+/=]{0,80}") {
+        let secret_type = if legacy { "kubernetes.io/dockercfg" } else { "kubernetes.io/dockerconfigjson" };
+        let key = if legacy { ".dockercfg" } else { ".dockerconfigjson" };
+        let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, data.to_string());
+        for value in [encoded, b64.clone()] {
+            let secret: SecretObject = serde_json::from_value(json!({"type": secret_type, "data": {key: value}}))
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            if let Err(e) = within(LIMIT, "parse_pull_secret", || parse_pull_secret(&secret)) {
+                prop_assert!(b64.len() < 8 || !e.contains(&b64), "{}", e);
+            }
+        }
+    }
+}
