@@ -378,8 +378,9 @@ def check_kubernetes(base_file, servicemonitor_file, podmonitor_file, probe_file
         for group in rule.get("apiGroups", []):
             for resource in rule.get("resources", []):
                 granted.setdefault((group, resource), set()).update(rule["verbs"])
-    wanted = {("apps", "deployments"): {"get", "list"}, ("apps", "statefulsets"): {"get", "list"},
-              ("apps", "daemonsets"): {"get", "list"}, ("batch", "cronjobs"): {"get", "list"},
+    # Workloads are listed once and then watched (list-then-watch); secrets only got.
+    wanted = {("apps", "deployments"): {"get", "list", "watch"}, ("apps", "statefulsets"): {"get", "list", "watch"},
+              ("apps", "daemonsets"): {"get", "list", "watch"}, ("batch", "cronjobs"): {"get", "list", "watch"},
               ("", "secrets"): {"get"}, ("", "serviceaccounts"): {"get"}}
     expect(granted == wanted, f"ClusterRole grants {granted}, want exactly {wanted}")
     binding = base["ClusterRoleBinding"][0]

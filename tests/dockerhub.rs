@@ -4,10 +4,14 @@
 //! `GET /v2/namespaces/{ns}/repositories` with `page`, `page_size` (1-100, default 10)
 //! and `ordering`, absolute `next` links built from the Host header, 404 past the last
 //! page, 401 for a private namespace without a valid Bearer token, `X-RateLimit-*` on
-//! every answer, and `POST /v2/auth/token` (`identifier`, `secret` -> `access_token`, a
-//! JWT with `exp`). Faults (429s, broken pages) are queued per namespace by the tests.
+//! every answer, `GET /v2/namespaces/{ns}/repositories/{name}` (a `repository_info`, 404
+//! for an unknown one), and `POST /v2/auth/token` (`identifier`, `secret` ->
+//! `access_token`, a JWT with `exp`). Faults (429s, broken pages) are queued per
+//! namespace by the tests.
 
 mod common;
+#[path = "images/readme.rs"]
+mod readme;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -207,6 +211,12 @@ impl HubState {
         let reply = if req.method == "POST" && path == "/v2/auth/token" {
             self.login(&req.body)
         } else if req.method == "GET"
+            && let Some((ns, name)) = path
+                .strip_prefix("/v2/namespaces/")
+                .and_then(|p| p.split_once("/repositories/"))
+        {
+            self.one(ns, name, auth)
+        } else if req.method == "GET"
             && let Some(name) = path
                 .strip_prefix("/v2/namespaces/")
                 .and_then(|p| p.strip_suffix("/repositories"))
@@ -273,21 +283,51 @@ impl HubState {
         )
     }
 
-    fn list(&mut self, name: &str, query: &str, auth: Auth, host: &str, this: String) -> Reply {
-        let Some(ns) = self.namespaces.get_mut(name) else {
-            return json(404, r#"{"message":"namespace not found"}"#.into());
+    /// One repository (`getRepository`): the list entry's fields and those only the
+    /// single-repository schema has; faults of the namespace apply.
+    fn one(&mut self, namespace: &str, name: &str, auth: Auth) -> Reply {
+        let ns = match self.admit(namespace, auth, "object not found") {
+            Ok(ns) => ns,
+            Err(reply) => return reply,
         };
-        // A presented token must be valid; a private namespace needs one.
+        let Some(repo) = ns.repos.iter().find(|r| r.name == name) else {
+            return json(404, r#"{"message":"object not found"}"#.into());
+        };
+        let mut body = repository_json(repo, namespace, ns.private);
+        body["user"] = serde_json::json!(namespace);
+        body["is_automated"] = serde_json::json!(false);
+        body["collaborator_count"] = serde_json::json!(0);
+        body["hub_user"] = serde_json::json!(namespace);
+        body["has_starred"] = serde_json::json!(false);
+        body["full_description"] = serde_json::json!("# README");
+        body["permissions"] = serde_json::json!({"read": true, "write": false, "admin": false});
+        json(200, body.to_string())
+    }
+
+    /// The namespace a request reads, or the answer instead: 404 when unknown, 401 when a
+    /// presented token is not valid or a private namespace gets none, or its queued fault.
+    fn admit(&mut self, name: &str, auth: Auth, missing: &str) -> Result<&mut Namespace, Reply> {
+        let Some(ns) = self.namespaces.get_mut(name) else {
+            return Err(json(404, format!(r#"{{"message":"{missing}"}}"#)));
+        };
         let allowed = auth == Auth::Valid || (auth == Auth::None && !ns.private);
         if !allowed {
-            return json(401, r#"{"message":"authentication required"}"#.into());
+            return Err(json(401, r#"{"message":"authentication required"}"#.into()));
         }
         if let Some((too_many, reply)) = take_fault(ns) {
             if too_many {
                 self.remaining = 0;
             }
-            return reply;
+            return Err(reply);
         }
+        Ok(ns)
+    }
+
+    fn list(&mut self, name: &str, query: &str, auth: Auth, host: &str, this: String) -> Reply {
+        let ns = match self.admit(name, auth, "namespace not found") {
+            Ok(ns) => ns,
+            Err(reply) => return reply,
+        };
         let (page, page_size, ordering) = match list_query(query) {
             Ok(q) => q,
             Err(reply) => return reply,
@@ -1208,8 +1248,31 @@ fn next_links_off_the_api_host_and_endless_listings_are_not_followed() {
 fn config_mistakes_are_reported_with_their_location() {
     let dir = Dir::new();
     dir.write("empty-token", "\n");
-    let cases: [(&str, &str); 9] = [
-        ("organizations: []", "`organizations` is empty"),
+    let cases: [(&str, &str); 14] = [
+        (
+            "organizations: []",
+            "list at least one Docker Hub organization in `organizations` or one namespace/name in `repositories`",
+        ),
+        (
+            "updated_within: 1d",
+            "list at least one Docker Hub organization",
+        ),
+        (
+            "repositories: [nginx]",
+            "repository \"nginx\" is not namespace/name (an official image is library/nginx)",
+        ),
+        (
+            "repositories: [a/b/c]",
+            "repository \"a/b/c\" is not namespace/name",
+        ),
+        (
+            "repositories: [acme/app, acme/app]",
+            "repository \"acme/app\" is listed twice",
+        ),
+        (
+            "organizations: [acme]\n    repositories: [Acme/app]",
+            "repository \"Acme/app\" is already listed through organization \"Acme\"",
+        ),
         (
             "organizations: [a/b]",
             "organization \"a/b\" is not a Docker Hub namespace",
@@ -1269,4 +1332,130 @@ fn config_mistakes_are_reported_with_their_location() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Single repositories beside an organization: one request each, the same series with
+/// the namespace as `organization`; a private one read with the token; one that does not
+/// exist fails the run and has no series; one that fails keeps its last values.
+#[test]
+fn single_repositories_are_read_one_request_each_with_the_same_metrics() {
+    let hub = Hub::start();
+    hub.add("amazon", many(3, 1_700_000_000.0));
+    hub.add(
+        "library",
+        vec![
+            repo("nginx", 9_000_000_000, 20_000, Some(1_700_000_000.25)),
+            repo("busybox", 7_000_000_000, 3_000, None),
+        ],
+    );
+    hub.add("acme", vec![repo("internal", 42, 0, Some(1_700_000_500.0))]);
+    hub.namespace("acme", |ns| ns.private = true);
+    let dir = Dir::new();
+    dir.write("hub-token", format!("{SECRET}\n"));
+    let config = format!(
+        "checks:
+  - name: hub
+    kind: dockerhub
+    legacy_metrics: true
+    api_url: {}
+    username: sondebot
+    token_file: hub-token
+    organizations: [amazon]
+    repositories: [library/nginx, acme/internal, library/gone]
+",
+        hub.api_url()
+    );
+    let (code, m, stderr) = once(&dir, &config);
+    assert_eq!(code, 1, "library/gone does not exist: {stderr}");
+    assert_eq!(m.value(&pulls("hub", "library", "nginx")), Some(9e9));
+    assert_eq!(
+        m.value(&series("sonde_dockerhub_stars", "hub", "library", "nginx")),
+        Some(20_000.0)
+    );
+    assert_eq!(
+        m.value(&series(
+            "sonde_dockerhub_last_updated_timestamp_seconds",
+            "hub",
+            "library",
+            "nginx"
+        )),
+        Some(1_700_000_000.25)
+    );
+    assert_eq!(m.value(&pulls("hub", "acme", "internal")), Some(42.0));
+    assert_eq!(
+        m.value(&pulls("hub", "amazon", "repo-002")),
+        Some(1_000_014.0)
+    );
+    assert!(
+        m.0.contains("docker_image_pulls{image=\"nginx\",organization=\"library\"} 9000000000\n"),
+        "{}",
+        m.0
+    );
+    // Only what was named: busybox is in the namespace but not asked for.
+    assert!(!m.0.contains("busybox") && !m.0.contains("repository=\"gone\""));
+    // The count stays a property of listed organizations.
+    assert!(m.has("sonde_dockerhub_repositories{check=\"hub\",organization=\"amazon\"}"));
+    assert!(!m.has("sonde_dockerhub_repositories{check=\"hub\",organization=\"library\"}"));
+    assert_eq!(m.value(&success("hub")), Some(0.0));
+    assert!(
+        stderr.contains("repository=library/gone")
+            && stderr.contains("no repository library/gone on Docker Hub"),
+        "{stderr}"
+    );
+    let singles: Vec<String> = hub
+        .hits()
+        .iter()
+        .filter(|h| h.path.contains("/repositories/"))
+        .map(|h| format!("{} {}", h.path, h.status))
+        .collect();
+    assert_eq!(
+        singles,
+        [
+            "/v2/namespaces/library/repositories/nginx 200",
+            "/v2/namespaces/acme/repositories/internal 200",
+            "/v2/namespaces/library/repositories/gone 404",
+        ],
+        "one GET per repository"
+    );
+    assert!(!stderr.contains(SECRET));
+    let findings = promtool_check_metrics(
+        &m.0.lines()
+            .filter(|l| !l.contains("docker_image_pulls"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    );
+    assert!(findings.trim().is_empty(), "{findings}");
+}
+
+/// A named repository that fails keeps its last values; one that the API no longer knows
+/// loses them; both fail the run with the repository named.
+#[test]
+fn a_failing_single_repository_keeps_its_values_and_a_deleted_one_loses_them() {
+    let hub = Hub::start();
+    hub.add("library", vec![repo("nginx", 10, 1, None)]);
+    hub.add("acme", vec![repo("app", 5, 0, None)]);
+    let config = format!(
+        "checks:\n  - name: hub\n    kind: dockerhub\n    interval: 1s\n    api_url: {}\n    repositories: [library/nginx, acme/app]\n",
+        hub.api_url()
+    );
+    let sonde = Sonde::start(&config);
+    sonde.wait_metrics(20, |m| m.value(&success("hub")) == Some(1.0));
+    hub.fault("library", Fault::Status(503), u32::MAX);
+    hub.namespace("acme", |ns| ns.repos.clear());
+    let m = sonde.wait_metrics(20, |m| {
+        m.value(&success("hub")) == Some(0.0) && !m.has(&pulls("hub", "acme", "app"))
+    });
+    assert_eq!(m.value(&pulls("hub", "library", "nginx")), Some(10.0));
+    let checks = sonde.get("/api/v1/checks").text();
+    assert!(
+        checks.contains("organizations and repositories not read"),
+        "{checks}"
+    );
+    wait_log(&sonde, 10, &["repository=library/nginx", "HTTP 503"]);
+}
+
+/// The examples of the README's section load as written.
+#[test]
+fn the_readme_examples_load() {
+    readme::check_examples("## kind: dockerhub");
 }

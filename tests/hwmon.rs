@@ -4,6 +4,8 @@
 //! for the differences the README documents, which are asserted one by one.
 
 mod common;
+#[path = "images/readme.rs"]
+mod readme;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -915,4 +917,236 @@ fn unreadable_directories_fail_the_run_but_keep_what_was_read() {
         "{text}"
     );
     assert!(!text.contains("sonde_hwmon_"), "{text}");
+}
+
+/// The files opened under some directories while it watches, as inotify reports them
+/// (`IN_OPEN`, from any process: a FIFO, a regular file and the directory itself alike).
+struct OpenWatch {
+    fd: i32,
+    dirs: HashMap<i32, PathBuf>,
+}
+
+impl OpenWatch {
+    fn new(dirs: &[PathBuf]) -> OpenWatch {
+        // SAFETY: plain system calls on a descriptor this struct owns; paths are
+        // NUL-terminated and outlive the calls.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        assert!(fd >= 0, "inotify_init1");
+        let mut watched = HashMap::new();
+        for dir in dirs {
+            let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: as above.
+            let wd = unsafe { libc::inotify_add_watch(fd, c.as_ptr(), libc::IN_OPEN) };
+            assert!(wd >= 0, "inotify_add_watch {}", dir.display());
+            watched.insert(wd, dir.clone());
+        }
+        OpenWatch { fd, dirs: watched }
+    }
+
+    /// Everything opened since the last call: `dir/name`, or `dir` for the directory.
+    fn opened(&self) -> BTreeSet<PathBuf> {
+        let mut out = BTreeSet::new();
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            // SAFETY: reads into a buffer of the length given.
+            let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return out;
+            }
+            let mut at = 0;
+            while at + 16 <= n as usize {
+                let field =
+                    |i: usize| u32::from_ne_bytes(buf[at + i..at + i + 4].try_into().unwrap());
+                let wd = field(0) as i32;
+                let len = field(12) as usize;
+                let name: Vec<u8> = buf[at + 16..at + 16 + len]
+                    .iter()
+                    .copied()
+                    .take_while(|b| *b != 0)
+                    .collect();
+                let dir = &self.dirs[&wd];
+                out.insert(if name.is_empty() {
+                    dir.clone()
+                } else {
+                    dir.join(String::from_utf8(name).unwrap())
+                });
+                at += 16 + len;
+            }
+        }
+    }
+}
+
+impl Drop for OpenWatch {
+    fn drop(&mut self) {
+        // SAFETY: closes the descriptor this struct owns, once.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// The discrete GPU of the AMD laptop (amdgpu: every read resumes it from runtime
+/// suspend, node_exporter #2681) and the NVMe drive.
+const DGPU: &str = "0000:02:00_0_0000:03:00_0";
+const NVME: &str = "nvme_nvme0";
+
+/// `sonde --once` with these checks on `sysfs`; bounded by `common::run` and each
+/// check's timeout, so a FIFO opened by mistake fails the test instead of hanging it.
+fn sonde_once_with(dir: &Dir, sysfs: &Path, checks: &str) -> (Option<i32>, String) {
+    let config = dir.write(
+        "filters.yml",
+        checks.replace("SYSFS", &sysfs.display().to_string()),
+    );
+    let out = common::run(&["--config.file", config.to_str().unwrap(), "--once"]);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Excluded chips and sensors are left out, and no file of theirs is opened: not their
+/// values, not a FIFO planted among them, not even their directory. A run without
+/// filters on the same tree shows the watch does see those opens.
+#[test]
+fn chip_and_sensor_filters_leave_out_what_they_exclude_without_opening_it() {
+    let (dir, sysfs) = copy_tree("amd_laptop");
+    let devices = sysfs.join("devices/pci0000:00");
+    let dgpu = devices.join("0000:00:01.1/0000:01:00.0/0000:02:00.0/0000:03:00.0");
+    let dgpu_hwmon = dgpu.join("hwmon/hwmon3");
+    let nvme_hwmon = devices.join("0000:00:02.4/0000:02:00.0/nvme/nvme0/hwmon1");
+    // Opening a FIFO for reading blocks until a writer comes: a filter that opened it
+    // would hang the run (bounded by the timeout below) instead of passing.
+    mkfifo(&dgpu_hwmon.join("temp9_input"));
+    mkfifo(&dgpu.join("temp8_input"));
+    let watch = OpenWatch::new(&[dgpu_hwmon.clone(), dgpu.clone(), nvme_hwmon.clone()]);
+    let checks = format!(
+        "checks:
+  - name: hw
+    kind: hwmon
+    timeout: 5s
+    sysfs_path: SYSFS
+    exclude_chips: [\"{DGPU}\", \"power_supply_.*\"]
+    exclude_sensors: [\"{NVME}/temp[23]\"]
+  - name: cpu
+    kind: hwmon
+    timeout: 5s
+    sysfs_path: SYSFS
+    include_chips: [\"pci0000:00_.*\", \"nvme_.*\"]
+    exclude_chips: [\"{NVME}\"]
+    include_sensors: [\".*/temp1\"]
+"
+    );
+    let (code, text) = sonde_once_with(&dir, &sysfs, &checks);
+    assert_eq!(code, Some(0), "{text}");
+    let opened = watch.opened();
+    let parsed = Parsed::new(&text);
+    let chips = |check: &str| -> BTreeSet<String> {
+        parsed
+            .series
+            .iter()
+            .filter(|s| s.labels.get("check").map(String::as_str) == Some(check))
+            .filter_map(|s| s.labels.get("chip").cloned())
+            .collect()
+    };
+    assert_eq!(
+        chips("hw"),
+        [
+            "0000:00:08_1_0000:08:00_0",
+            NVME,
+            "pci0000:00_0000:00:18_3",
+            "thermal_thermal_zone0"
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+        "{text}"
+    );
+    assert_eq!(
+        chips("cpu"),
+        BTreeSet::from(["pci0000:00_0000:00:18_3".to_string()]),
+        "{text}"
+    );
+    let sensors = |check: &str, chip: &str| -> BTreeSet<String> {
+        parsed
+            .series
+            .iter()
+            .filter(|s| s.labels.get("check").map(String::as_str) == Some(check))
+            .filter(|s| s.labels.get("chip").map(String::as_str) == Some(chip))
+            .filter_map(|s| s.labels.get("sensor").cloned())
+            .collect()
+    };
+    assert_eq!(sensors("hw", NVME), BTreeSet::from(["temp1".to_string()]));
+    assert_eq!(
+        sensors("cpu", "pci0000:00_0000:00:18_3"),
+        BTreeSet::from(["temp1".to_string()])
+    );
+    // The chip_names info series stays for a chip whose sensors are filtered.
+    assert!(
+        parsed
+            .find(
+                "sonde_hwmon_chip_names",
+                &[("check", "hw"), ("chip", NVME), ("chip_name", "nvme")]
+            )
+            .is_some()
+    );
+    let touched: Vec<&PathBuf> = opened.iter().filter(|p| p.starts_with(&dgpu)).collect();
+    assert!(
+        touched.is_empty(),
+        "opened in the excluded chip: {touched:?}"
+    );
+    let nvme_opened: BTreeSet<String> = opened
+        .iter()
+        .filter(|p| p.parent() == Some(nvme_hwmon.as_path()))
+        .filter_map(|p| p.file_name()?.to_str().map(String::from))
+        .collect();
+    assert!(nvme_opened.contains("temp1_input"), "{nvme_opened:?}");
+    assert!(
+        !nvme_opened
+            .iter()
+            .any(|f| f.starts_with("temp2") || f.starts_with("temp3")),
+        "excluded sensors were opened: {nvme_opened:?}"
+    );
+    // Without filters the same watch sees the chip's files opened (the FIFOs are still
+    // skipped, as they always are).
+    let (code, text) = sonde_once_with(
+        &dir,
+        &sysfs,
+        "checks:\n  - {name: all, kind: hwmon, timeout: 5s, sysfs_path: SYSFS}\n",
+    );
+    assert_eq!(code, Some(0), "{text}");
+    let opened = watch.opened();
+    assert!(
+        opened.contains(&dgpu_hwmon.join("temp1_input")),
+        "{opened:?}"
+    );
+    assert!(
+        opened.contains(&nvme_hwmon.join("temp2_input")),
+        "{opened:?}"
+    );
+    assert!(
+        !opened.contains(&dgpu_hwmon.join("temp9_input")),
+        "{opened:?}"
+    );
+}
+
+#[test]
+fn bad_filters_are_config_errors_at_their_line() {
+    let dir = Dir::new();
+    let path = dir.write(
+        "sonde.yml",
+        "checks:\n  - name: hw\n    kind: hwmon\n    include_chips: [\"amdgpu(\"]\n    exclude_sensors: [\"ok/temp1\", \"platform_coretemp_0;temp3\"]\n",
+    );
+    let out = common::run(&["--config.check", "--config.file", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        ":4:21: check \"hw\": include_chips: \"amdgpu(\" is not a regular expression",
+        ":5:35: check \"hw\": \"platform_coretemp_0;temp3\": sensor patterns match chip/sensor with a '/'",
+    ] {
+        assert!(err.contains(expected), "{expected:?} not in {err}");
+    }
+}
+
+/// The examples of the README's section load as written.
+#[test]
+fn the_readme_examples_load() {
+    readme::check_examples("## kind: hwmon");
 }

@@ -660,7 +660,7 @@ fn two_thousand_workloads_sharing_300_images_make_300_registry_checks() {
         .server
         .seen()
         .iter()
-        .filter(|r| r.path.starts_with("/apis/apps/v1/deployments"))
+        .filter(|r| r.path.starts_with("/apis/apps/v1/deployments?limit="))
         .count();
     // Four pages of 500; the first continue token "expired" (410), so the first page
     // was read again.
@@ -790,10 +790,12 @@ fn a_rotated_token_file_is_read_again(pod: &InCluster, rechecks_before: f64) {
 }
 
 /// Case: a list that fails fails the run, the workloads it had keep their series, the log
-/// says why, and the check recovers when the list works again.
+/// says why, and the check recovers when the list works again. Lists happen once, then
+/// the watch follows: the watch's version expiring (410) makes sonde list again.
 fn a_failing_list_fails_the_run_and_keeps_the_series_it_had(pod: &InCluster) {
     let (sonde, app) = (&pod.sonde, &pod.app);
     pod.api.failing.store(true, Ordering::SeqCst);
+    pod.api.expire_watches();
     let m = sonde.wait_metrics(20, |m| m.value(INCLUSTER_SUCCESS) == Some(0.0));
     assert_lines(
         &m.0,
@@ -866,4 +868,971 @@ fn kubernetes_config_problems_are_reported() {
     let out = common::run(&["--config.check", "--config.file", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("would be exported twice"));
+}
+
+// ---------------------------------------------------------------------------------
+// Watches, switched-off workloads, bare Pods and Jobs
+
+/// A registry fixture: `team/app`, `team/new` and `team/bare` exist, nothing else.
+fn small_registry() -> Fixture {
+    Fixture::start(|req: &SeenRequest| {
+        let present = ["/team/app/", "/team/new/", "/team/bare/"]
+            .iter()
+            .any(|p| req.path.contains(p));
+        if present {
+            Reply::status(200, "").with_header(
+                "Docker-Content-Digest",
+                &format!("sha256:{}", "d".repeat(64)),
+            )
+        } else {
+            Reply::status(404, r#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#)
+        }
+    })
+}
+
+/// Every kind, each with something switched off, owned or bare: `web` (1 replica) and
+/// `paused` (0) deployments, a StatefulSet, a DaemonSet on no node, an active and a
+/// suspended CronJob, a Job of its own, one the CronJob made and one that completed, a
+/// bare Pod, one a ReplicaSet owns and one that succeeded.
+fn switched_off_cluster(h: &str) -> Cluster {
+    let app = format!("{h}/team/app:v1");
+    let gone = format!("{h}/team/gone:v1");
+    let bare = format!("{h}/team/bare:v1");
+    let spec = |image: &str| pod_spec(&[("main", image)], &[], &[], None);
+    let mut paused = workload("deployments", "team-a", "paused", spec(&gone), 2);
+    paused["spec"]["replicas"] = json!(0);
+    let mut idle = workload("daemonsets", "team-a", "gpu-agent", spec(&gone), 4);
+    idle["status"]["desiredNumberScheduled"] = json!(0);
+    idle["status"]["currentNumberScheduled"] = json!(0);
+    let mut nightly = workload("cronjobs", "team-a", "nightly", spec(&gone), 6);
+    nightly["spec"]["suspend"] = json!(true);
+    let mut made = workload("jobs", "team-a", "report-29512340", spec(&app), 8);
+    made["metadata"]["ownerReferences"] = json!([{"apiVersion": "batch/v1", "kind": "CronJob",
+        "name": "report", "uid": "1", "controller": true, "blockOwnerDeletion": true}]);
+    let mut done = workload("jobs", "team-a", "backfill", spec(&gone), 9);
+    done["status"] = json!({"succeeded": 1, "completionTime": "2026-01-05T10:05:00Z",
+        "conditions": [{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}]});
+    let mut owned = workload("pods", "team-a", "web-7d4b9c-x2x1z", spec(&app), 11);
+    owned["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "name": "web-7d4b9c", "uid": "2", "controller": true}]);
+    let mut ended = workload("pods", "team-a", "one-off", spec(&gone), 12);
+    ended["status"]["phase"] = json!("Succeeded");
+    let mut cluster = Cluster {
+        page_size: 500,
+        ..Cluster::default()
+    };
+    for (resource, items) in [
+        (
+            "deployments",
+            vec![
+                workload("deployments", "team-a", "web", spec(&app), 1),
+                paused,
+            ],
+        ),
+        (
+            "statefulsets",
+            vec![workload("statefulsets", "team-a", "db", spec(&app), 3)],
+        ),
+        ("daemonsets", vec![idle]),
+        (
+            "cronjobs",
+            vec![
+                workload("cronjobs", "team-a", "report", spec(&app), 5),
+                nightly,
+            ],
+        ),
+        (
+            "jobs",
+            vec![
+                workload("jobs", "team-a", "migrate", spec(&bare), 7),
+                made,
+                done,
+            ],
+        ),
+        (
+            "pods",
+            vec![
+                workload("pods", "team-a", "debug", spec(&bare), 10),
+                owned,
+                ended,
+            ],
+        ),
+    ] {
+        cluster.items.insert(resource.into(), items);
+    }
+    cluster
+}
+
+/// A fixture registry, an API server with the cluster `cluster` makes for the registry's
+/// host, and a directory holding its CA (`ca.pem`) and token (`token`).
+struct Scene {
+    registry: Fixture,
+    /// The registry's `host:port`.
+    h: String,
+    api: ApiServer,
+    dir: Dir,
+}
+
+fn scene(cluster: impl FnOnce(&str) -> Cluster) -> Scene {
+    let registry = small_registry();
+    let h = registry.addr.to_string();
+    let ca = TestCa::new();
+    let api = start_api(&ca, cluster(&h), "scene-token");
+    let dir = Dir::new();
+    dir.write("ca.pem", &ca.ca_pem);
+    dir.write("token", "scene-token\n");
+    Scene {
+        registry,
+        h,
+        api,
+        dir,
+    }
+}
+
+/// The keys that reach a [`Scene`]'s API server.
+fn scene_keys(scene: &Scene) -> String {
+    format!(
+        "    api_server: {}\n    bearer_token_file: token\n    ca_file: ca.pem\n    plain_http_registries: [\"{}\"]\n",
+        scene.api.server.url(),
+        scene.h
+    )
+}
+
+/// Requests the API server saw: list pages and watches per collection path, and the rest.
+#[derive(Debug, Default, PartialEq)]
+struct ApiRequests {
+    lists: std::collections::BTreeMap<String, usize>,
+    watches: std::collections::BTreeMap<String, usize>,
+    other: usize,
+}
+
+fn api_requests(api: &ApiServer) -> ApiRequests {
+    let mut counts = ApiRequests::default();
+    for r in api.server.seen() {
+        let (path, query) = r.path.split_once('?').unwrap_or((&r.path, ""));
+        if query.contains("watch=1") {
+            *counts.watches.entry(path.to_string()).or_default() += 1;
+        } else if query.contains("limit=") {
+            *counts.lists.entry(path.to_string()).or_default() += 1;
+        } else {
+            counts.other += 1;
+        }
+    }
+    counts
+}
+
+const WATCHED: &str = "sonde_check_runs_total{check=\"watched\",kind=\"kubernetes_images\"}";
+
+/// The collections a check with `include_pods` follows cluster-wide.
+const COLLECTIONS: [&str; 6] = [
+    "/apis/apps/v1/deployments",
+    "/apis/apps/v1/statefulsets",
+    "/apis/apps/v1/daemonsets",
+    "/apis/batch/v1/cronjobs",
+    "/apis/batch/v1/jobs",
+    "/api/v1/pods",
+];
+
+fn runs_of(m: &common::Exposition) -> f64 {
+    m.value(WATCHED).unwrap_or(0.0)
+}
+
+/// sonde following a cluster every second: each kind is listed once and then watched, so
+/// runs without changes send no list; a workload added, changed or deleted shows in the
+/// next run; a bookmark's version is where the next watch starts; a 410 makes it list
+/// again. Switched-off workloads are counted, not checked; bare Pods and Jobs are.
+#[test]
+fn a_watched_cluster_is_listed_once_and_followed_event_by_event() {
+    let scene = scene(switched_off_cluster);
+    let config = format!(
+        "checks:\n  - name: watched\n    kind: kubernetes_images\n    interval: 1s\n    include_pods: true\n{}",
+        scene_keys(&scene)
+    );
+    let Scene { h, api, dir, .. } = scene;
+    dir.write("sonde.yml", config);
+    let sonde = Sonde::start_in(dir, &[]);
+    sonde.wait_ready();
+    let first = runs_of(&sonde.metrics());
+    let m = sonde.wait_metrics(30, |m| runs_of(m) >= first + 5.0);
+    let app = format!("{h}/team/app:v1");
+    let bare = format!("{h}/team/bare:v1");
+    let w = |kind: &str, name: &str, image: &str| {
+        series("watched", "team-a", kind, name, "main", image)
+    };
+    switched_off_workloads_are_counted_not_checked(&m.0, &w, &app, &bare);
+    steady_runs_send_no_list(&api, runs_of(&m) - first);
+    events_show_in_the_next_run(&api, &sonde, &h, &w);
+    a_bookmark_is_where_the_next_watch_starts(&api);
+    a_410_makes_it_list_again(&api, &sonde);
+}
+
+/// Case: the switched-off workloads (0 replicas, a DaemonSet on no node, a suspended
+/// CronJob, a completed Job, a Pod that succeeded) have no series and are counted by
+/// reason; the bare Pod and the Job of its own are checked; what a CronJob or a
+/// ReplicaSet owns is not a workload of its own.
+fn switched_off_workloads_are_counted_not_checked(
+    text: &str,
+    w: &dyn Fn(&str, &str, &str) -> String,
+    app: &str,
+    bare: &str,
+) {
+    assert_lines(
+        text,
+        &[
+            available(&w("deployment", "web", app), 1),
+            available(&w("statefulset", "db", app), 1),
+            available(&w("cronjob", "report", app), 1),
+            available(&w("job", "migrate", bare), 1),
+            available(&w("pod", "debug", bare), 1),
+            "sonde_kubernetes_images_skipped{check=\"watched\",reason=\"scaled_to_zero\"} 2".into(),
+            "sonde_kubernetes_images_skipped{check=\"watched\",reason=\"suspended\"} 1".into(),
+            "sonde_kubernetes_images_skipped{check=\"watched\",reason=\"finished\"} 2".into(),
+            "sonde_kubernetes_workloads{check=\"watched\",kind=\"deployment\"} 2".into(),
+            "sonde_kubernetes_workloads{check=\"watched\",kind=\"job\"} 2".into(),
+            "sonde_kubernetes_workloads{check=\"watched\",kind=\"pod\"} 2".into(),
+            "sonde_check_success{check=\"watched\",kind=\"kubernetes_images\"} 1".into(),
+        ],
+    );
+    for absent in [
+        "paused",
+        "gpu-agent",
+        "nightly",
+        "backfill",
+        "one-off",
+        "report-29512340",
+        "web-7d4b9c",
+    ] {
+        assert!(
+            !text.contains(&format!("name=\"{absent}\"")),
+            "{absent}: {text}"
+        );
+    }
+}
+
+/// Case: over the runs so far, each collection was listed once (one page) and watched
+/// once (the stream still open); the other requests are the service account lookups of
+/// pull credentials, one per namespace and run.
+fn steady_runs_send_no_list(api: &ApiServer, runs: f64) {
+    let counts = api_requests(api);
+    for path in COLLECTIONS {
+        assert_eq!(counts.lists.get(path), Some(&1), "{path}: {counts:?}");
+        assert_eq!(counts.watches.get(path), Some(&1), "{path}: {counts:?}");
+    }
+    assert_eq!(counts.lists.len(), 6, "{counts:?}");
+    assert_eq!(api.open_watches(), 6);
+    eprintln!(
+        "watch test: {runs} runs without changes cost {} list requests and {} watch requests for 6 kinds, plus {} other GETs (service accounts)",
+        counts.lists.values().sum::<usize>(),
+        counts.watches.values().sum::<usize>(),
+        counts.other
+    );
+}
+
+/// Case: a Deployment added, one scaled up from 0 and one deleted are each seen by the
+/// next run, without a list.
+fn events_show_in_the_next_run(
+    api: &ApiServer,
+    sonde: &Sonde,
+    h: &str,
+    w: &dyn Fn(&str, &str, &str) -> String,
+) {
+    let new = format!("{h}/team/new:v1");
+    let gone = format!("{h}/team/gone:v1");
+    let before = runs_of(&sonde.metrics());
+    api.add(
+        "deployments",
+        workload(
+            "deployments",
+            "team-a",
+            "fresh",
+            pod_spec(&[("main", &new)], &[], &[], None),
+            20,
+        ),
+    );
+    let m = sonde.wait_metrics(10, |m| {
+        m.has(&available(&w("deployment", "fresh", &new), 1))
+    });
+    // The run in progress when it was added may have missed it; the one after did not.
+    assert!(
+        runs_of(&m) <= before + 2.0,
+        "seen {} runs later",
+        runs_of(&m) - before
+    );
+    api.modify("deployments", "team-a", "paused", |d| {
+        d["spec"]["replicas"] = json!(3)
+    });
+    let m = sonde.wait_metrics(10, |m| {
+        m.has(&available(&w("deployment", "paused", &gone), 0))
+    });
+    assert!(m.0.contains(
+        "sonde_kubernetes_images_skipped{check=\"watched\",reason=\"scaled_to_zero\"} 1"
+    ));
+    api.delete("deployments", "team-a", "web");
+    sonde.wait_metrics(10, |m| !m.0.contains("name=\"web\""));
+    let counts = api_requests(api);
+    assert_eq!(counts.lists.values().sum::<usize>(), 6, "{counts:?}");
+}
+
+/// Case: after a BOOKMARK, a stream the server ends (its timeout passed) is watched
+/// again from the bookmark's version, without a list.
+fn a_bookmark_is_where_the_next_watch_starts(api: &ApiServer) {
+    let version = api.bookmark();
+    // Let the bookmark reach every stream before they end.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    api.end_watches();
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let again: Vec<String> = api
+            .server
+            .seen()
+            .into_iter()
+            .map(|r| r.path)
+            .filter(|p| p.contains("watch=1") && p.contains(&format!("resourceVersion={version}&")))
+            .collect();
+        if again.len() == 6 {
+            for path in COLLECTIONS {
+                assert!(
+                    again.iter().any(|p| p.starts_with(&format!("{path}?"))),
+                    "{path}: {again:?}"
+                );
+                assert!(again.iter().all(|p| p.contains("allowWatchBookmarks=true")));
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "watches from the bookmark: {again:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    api.wait_open_watches(6, 10);
+    let counts = api_requests(api);
+    assert_eq!(counts.lists.values().sum::<usize>(), 6, "{counts:?}");
+}
+
+/// Case: a 410 Gone on the stream (the version was compacted away) makes each reflector
+/// list again, once, and watch from the new list; the workloads read are the same.
+fn a_410_makes_it_list_again(api: &ApiServer, sonde: &Sonde) {
+    let before = sonde.metrics();
+    let images = |m: &common::Exposition| -> Vec<String> {
+        m.0.lines()
+            .filter(|l| l.starts_with("sonde_kubernetes_image_available{"))
+            .map(str::to_string)
+            .collect()
+    };
+    api.expire_watches();
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while api_requests(api).lists.values().sum::<usize>() < 12 {
+        assert!(Instant::now() < deadline, "{:?}", api_requests(api));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    api.wait_open_watches(6, 10);
+    let counts = api_requests(api);
+    for path in COLLECTIONS {
+        assert_eq!(counts.lists.get(path), Some(&2), "{path}: {counts:?}");
+        assert_eq!(counts.watches.get(path), Some(&3), "{path}: {counts:?}");
+    }
+    let runs = runs_of(&sonde.metrics());
+    let m = sonde.wait_metrics(10, |m| runs_of(m) >= runs + 2.0);
+    assert_eq!(images(&m), images(&before));
+    let checks = sonde.get("/api/v1/checks").text();
+    assert!(!checks.contains("listing"), "no list failed: {checks}");
+    let log = sonde.log();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("resourceVersion expired (410); listing deployments again")),
+        "{log:?}"
+    );
+    assert!(log.iter().all(|l| !l.contains("scene-token")));
+}
+
+/// `skip_disabled: false` checks switched-off workloads as well; `mirrors` work for
+/// workload images as for `kind: registry`, with the `source` label.
+#[test]
+fn switched_off_workloads_are_checked_on_request_and_mirrors_label_the_source() {
+    let scene = scene(switched_off_cluster);
+    let (h, keys) = (&scene.h, scene_keys(&scene));
+    let path = scene.dir.write(
+        "sonde.yml",
+        format!(
+            "checks:
+  - name: all
+    kind: kubernetes_images
+{keys}    include_pods: true
+    skip_disabled: false
+  - name: mirrored
+    kind: kubernetes_images
+{keys}    workload_kinds: [deployment]
+    mirrors:
+      \"{h}\": [\"{h}/cache\"]
+"
+        ),
+    );
+    let out = common::run(&["--once", "--config.file", path.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let gone = format!("{h}/team/gone:v1");
+    let all = |kind: &str, name: &str| series("all", "team-a", kind, name, "main", &gone);
+    assert_lines(
+        &text,
+        &[
+            available(&all("deployment", "paused"), 0),
+            available(&all("daemonset", "gpu-agent"), 0),
+            available(&all("cronjob", "nightly"), 0),
+            available(&all("job", "backfill"), 0),
+            available(&all("pod", "one-off"), 0),
+            "sonde_kubernetes_images_skipped{check=\"all\",reason=\"scaled_to_zero\"} 0".into(),
+        ],
+    );
+    let app = format!("{h}/team/app:v1");
+    let mirrored = series("mirrored", "team-a", "deployment", "web", "main", &app);
+    assert_lines(
+        &text,
+        &[
+            format!("sonde_kubernetes_image_available{{{mirrored},source=\"{h}/cache\"}} 1"),
+            format!(
+                "sonde_kubernetes_image_check_status{{{mirrored},status=\"available\",source=\"{h}/cache\"}} 1"
+            ),
+        ],
+    );
+    let seen: Vec<String> = scene.registry.seen().into_iter().map(|r| r.path).collect();
+    let at_mirror = format!(
+        "/v2/cache/team/app/manifests/v1?ns={}",
+        h.replace(':', "%3A")
+    );
+    assert!(seen.contains(&at_mirror), "{seen:?}");
+}
+
+/// Four namespaces' `web` deployments; team-a is labelled `sonde=watched`, team-c
+/// `sonde=off`, team-b has no label and team-d no Namespace object sonde would select.
+fn labelled_namespaces(h: &str) -> Cluster {
+    let app = format!("{h}/team/app:v1");
+    let mut cluster = Cluster {
+        page_size: 500,
+        ..Cluster::default()
+    };
+    cluster.items.insert(
+        "namespaces".into(),
+        vec![
+            namespace("team-a", &[("sonde", "watched")], 1),
+            namespace("team-b", &[], 2),
+            namespace("team-c", &[("sonde", "off")], 3),
+        ],
+    );
+    cluster.items.insert(
+        "deployments".into(),
+        ["team-a", "team-b", "team-c", "team-d"]
+            .iter()
+            .enumerate()
+            .map(|(i, ns)| {
+                workload(
+                    "deployments",
+                    ns,
+                    "web",
+                    pod_spec(&[("main", &app)], &[], &[], None),
+                    i,
+                )
+            })
+            .collect(),
+    );
+    cluster
+}
+
+/// `namespace_selector` beside `namespaces`: the workloads of the namespaces whose labels
+/// match, followed cluster-wide, plus those of the listed namespaces; a namespace that
+/// gains or loses the label adds or removes its workloads at the next run.
+#[test]
+fn a_namespace_selector_follows_namespaces_as_their_labels_change() {
+    let scene = scene(labelled_namespaces);
+    let config = format!(
+        "checks:
+  - name: selected
+    kind: kubernetes_images
+    interval: 1s
+{}    workload_kinds: [deployment]
+    namespace_selector: \"sonde=watched\"
+    namespaces: [team-d]
+",
+        scene_keys(&scene)
+    );
+    let Scene { h, api, dir, .. } = scene;
+    let app = format!("{h}/team/app:v1");
+    dir.write("sonde.yml", config);
+    let sonde = Sonde::start_in(dir, &[]);
+    sonde.wait_ready();
+    let web = |ns: &str| {
+        available(
+            &series("selected", ns, "deployment", "web", "main", &app),
+            1,
+        )
+    };
+    let m = sonde.wait_metrics(20, |m| m.has(&web("team-a")));
+    assert!(m.has(&web("team-d")), "{}", m.0);
+    assert!(!m.0.contains("namespace=\"team-b\"") && !m.0.contains("namespace=\"team-c\""));
+    api.modify("namespaces", "", "team-b", |n| {
+        n["metadata"]["labels"]["sonde"] = json!("watched")
+    });
+    sonde.wait_metrics(10, |m| m.has(&web("team-b")));
+    api.modify("namespaces", "", "team-a", |n| {
+        n["metadata"]["labels"]["sonde"] = json!("paused")
+    });
+    let m = sonde.wait_metrics(10, |m| !m.0.contains("namespace=\"team-a\""));
+    assert!(m.has(&web("team-b")) && m.has(&web("team-d")), "{}", m.0);
+    let counts = api_requests(&api);
+    assert_eq!(
+        counts.lists.get("/api/v1/namespaces"),
+        Some(&1),
+        "{counts:?}"
+    );
+    assert_eq!(
+        counts.lists.get("/apis/apps/v1/deployments"),
+        Some(&1),
+        "{counts:?}"
+    );
+    assert!(
+        api.server
+            .seen()
+            .iter()
+            .any(|r| r.path == "/api/v1/namespaces?limit=500&labelSelector=sonde%3Dwatched"),
+        "{:?}",
+        api.server
+            .seen()
+            .iter()
+            .map(|r| r.path.clone())
+            .collect::<Vec<_>>()
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// kubeconfig
+
+/// Runs openssl (Debian package openssl) in `dir`.
+fn openssl(dir: &Dir, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir.path())
+        .output()
+        .expect("openssl (Debian package openssl) must be installed; scripts/test.sh installs it");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A client CA and a certificate for sonde signed by it, made with openssl as kubeadm
+/// makes a user's (an RSA key in PKCS#1, `RSA PRIVATE KEY`; client-auth usage), in
+/// `dir`: `client-ca.pem`, `sonde.crt`, `sonde.key`.
+fn client_certificate(dir: &Dir) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "client-ca.key",
+            "-out",
+            "client-ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=kubernetes-client-ca",
+        ],
+    );
+    openssl(
+        dir,
+        &["genrsa", "-traditional", "-out", "sonde.key", "2048"],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "sonde.key",
+            "-subj",
+            "/O=monitoring/CN=sonde",
+            "-out",
+            "sonde.csr",
+        ],
+    );
+    dir.write(
+        "ext.cnf",
+        "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "sonde.csr",
+            "-CA",
+            "client-ca.pem",
+            "-CAkey",
+            "client-ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "sonde.crt",
+        ],
+    );
+}
+
+/// One deployment whose image the fixture registry has.
+fn one_deployment(h: &str) -> Cluster {
+    let mut cluster = Cluster {
+        page_size: 500,
+        ..Cluster::default()
+    };
+    let app = format!("{h}/team/app:v1");
+    cluster.items.insert(
+        "deployments".into(),
+        vec![workload(
+            "deployments",
+            "prod",
+            "web",
+            pod_spec(&[("web", &app)], &[], &[], None),
+            1,
+        )],
+    );
+    cluster
+}
+
+/// `sonde --once` (debug log) with `checks` in `dir`: exit code, stdout, stderr.
+fn once_with(dir: &Dir, checks: &[String]) -> (Option<i32>, String, String) {
+    let path = dir.write("sonde.yml", format!("checks:\n{}", checks.concat()));
+    let out = common::run(&[
+        "--once",
+        "--log.level",
+        "debug",
+        "--config.file",
+        path.to_str().unwrap(),
+    ]);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The image of [`one_deployment`] is available for each check.
+fn web_is_available(text: &str, checks: &[&str], h: &str) {
+    let app = format!("{h}/team/app:v1");
+    for check in checks {
+        let labels = series(check, "prod", "deployment", "web", "web", &app);
+        assert_lines(text, &[available(&labels, 1)]);
+    }
+}
+
+fn kube_check(name: &str, h: &str, keys: &str) -> String {
+    format!(
+        "  - name: {name}\n    kind: kubernetes_images\n    workload_kinds: [deployment]\n    plain_http_registries: [\"{h}\"]\n{keys}"
+    )
+}
+
+/// Mutual TLS from a kubeconfig: the client certificate and key inline (`-data`) or as
+/// files relative to the kubeconfig, the server's CA inline or as a file. A context
+/// without a certificate is refused by the server.
+#[test]
+fn a_kubeconfig_with_a_client_certificate_reaches_a_mutual_tls_api_server() {
+    let registry = small_registry();
+    let h = registry.addr.to_string();
+    let dir = Dir::new();
+    client_certificate(&dir);
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+    assert!(read("sonde.key").contains("BEGIN RSA PRIVATE KEY"));
+    let ca = TestCa::new();
+    let api = start_api_mtls(&ca, one_deployment(&h), &read("client-ca.pem"));
+    dir.write("kube/certs/sonde.crt", read("sonde.crt"));
+    dir.write("kube/certs/sonde.key", read("sonde.key"));
+    dir.write("kube/certs/ca.pem", &ca.ca_pem);
+    let b64 = |text: &str| images::base64(text.as_bytes());
+    dir.write(
+        "kube/config",
+        format!(
+            "apiVersion: v1
+kind: Config
+current-context: inline
+clusters:
+- name: inline
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+- name: files
+  cluster:
+    server: {server}
+    certificate-authority: certs/ca.pem
+users:
+- name: inline
+  user:
+    client-certificate-data: {crt}
+    client-key-data: {key}
+- name: files
+  user:
+    client-certificate: certs/sonde.crt
+    client-key: certs/sonde.key
+- name: nobody
+  user: {{}}
+contexts:
+- name: inline
+  context: {{cluster: inline, user: inline}}
+- name: files
+  context: {{cluster: files, user: files, namespace: prod}}
+- name: anonymous
+  context: {{cluster: inline, user: nobody}}
+",
+            server = api.server.url(),
+            ca = b64(&ca.ca_pem),
+            crt = b64(&read("sonde.crt")),
+            key = b64(&read("sonde.key")),
+        ),
+    );
+    let checks = [
+        kube_check("inline", &h, "    kubeconfig: kube/config\n"),
+        kube_check(
+            "files",
+            &h,
+            "    kubeconfig: kube/config\n    context: files\n",
+        ),
+        kube_check(
+            "anonymous",
+            &h,
+            "    kubeconfig: kube/config\n    context: anonymous\n",
+        ),
+    ];
+    let (code, text, err) = once_with(&dir, &checks);
+    assert_eq!(code, Some(1), "anonymous fails: {err}");
+    web_is_available(&text, &["inline", "files"], &h);
+    for check in ["inline", "files"] {
+        assert!(
+            text.contains(&format!(
+                "sonde_check_success{{check=\"{check}\",kind=\"kubernetes_images\"}} 1"
+            )),
+            "{text}"
+        );
+    }
+    assert!(text.contains("sonde_check_success{check=\"anonymous\",kind=\"kubernetes_images\"} 0"));
+    assert!(
+        err.lines().any(|l| l.contains("check=anonymous")
+            && l.contains("cannot list deployments")
+            && l.contains("the server requires a client certificate; give the kubeconfig's user a client-certificate and client-key")),
+        "{err}"
+    );
+    // Certificates only: no bearer token was ever sent.
+    assert!(
+        api.server
+            .seen()
+            .iter()
+            .all(|r| r.header("authorization").is_none())
+    );
+    assert!(!api.server.seen().is_empty());
+}
+
+/// A kubeconfig's `token` (inline) and `tokenFile`, the current context or a named one.
+#[test]
+fn a_kubeconfig_with_a_token_reaches_the_api_server() {
+    let registry = small_registry();
+    let h = registry.addr.to_string();
+    let ca = TestCa::new();
+    let api = start_api(&ca, one_deployment(&h), "kubeconfig-token-1");
+    let dir = Dir::new();
+    dir.write("kube/ca.pem", &ca.ca_pem);
+    dir.write("kube/token", "kubeconfig-token-1\n");
+    dir.write(
+        "kube/config",
+        format!(
+            "apiVersion: v1
+kind: Config
+current-context: admin
+clusters:
+- {{name: test, cluster: {{server: {server}/, certificate-authority: ca.pem}}}}
+users:
+- {{name: admin, user: {{token: kubeconfig-token-1}}}}
+- {{name: robot, user: {{tokenFile: token}}}}
+contexts:
+- {{name: admin, context: {{cluster: test, user: admin}}}}
+- {{name: robot, context: {{cluster: test, user: robot}}}}
+",
+            server = api.server.url(),
+        ),
+    );
+    let checks = [
+        kube_check("admin", &h, "    kubeconfig: kube/config\n"),
+        kube_check(
+            "robot",
+            &h,
+            "    kubeconfig: kube/config\n    context: robot\n",
+        ),
+    ];
+    let (code, text, err) = once_with(&dir, &checks);
+    assert_eq!(code, Some(0), "{err}\n{text}");
+    web_is_available(&text, &["admin", "robot"], &h);
+    assert!(err.contains("context=\"robot\""), "{err}");
+    assert!(!err.contains("kubeconfig-token-1"), "{err}");
+}
+
+#[test]
+fn kubeconfig_problems_are_reported_where_they_are() {
+    let dir = Dir::new();
+    dir.write("token", "t");
+    dir.write(
+        "exec.yaml",
+        "apiVersion: v1
+kind: Config
+current-context: eks
+clusters: [{name: eks, cluster: {server: https://ABC.gr7.eu-west-1.eks.amazonaws.com}}]
+contexts: [{name: eks, context: {cluster: eks, user: aws}}]
+users:
+- name: aws
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1beta1
+      command: aws
+      args: [--region, eu-west-1, eks, get-token, --cluster-name, prod]
+",
+    );
+    let path = dir.write(
+        "sonde.yml",
+        "checks:
+  - name: eks
+    kind: kubernetes_images
+    kubeconfig: exec.yaml
+  - name: both
+    kind: kubernetes_images
+    kubeconfig: exec.yaml
+    api_server: https://10.0.0.1:6443
+  - name: lost
+    kind: kubernetes_images
+    kubeconfig: exec.yaml
+    context: staging
+  - name: orphan
+    kind: kubernetes_images
+    api_server: https://10.0.0.1:6443
+    bearer_token_file: token
+    context: prod
+  - name: missing
+    kind: kubernetes_images
+    kubeconfig: no-such-file
+  - name: selector
+    kind: kubernetes_images
+    api_server: https://10.0.0.1:6443
+    bearer_token_file: token
+    namespace_selector: \"team in prod\"
+",
+    );
+    let out = common::run(&["--config.check", "--config.file", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let kubeconfig = dir.path().join("exec.yaml").display().to_string();
+    for expected in [
+        format!(
+            ":4:17: check \"eks\": kubeconfig: {kubeconfig}:10:7: the user gets its credentials from an exec plugin (aws); sonde runs no programs"
+        ),
+        ":8:17: check \"both\": api_server cannot be set beside kubeconfig".to_string(),
+        ":12:14: check \"lost\": kubeconfig: the kubeconfig".to_string(),
+        "has no context \"staging\" (it has \"eks\")".to_string(),
+        ":17:14: check \"orphan\": context needs kubeconfig".to_string(),
+        ":20:17: check \"missing\": kubeconfig: cannot read the kubeconfig".to_string(),
+        ":25:25: check \"selector\": namespace_selector: \"team in prod\": the value set must be in parentheses".to_string(),
+    ] {
+        assert!(err.contains(&expected), "{expected:?} not in {err}");
+    }
+}
+
+/// The watch threads belong to the check: a reload that changes it ends the old check's
+/// stream (the server sees the connection closed) and starts the new check's; SIGTERM
+/// ends sonde within 2 s while a stream is open.
+#[test]
+fn a_reload_stops_the_old_check_s_watches_and_sigterm_does_not_wait_for_them() {
+    let scene = scene(one_deployment);
+    let config = |interval: &str| {
+        format!(
+            "checks:\n  - name: followed\n    kind: kubernetes_images\n    interval: {interval}\n    workload_kinds: [deployment]\n{}",
+            scene_keys(&scene)
+        )
+    };
+    let (first, second) = (config("1s"), config("2s"));
+    let Scene { api, dir, .. } = scene;
+    dir.write("sonde.yml", first);
+    let mut sonde = Sonde::start_in(dir, &[]);
+    sonde.wait_ready();
+    api.wait_open_watches(1, 10);
+    sonde.dir.write("sonde.yml", second);
+    sonde.signal("HUP");
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while api_requests(&api).watches.values().sum::<usize>() < 2 {
+        assert!(Instant::now() < deadline, "{:?}", api_requests(&api));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The fixture notices a closed stream when it next writes to it: send bookmarks until
+    // only the new check's stream is left.
+    while api.open_watches() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the old check's watch is still open"
+        );
+        api.bookmark();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(api.open_watches(), 1);
+    let counts = api_requests(&api);
+    assert_eq!(
+        counts.lists.get("/apis/apps/v1/deployments"),
+        Some(&2),
+        "{counts:?}"
+    );
+    sonde.signal("TERM");
+    assert_eq!(sonde.wait_exit(std::time::Duration::from_secs(2)), Some(0));
+}
+
+/// A ClusterRole written for an older sonde (list, no watch): the missing rule is logged
+/// and every run lists, as sonde did before it watched, instead of a list per second.
+#[test]
+fn without_the_watch_verb_each_run_lists_and_the_rule_is_named() {
+    let scene = scene(|h| Cluster {
+        forbid_watch: true,
+        ..one_deployment(h)
+    });
+    let config = format!(
+        "checks:\n  - name: polled\n    kind: kubernetes_images\n    interval: 1s\n    workload_kinds: [deployment]\n{}",
+        scene_keys(&scene)
+    );
+    let Scene { h, api, dir, .. } = scene;
+    dir.write("sonde.yml", config);
+    let sonde = Sonde::start_in(dir, &[]);
+    sonde.wait_ready();
+    let runs = "sonde_check_runs_total{check=\"polled\",kind=\"kubernetes_images\"}";
+    let m = sonde.wait_metrics(20, |m| m.value(runs).unwrap_or(0.0) >= 5.0);
+    let done = m.value(runs).unwrap_or(0.0) as usize;
+    let app = format!("{h}/team/app:v1");
+    assert_lines(
+        &m.0,
+        &[available(
+            &series("polled", "prod", "deployment", "web", "web", &app),
+            1,
+        )],
+    );
+    let counts = api_requests(&api);
+    let lists = counts.lists["/apis/apps/v1/deployments"];
+    // One list per run (and one when the watch was first refused), never more.
+    assert!(
+        lists >= done && lists <= done + 3,
+        "{lists} lists for {done} runs: {counts:?}"
+    );
+    assert_eq!(counts.watches["/apis/apps/v1/deployments"], 1, "{counts:?}");
+    let log = sonde.log();
+    assert!(
+        log.iter().any(|l| l.contains("level=error")
+            && l.contains("may not watch deployments in all namespaces")
+            && l.contains(
+                "rule=\"{apiGroups: [apps], resources: [deployments], verbs: [watch]}\""
+            )),
+        "{log:?}"
+    );
 }

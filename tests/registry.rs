@@ -687,3 +687,282 @@ fn bad_registry_configs_are_located_errors() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A fixture registry that answers manifest requests with `script` in turn (the last
+/// answer repeats) and counts them.
+fn scripted(script: Vec<Reply>) -> Fixture {
+    let served = Arc::new(AtomicUsize::new(0));
+    Fixture::start(move |_req: &SeenRequest| {
+        let n = served.fetch_add(1, Ordering::SeqCst);
+        script[n.min(script.len() - 1)].clone()
+    })
+}
+
+fn present() -> Reply {
+    Reply::status(200, "").with_header(
+        "Docker-Content-Digest",
+        &format!("sha256:{}", "c".repeat(64)),
+    )
+}
+
+fn retries(m: &str, check: &str, host: &str) -> Option<f64> {
+    common::Exposition(m.to_string()).value(&format!(
+        "sonde_registry_retries_total{{check=\"{check}\",registry=\"{host}\"}}"
+    ))
+}
+
+/// 5xx and refused connections are tried again (`retries`, default 2) with backoff; a
+/// refusal (401, 403, 404, 429) never is; `retries: 0` asks once.
+#[test]
+fn server_errors_and_failed_connections_are_retried_but_refusals_are_not() {
+    let unavailable = || Reply::status(503, "busy");
+    let flaky = scripted(vec![unavailable(), unavailable(), present()]);
+    let down = scripted(vec![unavailable()]);
+    let absent = scripted(vec![Reply::status(
+        404,
+        r#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#,
+    )]);
+    let limited = scripted(vec![
+        Reply::status(429, "").with_header("Retry-After", "3600"),
+    ]);
+    let denied = scripted(vec![Reply::status(
+        403,
+        r#"{"errors":[{"code":"DENIED"}]}"#,
+    )]);
+    let once = scripted(vec![unavailable()]);
+    let closed = images::free_port();
+    let h = |f: &Fixture| f.addr.to_string();
+    let refused = format!("127.0.0.1:{closed}");
+    let hosts = [
+        h(&flaky),
+        h(&down),
+        h(&absent),
+        h(&limited),
+        h(&denied),
+        h(&once),
+        refused.clone(),
+    ];
+    let plain: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
+    let image = |host: &str| format!("{host}/team/app:v1");
+    let dir = Dir::new();
+    let config = format!(
+        "checks:
+  - name: retrying
+    kind: registry
+    timeout: 20s
+    plain_http_registries: [{plain}]
+    images: [\"{}\", \"{}\", \"{}\", \"{}\", \"{}\", \"{}\"]
+  - name: no-retries
+    kind: registry
+    retries: 0
+    plain_http_registries: [{plain}]
+    images: [\"{}\"]
+",
+        image(&hosts[0]),
+        image(&hosts[1]),
+        image(&hosts[2]),
+        image(&hosts[3]),
+        image(&hosts[4]),
+        image(&refused),
+        image(&hosts[5]),
+        plain = plain.join(", "),
+    );
+    let (code, out, err) = run_once(&dir, &config);
+    assert_eq!(code, 1, "{err}");
+    assert_lines(
+        &out,
+        &[
+            available("retrying", &image(&hosts[0]), 1),
+            status("retrying", &image(&hosts[1]), "unreachable"),
+            available("retrying", &image(&hosts[2]), 0),
+            status("retrying", &image(&hosts[3]), "rate_limited"),
+            status("retrying", &image(&hosts[4]), "forbidden"),
+            status("retrying", &image(&refused), "unreachable"),
+            status("no-retries", &image(&hosts[5]), "unreachable"),
+        ],
+    );
+    // 503, 503, 200: present after three requests, two of them retries.
+    assert_eq!(flaky.seen().len(), 3);
+    assert_eq!(retries(&out, "retrying", &hosts[0]), Some(2.0));
+    // Always 503: the first request and two retries, then unreachable.
+    assert_eq!(down.seen().len(), 3);
+    assert_eq!(retries(&out, "retrying", &hosts[1]), Some(2.0));
+    for (fixture, host) in [
+        (&absent, &hosts[2]),
+        (&limited, &hosts[3]),
+        (&denied, &hosts[4]),
+    ] {
+        assert_eq!(fixture.seen().len(), 1, "{host}: {:?}", fixture.seen());
+        assert_eq!(retries(&out, "retrying", host), Some(0.0), "{host}");
+    }
+    // Nothing listens: the connection is refused three times.
+    assert_eq!(retries(&out, "retrying", &refused), Some(2.0));
+    assert_eq!(once.seen().len(), 1);
+    assert_eq!(retries(&out, "no-retries", &hosts[5]), Some(0.0));
+    let findings = common::promtool_check_metrics(&out);
+    assert!(findings.trim().is_empty(), "{findings}");
+}
+
+/// A token service that fails once with a 503 is asked again; the retry counts for the
+/// registry whose token it is.
+#[test]
+fn a_token_service_error_is_retried() {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let addr: Arc<Mutex<String>> = Arc::new(Mutex::new(String::new()));
+    let fixture = {
+        let (asked, addr) = (Arc::clone(&asked), Arc::clone(&addr));
+        Fixture::start(move |req: &SeenRequest| {
+            if req.path.starts_with("/token?") {
+                return match asked.fetch_add(1, Ordering::SeqCst) {
+                    0 => Reply::status(503, "token service restarting"),
+                    _ => images::json(200, r#"{"token":"t1","expires_in":300}"#),
+                };
+            }
+            if req.header("authorization") == Some("Bearer t1") {
+                return present();
+            }
+            let realm = format!(
+                "Bearer realm=\"http://{}/token\",service=\"reg\"",
+                addr.lock().unwrap()
+            );
+            Reply::status(401, "").with_header("WWW-Authenticate", &realm)
+        })
+    };
+    let h = fixture.addr.to_string();
+    *addr.lock().unwrap() = h.clone();
+    let dir = Dir::new();
+    let config = format!(
+        "checks:\n  - name: tok\n    kind: registry\n    plain_http_registries: [\"{h}\"]\n    images: [\"{h}/team/app:v1\"]\n"
+    );
+    let (code, out, err) = run_once(&dir, &config);
+    assert_eq!(code, 0, "{err}\n{out}");
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    assert_eq!(retries(&out, "tok", &h), Some(1.0));
+}
+
+fn sourced(metric: &str, check: &str, image: &str, status: Option<&str>, source: &str) -> String {
+    let status = status
+        .map(|s| format!(",status=\"{s}\""))
+        .unwrap_or_default();
+    format!("{metric}{{check=\"{check}\",image=\"{image}\"{status},source=\"{source}\"}}")
+}
+
+/// Debian's docker-registry as the mirror of a registry that is down (nothing listens
+/// on its port), and as two mirrors of Docker Hub (one with a path prefix, as a
+/// proxy-cache project is) with `skip_upstream`: images come from the mirror, `source`
+/// says which host answered, and a mirror's request says whose registry it stands in for.
+#[test]
+fn a_real_registry_serves_as_the_mirror_of_an_upstream_that_is_down() {
+    let dir = Dir::new();
+    let mirror = Registry::start(dir.path(), "mirror", &dir.path().join("storage"), "", "");
+    let m = mirror.host();
+    mirror.push_image("library/nginx", "1.25", false, "nginx");
+    mirror.push_image("team/app", "v1", true, "app");
+    mirror.push_image("dockerhub/library/busybox", "1.36", false, "busybox");
+    let down = format!("127.0.0.1:{}", images::free_port());
+    let config = format!(
+        "checks:
+  - name: mirrored
+    kind: registry
+    plain_http_registries: [\"{m}\", \"{down}\"]
+    mirrors:
+      \"{down}\": [\"{m}\"]
+    images: [\"{down}/library/nginx:1.25\", \"{down}/team/app:v1\", \"{down}/team/gone:v1\"]
+  - name: hub
+    kind: registry
+    plain_http_registries: [\"{m}\"]
+    mirrors:
+      docker.io: {{endpoints: [\"{m}\", \"{m}/dockerhub\"], skip_upstream: true}}
+    images: [\"nginx:1.25\", \"busybox:1.36\", \"alpine:3.19\"]
+"
+    );
+    let (code, out, err) = run_once(&dir, &config);
+    assert_eq!(code, 1, "team/gone and alpine are nowhere: {err}");
+    let a = "sonde_image_available";
+    let st = "sonde_image_check_status";
+    let prefixed = format!("{m}/dockerhub");
+    for (check, image, status, source) in [
+        (
+            "mirrored",
+            format!("{down}/library/nginx:1.25"),
+            "available",
+            m.as_str(),
+        ),
+        (
+            "mirrored",
+            format!("{down}/team/app:v1"),
+            "available",
+            m.as_str(),
+        ),
+        // The mirror says 404, the upstream cannot be reached: as containerd does, the
+        // failure is reported, not the 404 (the upstream might have it).
+        (
+            "mirrored",
+            format!("{down}/team/gone:v1"),
+            "unreachable",
+            down.as_str(),
+        ),
+        ("hub", "nginx:1.25".into(), "available", m.as_str()),
+        ("hub", "busybox:1.36".into(), "available", prefixed.as_str()),
+        ("hub", "alpine:3.19".into(), "absent", prefixed.as_str()),
+    ] {
+        let line = format!("{} 1", sourced(st, check, &image, Some(status), source));
+        assert!(has_line(&out, &line), "missing {line:?} in:\n{out}");
+        if status == "available" {
+            let line = format!("{} 1", sourced(a, check, &image, None, source));
+            assert!(has_line(&out, &line), "missing {line:?} in:\n{out}");
+        }
+    }
+    assert!(err.contains("also asked"), "{err}");
+    let requests = manifest_requests(&mirror.log_text());
+    assert!(
+        requests
+            .iter()
+            .any(|(_, uri)| uri == "/v2/dockerhub/library/busybox/manifests/1.36?ns=docker.io"),
+        "{requests:?}"
+    );
+    assert!(
+        requests.iter().any(|(_, uri)| uri
+            == &format!(
+                "/v2/library/nginx/manifests/1.25?ns={}",
+                down.replace(':', "%3A")
+            )),
+        "{requests:?}"
+    );
+    let findings = common::promtool_check_metrics(&out);
+    assert!(findings.trim().is_empty(), "{findings}");
+}
+
+#[test]
+fn bad_mirrors_and_retries_are_located_errors() {
+    let dir = Dir::new();
+    let path = dir.write(
+        "sonde.yml",
+        "checks:\n  - name: r\n    kind: registry\n    images: [nginx]\n    retries: 11\n    mirrors:\n      docker.io: [\"https://mirror.local\"]\n      \"not a host\": [m.local]\n      ghcr.io: {endpoints: [m.local], skip_upstreams: true}\n",
+    );
+    let out = common::run(&["--config.check", "--config.file", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown field `skip_upstreams`"), "{err}");
+    let path = dir.write(
+        "sonde.yml",
+        "checks:\n  - name: r\n    kind: registry\n    images: [nginx]\n    retries: 11\n    mirrors:\n      docker.io: [\"https://mirror.local\"]\n      \"not a host\": [m.local]\n      ghcr.io: []\n",
+    );
+    let out = common::run(&["--config.check", "--config.file", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        ":5:14: check \"r\": retries must be between 0 and 10",
+        ":7:19: check \"r\": mirrors: \"https://mirror.local\" is not a mirror host",
+        ":8:7: check \"r\": mirrors: \"not a host\" is not a registry host",
+        ":9:7: check \"r\": mirrors: \"ghcr.io\" has no mirror hosts",
+    ] {
+        assert!(err.contains(expected), "{expected:?} not in {err}");
+    }
+}
+
+/// The registry and kubernetes_images examples of the README load as written.
+#[test]
+fn the_readme_examples_load() {
+    images::readme::check_examples("## kind: registry and kind: kubernetes_images");
+}

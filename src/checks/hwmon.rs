@@ -5,7 +5,9 @@
 //! turns the chips into `sonde_hwmon_*` metrics with node_exporter's names, labels and
 //! scaling. Where node_exporter departs from the kernel's sysfs ABI
 //! (Documentation/hwmon/sysfs-interface.rst) sonde follows the kernel; the README lists
-//! each of those differences.
+//! each of those differences. `include_chips`/`exclude_chips` (regexes on the `chip`
+//! label) and `include_sensors`/`exclude_sensors` (on `chip/sensor`) leave chips and
+//! sensors out before any of their files is opened.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -19,7 +21,8 @@ use super::{BuildContext, Check, KindSpec, RunContext, RunOutput};
 use crate::metrics::{FamilyId, FamilySet, MetricType};
 use crate::problem::Problem;
 use crate::store::{Reading, TargetReport};
-use crate::sysfs::{Chip, Sensor, clean_name, parse_go_float, scan, to_valid_utf8};
+use crate::sysfs::{Chip, Filter, Sensor, clean_name, parse_go_float, scan, to_valid_utf8};
+use regex::Regex;
 
 const CHIP_NAMES: &str = "sonde_hwmon_chip_names";
 const CHIP_NAMES_HELP: &str =
@@ -46,6 +49,18 @@ const MAX_QUOTED_PROBLEMS: usize = 3;
 pub struct HwmonSpec {
     #[serde(default)]
     sysfs_path: Option<Spanned<String>>,
+    /// Regexes on the `chip` label: only matching chips are read.
+    #[serde(default)]
+    include_chips: Vec<Spanned<String>>,
+    /// Regexes on the `chip` label: matching chips are not read.
+    #[serde(default)]
+    exclude_chips: Vec<Spanned<String>>,
+    /// Regexes on `chip/sensor`: only matching sensors are read.
+    #[serde(default)]
+    include_sensors: Vec<Spanned<String>>,
+    /// Regexes on `chip/sensor`: matching sensors are not read.
+    #[serde(default)]
+    exclude_sensors: Vec<Spanned<String>>,
 }
 
 /// A configured hwmon check.
@@ -53,6 +68,73 @@ pub struct HwmonSpec {
 pub struct HwmonCheck {
     check: String,
     sysfs: PathBuf,
+    chips: NameFilter,
+    sensors: NameFilter,
+}
+
+/// An include and an exclude list of regexes, each compiled into one anchored
+/// alternation: a name is kept when it matches the include list (or there is none) and
+/// not the exclude list.
+#[derive(Debug, Default)]
+struct NameFilter {
+    include: Option<Regex>,
+    exclude: Option<Regex>,
+}
+
+impl NameFilter {
+    fn build(
+        include: (&str, &[Spanned<String>]),
+        exclude: (&str, &[Spanned<String>]),
+        ctx: &BuildContext,
+        problems: &mut Vec<Problem>,
+    ) -> NameFilter {
+        NameFilter {
+            include: anchored(include.0, include.1, ctx, problems),
+            exclude: anchored(exclude.0, exclude.1, ctx, problems),
+        }
+    }
+
+    fn keeps(&self, name: &str) -> bool {
+        self.include.as_ref().is_none_or(|r| r.is_match(name))
+            && !self.exclude.as_ref().is_some_and(|r| r.is_match(name))
+    }
+}
+
+/// The regexes of one key as `^(?:a|b)$`; each that does not compile is a problem at its
+/// own location.
+fn anchored(
+    key: &str,
+    list: &[Spanned<String>],
+    ctx: &BuildContext,
+    problems: &mut Vec<Problem>,
+) -> Option<Regex> {
+    let mut parts = Vec::new();
+    for pattern in list {
+        match Regex::new(&format!("^(?:{})$", pattern.value)) {
+            Ok(_) => parts.push(format!("(?:{})", pattern.value)),
+            Err(e) => problems.push(ctx.problem(
+                pattern.referenced,
+                format!(
+                    "{key}: {:?} is not a regular expression: {}",
+                    pattern.value,
+                    one_line(&e.to_string())
+                ),
+            )),
+        }
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    Regex::new(&format!("^(?:{})$", parts.join("|"))).ok()
+}
+
+/// The regex crate's multi-line error as one line.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl HwmonCheck {
@@ -74,9 +156,40 @@ impl HwmonCheck {
             // Relative paths are relative to the config file, like every other path.
             Some(p) => ctx.resolve(&p.value),
         };
+        let mut problems = Vec::new();
+        let chips = NameFilter::build(
+            ("include_chips", &spec.include_chips),
+            ("exclude_chips", &spec.exclude_chips),
+            ctx,
+            &mut problems,
+        );
+        let sensors = NameFilter::build(
+            ("include_sensors", &spec.include_sensors),
+            ("exclude_sensors", &spec.exclude_sensors),
+            ctx,
+            &mut problems,
+        );
+        for pattern in spec.include_sensors.iter().chain(&spec.exclude_sensors) {
+            // node_exporter joins chip and sensor with ';': a pattern written for it
+            // would silently match nothing here.
+            if pattern.value.contains(';') && !pattern.value.contains('/') {
+                problems.push(ctx.problem(
+                    pattern.referenced,
+                    format!(
+                        "{:?}: sensor patterns match chip/sensor with a '/' (node_exporter's ';' is not used), e.g. platform_coretemp_0/temp1",
+                        pattern.value
+                    ),
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
         Ok(HwmonCheck {
             check: ctx.meta.name.clone(),
             sysfs,
+            chips,
+            sensors,
         })
     }
 }
@@ -84,7 +197,11 @@ impl HwmonCheck {
 impl Check for HwmonCheck {
     fn run(&self, ctx: &RunContext) -> RunOutput {
         let stop = || ctx.cancel.load(Ordering::Relaxed) || Instant::now() >= ctx.deadline;
-        let scan = scan(&self.sysfs, &stop);
+        let filter = Filter {
+            chip: &|chip| self.chips.keeps(chip),
+            sensor: &|chip, sensor| self.sensors.keeps(&format!("{chip}/{sensor}")),
+        };
+        let scan = scan(&self.sysfs, &filter, &stop);
         let mut emitter = Emitter::new(&self.check);
         for chip in &scan.chips {
             emitter.chip(chip);

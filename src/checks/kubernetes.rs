@@ -1,27 +1,35 @@
 //! `kind: kubernetes_images`: can the images of a cluster's workloads be pulled?
 //!
-//! Each run lists the configured workload kinds through [`crate::net::kube`], takes the
-//! images of their containers (and init containers) that `ignored_images` does not
-//! exclude, gives each the credentials the kubelet would (the workload's pull secrets or
-//! its service account's, then `docker_config_file`), and checks every distinct image
-//! and credential once with the registry client `kind: registry` uses.
+//! The check follows the configured workload kinds (and, with `include_pods`, Jobs no
+//! CronJob made and Pods without an owner) through [`crate::net::kube`]'s reflectors:
+//! listed once, then watched, so a run reads the current workloads from memory. Each run
+//! leaves out, with `skip_disabled`, workloads switched off on purpose (scaled to zero,
+//! suspended, finished), takes the images of their containers (and init containers) that
+//! `ignored_images` does not exclude, gives each the credentials the kubelet would (the
+//! workload's pull secrets or its service account's, then `docker_config_file`), and
+//! checks every distinct image and credential once with the registry client
+//! `kind: registry` uses.
 //!
-//! A list that fails keeps the workloads it had in the last run, and an image not
-//! reached keeps its last status, so one bad run does not make series vanish. With
-//! `legacy_metrics`, the series of k8s-image-existence-exporter are exported as well.
+//! A list that fails keeps the workloads it had, and an image not reached keeps its last
+//! status, so one bad run does not make series vanish. With `legacy_metrics`, the series
+//! of k8s-image-existence-exporter are exported as well.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::problem::Spanned;
 use serde::{Deserialize, Deserializer};
+use serde_saphyr::Location;
 
-use super::registry::{RegistrySetup, image_report, status_samples, summarize};
+use super::registry::{Current, RegistrySetup, image_report, image_samples, summarize};
 use super::{BuildContext, Check, KindSpec, LegacyClaim, RunContext, RunOutput};
 use crate::metrics::{FamilyId, FamilySet, MetricType};
 use crate::net::image_ref::ImageRef;
-use crate::net::kube::{self, PullSecrets, Workload, WorkloadKind};
+use crate::net::kube::{
+    self, Disabled, PullSecrets, Reflector, Watches, Workload, WorkloadKind, decode_namespace,
+    decode_workload,
+};
 use crate::net::oci::{Job, Keyring, Outcome, RegistryKeys, Status, glob_match};
 use crate::problem::Problem;
 use crate::store::TargetReport;
@@ -34,6 +42,8 @@ const STATUS_HELP: &str =
     "1 for the current status of the container's image check, 0 for the other statuses.";
 const WORKLOADS: &str = "sonde_kubernetes_workloads";
 const WORKLOADS_HELP: &str = "Workloads of the kind found by the last run.";
+const SKIPPED: &str = "sonde_kubernetes_images_skipped";
+const SKIPPED_HELP: &str = "Workloads whose images the last run did not check because they are switched off (skip_disabled), by reason.";
 const LEGACY_RECHECKS: &str = "k8s_image_existence_exporter_completed_rechecks_total";
 const LEGACY_RECHECKS_HELP: &str = "Completed rounds of image checks.";
 const LEGACY_ERRORS: &str = "k8s_image_existence_exporter_generic_errors_total";
@@ -58,7 +68,13 @@ struct OwnKeys {
     #[serde(default)]
     ca_file: Option<Spanned<String>>,
     #[serde(default)]
+    kubeconfig: Option<Spanned<String>>,
+    #[serde(default)]
+    context: Option<Spanned<String>>,
+    #[serde(default)]
     namespaces: Vec<Spanned<String>>,
+    #[serde(default)]
+    namespace_selector: Option<Spanned<String>>,
     #[serde(default)]
     workload_kinds: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default = "yes")]
@@ -67,6 +83,10 @@ struct OwnKeys {
     ignored_images: Vec<Spanned<String>>,
     #[serde(default = "yes")]
     use_pull_secrets: bool,
+    #[serde(default = "yes")]
+    skip_disabled: bool,
+    #[serde(default)]
+    include_pods: bool,
 }
 
 fn yes() -> bool {
@@ -140,19 +160,25 @@ impl Ignored {
 #[derive(Debug)]
 pub struct KubernetesCheck {
     check: String,
-    api: kube::Client,
-    namespaces: Vec<String>,
+    api: Arc<kube::Client>,
     kinds: Vec<WorkloadKind>,
-    include_init: bool,
+    /// One reflector per kind and scope (a listed namespace, or the whole cluster).
+    reflectors: Vec<Reflector<Workload>>,
+    /// With `namespace_selector`: the matching namespaces, and those listed beside it.
+    selected: Option<(Reflector<String>, Vec<String>)>,
     use_pull_secrets: bool,
+    skip_disabled: bool,
     ignored: Vec<Ignored>,
     setup: RegistrySetup,
     legacy: bool,
     state: Mutex<State>,
+    /// Held for its drop, which stops the reflectors' threads when the check goes away
+    /// (a reload that changed or removed it).
+    _watches: Watches,
 }
 
 impl KubernetesCheck {
-    /// Validates the spec and builds the check.
+    /// Validates the spec and builds the check; nothing is sent until the first run.
     pub fn build(
         spec: &KubernetesSpec,
         ctx: &BuildContext,
@@ -163,31 +189,73 @@ impl KubernetesCheck {
             api_server: keys.api_server.as_ref(),
             bearer_token_file: keys.bearer_token_file.as_ref(),
             ca_file: keys.ca_file.as_ref(),
+            kubeconfig: keys.kubeconfig.as_ref(),
+            context: keys.context.as_ref(),
         };
         let api = kube::Client::connect(connection, ctx.base_dir, &ctx.meta.name)
             .map_err(|mut p| problems.append(&mut p))
-            .ok();
+            .ok()
+            .map(Arc::new);
         let namespaces = namespaces(&keys.namespaces, ctx, &mut problems);
-        let kinds = workload_kinds(keys.workload_kinds.as_ref(), ctx, &mut problems);
+        if let Some(selector) = &keys.namespace_selector
+            && let Err(e) = kube::validate_selector(&selector.value)
+        {
+            problems.push(ctx.problem(selector.referenced, format!("namespace_selector: {e}")));
+        }
+        let mut kinds = workload_kinds(keys.workload_kinds.as_ref(), ctx, &mut problems);
+        if keys.include_pods {
+            kinds.extend(WorkloadKind::UNOWNED);
+        }
         let ignored = ignored_images(&keys.ignored_images, ctx, &mut problems);
         let setup = RegistrySetup::build(&spec.registry, ctx)
             .map_err(|mut p| problems.append(&mut p))
             .ok();
-        match (api, setup) {
-            (Some(api), Some(setup)) if problems.is_empty() => Ok(KubernetesCheck {
-                check: ctx.meta.name.clone(),
-                api,
-                namespaces,
-                kinds,
-                include_init: keys.include_init_containers,
-                use_pull_secrets: keys.use_pull_secrets,
-                ignored,
-                setup,
-                legacy: ctx.legacy_metrics,
-                state: Mutex::new(State::default()),
-            }),
-            _ => Err(problems),
+        let watches = api.as_ref().and_then(|api| {
+            Watches::new(Arc::clone(api), ctx.meta.timeout)
+                .map_err(|e| problems.push(ctx.problem(Location::UNKNOWN, e)))
+                .ok()
+        });
+        let (Some(api), Some(setup), Some(watches), true) =
+            (api, setup, watches, problems.is_empty())
+        else {
+            return Err(problems);
+        };
+        let include_init = keys.include_init_containers;
+        let selector = keys.namespace_selector.as_ref().map(|s| s.value.clone());
+        // With a selector, workloads are followed cluster-wide and kept when their
+        // namespace is selected or listed: one stream per kind, whatever the namespaces.
+        let scopes: Vec<Option<&str>> = if namespaces.is_empty() || selector.is_some() {
+            vec![None]
+        } else {
+            namespaces.iter().map(|n| Some(n.as_str())).collect()
+        };
+        let mut reflectors = Vec::new();
+        for &kind in &kinds {
+            for scope in &scopes {
+                let decode: kube::Decode<Workload> =
+                    Arc::new(move |object| decode_workload(kind, include_init, object));
+                reflectors.push(watches.reflector(kind.resource_in(*scope), decode));
+            }
         }
+        let selected = selector.map(|selector| {
+            let decode: kube::Decode<String> = Arc::new(decode_namespace);
+            let reflector = watches.reflector(kube::namespaces_matching(&selector), decode);
+            (reflector, namespaces.clone())
+        });
+        Ok(KubernetesCheck {
+            check: ctx.meta.name.clone(),
+            api,
+            kinds,
+            reflectors,
+            selected,
+            use_pull_secrets: keys.use_pull_secrets,
+            skip_disabled: keys.skip_disabled,
+            ignored,
+            setup,
+            legacy: ctx.legacy_metrics,
+            state: Mutex::new(State::default()),
+            _watches: watches,
+        })
     }
 }
 
@@ -268,10 +336,8 @@ fn ignored_images(
 /// What a check remembers between runs.
 #[derive(Debug, Default)]
 struct State {
-    /// Workloads per (kind, namespace or all) from the last successful list.
-    lists: HashMap<(WorkloadKind, Option<String>), Vec<Workload>>,
-    /// Latest status per checked image (with its credential).
-    statuses: HashMap<Job, Status>,
+    /// Latest status per checked image (with its credentials).
+    statuses: HashMap<Job, Current>,
     /// Latest determined answer per checked image, for the legacy metric.
     determined: HashMap<Job, bool>,
     rechecks: u64,
@@ -297,12 +363,25 @@ impl Check for KubernetesCheck {
     fn run(&self, ctx: &RunContext) -> RunOutput {
         let mut state = lock(&self.state);
         self.api.reread_token();
-        let (workloads, list_errors) = self.workloads(&mut state, ctx.deadline);
-        let plan = self.plan(&workloads, ctx.deadline);
+        let (found, list_errors) = self.workloads(ctx.deadline);
+        let mut skipped: BTreeMap<Disabled, usize> = BTreeMap::new();
+        let checked: Vec<Workload> = found
+            .iter()
+            .filter(|w| match w.disabled {
+                Some(why) if self.skip_disabled => {
+                    *skipped.entry(why).or_default() += 1;
+                    false
+                }
+                _ => true,
+            })
+            .cloned()
+            .collect();
+        let plan = self.plan(&checked, ctx.deadline);
         log::debug!(
-            "check={} msg=\"workloads read\" workloads={} containers={} distinct_images={}",
+            "check={} msg=\"workloads read\" workloads={} skipped={} containers={} distinct_images={}",
             self.check,
-            workloads.len(),
+            found.len(),
+            found.len() - checked.len(),
             plan.entries.len(),
             plan.jobs.len()
         );
@@ -310,10 +389,11 @@ impl Check for KubernetesCheck {
             .setup
             .client
             .check_all(&plan.jobs, ctx.deadline, ctx.cancel);
-        state.remember(&plan, &workloads, &outcomes);
+        state.remember(&plan, &checked, &outcomes);
         let mut reports = Vec::with_capacity(plan.entries.len());
-        let (families, images_error) =
-            self.render(&state, &workloads, &plan, &outcomes, &mut reports);
+        let (mut families, images_error) =
+            self.render(&state, &checked, &plan, &outcomes, &mut reports);
+        self.render_found(&mut families, &found, &skipped);
         let error = match (list_errors.first(), images_error) {
             (None, e) => e,
             (Some(l), None) if list_errors.len() == 1 => Some(l.clone()),
@@ -330,42 +410,72 @@ impl Check for KubernetesCheck {
 }
 
 impl KubernetesCheck {
-    /// The workloads of every configured list, sorted by kind, namespace and name; a
-    /// list that fails contributes what it had last time, and its error.
-    fn workloads(&self, state: &mut State, deadline: Instant) -> (Vec<Workload>, Vec<String>) {
-        let scopes: Vec<Option<String>> = if self.namespaces.is_empty() {
-            vec![None]
-        } else {
-            self.namespaces.iter().cloned().map(Some).collect()
-        };
+    /// The workloads every reflector holds now (in a selected or listed namespace, with
+    /// a selector), sorted by kind, namespace and name, and the errors of lists that
+    /// failed (whose last good workloads are still in).
+    fn workloads(&self, deadline: Instant) -> (Vec<Workload>, Vec<String>) {
         let mut list_errors = Vec::new();
+        let allowed: Option<HashSet<String>> = self.selected.as_ref().map(|(r, listed)| {
+            let view = r.view(deadline);
+            list_errors.extend(view.error);
+            view.items
+                .into_iter()
+                .chain(listed.iter().cloned())
+                .collect()
+        });
         let mut workloads: Vec<Workload> = Vec::new();
-        for &kind in &self.kinds {
-            for scope in &scopes {
-                match self
-                    .api
-                    .list(kind, scope.as_deref(), self.include_init, deadline)
-                {
-                    Ok(found) => {
-                        workloads.extend(found.iter().cloned());
-                        state.lists.insert((kind, scope.clone()), found);
-                    }
-                    Err(e) => {
-                        let where_ = kube::scope(scope.as_deref());
-                        list_errors.push(format!("listing {} in {where_}: {e}", kind.resource()));
-                        // Keep the workloads this list had, so their series stay.
-                        if let Some(previous) = state.lists.get(&(kind, scope.clone())) {
-                            workloads.extend(previous.iter().cloned());
-                        }
-                    }
-                }
-            }
+        for reflector in &self.reflectors {
+            let view = reflector.view(deadline);
+            list_errors.extend(view.error);
+            workloads.extend(
+                view.items
+                    .into_iter()
+                    .filter(|w| allowed.as_ref().is_none_or(|a| a.contains(&w.namespace))),
+            );
         }
         workloads
             .sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
         workloads
             .dedup_by(|a, b| a.kind == b.kind && a.namespace == b.namespace && a.name == b.name);
+        let counts = self
+            .reflectors
+            .iter()
+            .fold(kube::Counts::default(), |sum, r| {
+                let c = r.counts();
+                kube::Counts {
+                    lists: sum.lists + c.lists,
+                    watches: sum.watches + c.watches,
+                }
+            });
+        log::debug!(
+            "check={} msg=\"requests to the API server so far\" lists={} watches={}",
+            self.check,
+            counts.lists,
+            counts.watches
+        );
         (workloads, list_errors)
+    }
+
+    /// `sonde_kubernetes_workloads` (every workload found, skipped ones included) and
+    /// `sonde_kubernetes_images_skipped`.
+    fn render_found(
+        &self,
+        m: &mut FamilySet,
+        found: &[Workload],
+        skipped: &BTreeMap<Disabled, usize>,
+    ) {
+        let counts = m.family(WORKLOADS, WORKLOADS_HELP, MetricType::Gauge);
+        for kind in &self.kinds {
+            let n = found.iter().filter(|w| w.kind == *kind).count();
+            let labels = [("check", self.check.as_str()), ("kind", kind.name())];
+            m.sample(counts, &labels, n as f64);
+        }
+        let id = m.family(SKIPPED, SKIPPED_HELP, MetricType::Gauge);
+        for reason in Disabled::ALL {
+            let n = skipped.get(&reason).copied().unwrap_or(0);
+            let labels = [("check", self.check.as_str()), ("reason", reason.as_str())];
+            m.sample(id, &labels, n as f64);
+        }
     }
 
     /// The images to check: every container's that is not ignored, with the
@@ -390,11 +500,10 @@ impl KubernetesCheck {
                             Keyring::default()
                         }
                     });
-                    let credential = keyring.lookup(&r).or_else(|| docker.lookup(&r)).cloned();
-                    let job = Job {
-                        image: r.checked(),
-                        credential,
-                    };
+                    let keyring: &Keyring = keyring;
+                    let job = self.setup.job(&r, &|at| {
+                        keyring.lookup(at).or_else(|| docker.lookup(at)).cloned()
+                    });
                     *job_index.entry(job.clone()).or_insert_with(|| {
                         plan.jobs.push(job);
                         plan.jobs.len() - 1
@@ -438,13 +547,7 @@ impl KubernetesCheck {
         let mut m = FamilySet::new();
         let available = m.family(AVAILABLE, AVAILABLE_HELP, MetricType::Gauge);
         let status = m.family(STATUS, STATUS_HELP, MetricType::Gauge);
-        let counts = m.family(WORKLOADS, WORKLOADS_HELP, MetricType::Gauge);
         let legacy_ids = self.legacy_families(&mut m);
-        for kind in &self.kinds {
-            let n = workloads.iter().filter(|w| w.kind == *kind).count();
-            let labels = [("check", self.check.as_str()), ("kind", kind.name())];
-            m.sample(counts, &labels, n as f64);
-        }
         let mut bad = Vec::new();
         let mut not_checked = 0;
         for e in &plan.entries {
@@ -452,17 +555,20 @@ impl KubernetesCheck {
             let (container, image) = &w.containers[e.container];
             let (current, answer, detail) = state.report(e, plan, outcomes);
             let target = format!("{}/{}/{} {container}", w.kind.name(), w.namespace, w.name);
-            let mut report = image_report(target, current, detail.clone());
+            let mut report = image_report(target.clone(), current.as_ref(), detail.clone());
             report.detail = Some(image.clone());
             reports.push(report);
             let Some(current) = current else {
                 not_checked += 1;
                 continue;
             };
-            if current != Status::Available {
-                let what = format!("{}/{}/{} {container}", w.kind.name(), w.namespace, w.name);
+            if current.status != Status::Available {
+                let what = target;
                 let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
-                bad.push(format!("{what}: {image}: {}{detail}", current.as_str()));
+                bad.push(format!(
+                    "{what}: {image}: {}{detail}",
+                    current.status.as_str()
+                ));
             }
             let labels = [
                 ("check", self.check.as_str()),
@@ -472,10 +578,8 @@ impl KubernetesCheck {
                 ("container", container.as_str()),
                 ("image", image.as_str()),
             ];
-            if let Some(exists) = current.determined() {
-                m.sample(available, &labels, if exists { 1.0 } else { 0.0 });
-            }
-            status_samples(&mut m, status, &labels, current);
+            let with_source = self.setup.labels_source();
+            image_samples(&mut m, (available, status), &labels, &current, with_source);
             if let (Some(id), Some(exists)) = (legacy_ids.get(&w.kind), answer) {
                 let labels = [
                     ("namespace", w.namespace.as_str()),
@@ -487,6 +591,7 @@ impl KubernetesCheck {
                 m.sample(*id, &labels, if exists { 1.0 } else { 0.0 });
             }
         }
+        self.setup.retry_samples(&mut m, &self.check);
         if self.legacy {
             let id = m.family(LEGACY_RECHECKS, LEGACY_RECHECKS_HELP, MetricType::Counter);
             m.sample(id, &[], state.rechecks as f64);
@@ -503,7 +608,8 @@ impl KubernetesCheck {
         if !self.legacy {
             return ids;
         }
-        for kind in &self.kinds {
+        // The old exporter knew only these four kinds.
+        for kind in self.kinds.iter().filter(|k| WorkloadKind::ALL.contains(k)) {
             let name = format!("k8s_image_existence_exporter_{}_image_exists", kind.name());
             let help = format!(
                 "1 if the image of the {} container exists in its registry, 0 if it does not (last determined answer).",
@@ -526,9 +632,12 @@ impl State {
                     if o.status.determined().is_none() {
                         self.errors += 1;
                     }
-                    Some(o.status)
+                    Some(Current {
+                        status: o.status,
+                        source: o.source.clone(),
+                    })
                 }
-                None => self.statuses.get(job).copied(),
+                None => self.statuses.get(job).cloned(),
             };
             if let Some(s) = current {
                 statuses.insert(job.clone(), s);
@@ -559,13 +668,19 @@ impl State {
         e: &Entry,
         plan: &Plan,
         outcomes: &[Option<Outcome>],
-    ) -> (Option<Status>, Option<bool>, Option<String>) {
+    ) -> (Option<Current>, Option<bool>, Option<String>) {
         match &e.job {
-            Err(why) => (Some(Status::InvalidReference), None, Some(why.clone())),
+            Err(why) => {
+                let invalid = Current {
+                    status: Status::InvalidReference,
+                    source: String::new(),
+                };
+                (Some(invalid), None, Some(why.clone()))
+            }
             Ok(j) => {
                 let job = &plan.jobs[*j];
                 (
-                    self.statuses.get(job).copied(),
+                    self.statuses.get(job).cloned(),
                     self.determined.get(job).copied(),
                     outcomes[*j].as_ref().map(|o| o.detail.clone()),
                 )
@@ -620,12 +735,13 @@ mod tests {
             serde_saphyr::from_str("api_server: https://a\nplain_http_registries: [r:5000]\n")
                 .unwrap();
         assert!(spec.own.include_init_containers && spec.own.use_pull_secrets);
+        assert!(spec.own.skip_disabled && !spec.own.include_pods);
         assert_eq!(spec.registry.plain_http_registries[0].value, "r:5000");
         let e = serde_saphyr::from_str::<KubernetesSpec>("foo: 1\n")
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("unknown field `foo`, expected one of api_server, bearer_token_file, ca_file, namespaces, workload_kinds, include_init_containers, ignored_images, use_pull_secrets, docker_config_file, plain_http_registries, max_concurrency_per_registry, tls, proxy_url"),
+            e.contains("unknown field `foo`, expected one of api_server, bearer_token_file, ca_file, kubeconfig, context, namespaces, namespace_selector, workload_kinds, include_init_containers, ignored_images, use_pull_secrets, skip_disabled, include_pods, docker_config_file, plain_http_registries, max_concurrency_per_registry, retries, mirrors, tls, proxy_url"),
             "{e}"
         );
     }

@@ -4,9 +4,10 @@
 //! reads the kind's keys, validates the registry keys it shares with
 //! `kind: kubernetes_images` into a [`RegistrySetup`] (both kinds build theirs here), and
 //! turns each run's outcomes into `sonde_image_available` and
-//! `sonde_image_check_status`. What could not be determined has no
-//! `sonde_image_available` sample; an image not reached before the timeout keeps the
-//! status of its last check.
+//! `sonde_image_check_status` (with a `source` label naming the host that answered when
+//! the check has `mirrors`), plus `sonde_registry_retries_total`. What could not be
+//! determined has no `sonde_image_available` sample; an image not reached before the
+//! timeout keeps the status of its last check.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -22,7 +23,8 @@ use crate::metrics::{FamilyId, FamilySet, MetricType};
 use crate::net::http::AgentOptions;
 use crate::net::image_ref::ImageRef;
 use crate::net::oci::{
-    DockerConfigFile, Job, Keyring, Outcome, RegistryClient, RegistryKeys, Status,
+    Credential, DockerConfigFile, Job, Keyring, Mirrors, Outcome, RegistryClient, RegistryKeys,
+    Status,
 };
 use crate::problem::Problem;
 use crate::store::TargetReport;
@@ -32,9 +34,16 @@ const AVAILABLE: &str = "sonde_image_available";
 const AVAILABLE_HELP: &str = "1 if the image's manifest exists in its registry, 0 if the registry says it does not; no sample while that cannot be determined.";
 const STATUS: &str = "sonde_image_check_status";
 const STATUS_HELP: &str = "1 for the current status of the image check, 0 for the other statuses.";
+const RETRIES: &str = "sonde_registry_retries_total";
+const RETRIES_HELP: &str =
+    "Requests to the registry host sent again after a 5xx or a failed connection.";
 
 /// Default of `max_concurrency_per_registry`.
 const DEFAULT_PER_REGISTRY: usize = 4;
+/// Default of `retries`.
+const DEFAULT_RETRIES: u32 = 2;
+/// Most `retries` accepted: more would only outlast the run.
+const MAX_RETRIES: u32 = 10;
 
 /// The YAML keys of `kind: registry`.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,13 +77,15 @@ impl KindSpec for RegistrySpec {
 // ---------------------------------------------------------------------------------
 // The shared registry keys, validated
 
-/// The registry keys, validated: a client and the docker config.
+/// The registry keys, validated: a client, the docker config and the mirrors.
 #[derive(Debug)]
 pub struct RegistrySetup {
     /// The registry client (keeps tokens and rate limits across runs).
     pub client: RegistryClient,
     /// `docker_config_file`, when set.
     docker_config: Option<DockerConfigFile>,
+    /// `mirrors`.
+    mirrors: Mirrors,
 }
 
 impl RegistrySetup {
@@ -82,6 +93,24 @@ impl RegistrySetup {
     pub fn build(keys: &RegistryKeys, ctx: &BuildContext) -> Result<RegistrySetup, Vec<Problem>> {
         let mut problems = Vec::new();
         let docker_config = docker_config(keys.docker_config_file.as_ref(), ctx, &mut problems);
+        let mirrors = match &keys.mirrors {
+            None => Mirrors::default(),
+            Some(spec) => Mirrors::parse(&spec.value).unwrap_or_else(|found| {
+                problems.extend(found.into_iter().map(|(at, e)| ctx.problem(at, e)));
+                Mirrors::default()
+            }),
+        };
+        let retries = match &keys.retries {
+            None => DEFAULT_RETRIES,
+            Some(n) if n.value <= MAX_RETRIES => n.value,
+            Some(n) => {
+                problems.push(ctx.problem(
+                    n.referenced,
+                    format!("retries must be between 0 and {MAX_RETRIES}"),
+                ));
+                0
+            }
+        };
         let plain_http = plain_http_hosts(&keys.plain_http_registries, ctx, &mut problems);
         let per_registry = per_registry(
             keys.max_concurrency_per_registry.as_ref(),
@@ -99,8 +128,15 @@ impl RegistrySetup {
         let request_timeout = (ctx.meta.timeout / 2).max(Duration::from_secs(1));
         match agent {
             Some(agent) if problems.is_empty() => Ok(RegistrySetup {
-                client: RegistryClient::new(agent, plain_http, per_registry, request_timeout),
+                client: RegistryClient::new(
+                    agent,
+                    plain_http,
+                    per_registry,
+                    request_timeout,
+                    retries,
+                ),
                 docker_config,
+                mirrors,
             }),
             _ => Err(problems),
         }
@@ -112,6 +148,34 @@ impl RegistrySetup {
             .as_ref()
             .map(|d| d.keyring(check))
             .unwrap_or_default()
+    }
+
+    /// The check of `image` at its mirrors and registry, each host with the credential
+    /// `credential_for` gives for it.
+    pub fn job(
+        &self,
+        image: &ImageRef,
+        credential_for: &dyn Fn(&ImageRef) -> Option<Credential>,
+    ) -> Job {
+        let image = image.checked();
+        Job {
+            sources: self.mirrors.sources(&image, credential_for),
+            image,
+        }
+    }
+
+    /// Whether image series carry the `source` label: only with `mirrors`, so the
+    /// series of a check without mirrors keep the labels they always had.
+    pub fn labels_source(&self) -> bool {
+        !self.mirrors.is_empty()
+    }
+
+    /// `sonde_registry_retries_total` of this check's client.
+    pub fn retry_samples(&self, m: &mut FamilySet, check: &str) {
+        let id = m.family(RETRIES, RETRIES_HELP, MetricType::Counter);
+        for (host, n) in self.client.retries_by_host() {
+            m.sample(id, &[("check", check), ("registry", &host)], n as f64);
+        }
     }
 }
 
@@ -179,15 +243,37 @@ fn per_registry(
 // ---------------------------------------------------------------------------------
 // Rendering both image kinds share
 
-/// Writes `sonde_image_check_status` lines for one image: the current status 1, the
-/// others 0.
-pub fn status_samples(m: &mut FamilySet, id: FamilyId, labels: &[(&str, &str)], current: Status) {
+/// The current status of one image and the host that gave it (a [`Source`] name).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Current {
+    /// The status.
+    pub status: Status,
+    /// Who answered; exported as `source` only when the check has mirrors.
+    pub source: String,
+}
+
+/// Writes one image's `sonde_*image_available` sample (when the status answers the
+/// question) and its `sonde_*image_check_status` lines (the current status 1, the others
+/// 0), with `source` last when `with_source`.
+pub fn image_samples(
+    m: &mut FamilySet,
+    (available, status): (FamilyId, FamilyId),
+    labels: &[(&str, &str)],
+    current: &Current,
+    with_source: bool,
+) {
     let mut all: Vec<(&str, &str)> = labels.to_vec();
-    all.push(("status", ""));
-    let last = all.len() - 1;
+    if with_source {
+        all.push(("source", current.source.as_str()));
+    }
+    if let Some(exists) = current.status.determined() {
+        m.sample(available, &all, if exists { 1.0 } else { 0.0 });
+    }
+    let at = labels.len();
+    all.insert(at, ("status", ""));
     for s in Status::ALL {
-        all[last].1 = s.as_str();
-        m.sample(id, &all, if s == current { 1.0 } else { 0.0 });
+        all[at].1 = s.as_str();
+        m.sample(status, &all, if s == current.status { 1.0 } else { 0.0 });
     }
 }
 
@@ -196,9 +282,10 @@ pub fn status_samples(m: &mut FamilySet, id: FamilyId, labels: &[(&str, &str)], 
 /// earlier run). No status yet means not checked yet.
 pub fn image_report(
     target: String,
-    current: Option<Status>,
+    current: Option<&Current>,
     detail: Option<String>,
 ) -> TargetReport {
+    let current = current.map(|c| c.status);
     TargetReport {
         target,
         up: current == Some(Status::Available),
@@ -246,7 +333,7 @@ pub struct RegistryCheck {
     targets: Vec<Target>,
     setup: RegistrySetup,
     /// Latest status per target (index into `targets`), kept across runs.
-    last: Mutex<Vec<Option<Status>>>,
+    last: Mutex<Vec<Option<Current>>>,
 }
 
 impl RegistryCheck {
@@ -280,10 +367,7 @@ impl RegistryCheck {
                 target_job.push(None);
                 continue;
             };
-            let job = Job {
-                image: image.checked(),
-                credential: keyring.lookup(image).cloned(),
-            };
+            let job = self.setup.job(image, &|r| keyring.lookup(r).cloned());
             let index = *job_of.entry(job.clone()).or_insert_with(|| {
                 jobs.push(job);
                 jobs.len() - 1
@@ -320,20 +404,22 @@ impl RegistryCheck {
                         );
                         bad.push(format!("{}: {} ({})", t.label, o.status.as_str(), o.detail));
                     }
-                    last[i] = Some(o.status);
+                    last[i] = Some(Current {
+                        status: o.status,
+                        source: o.source.clone(),
+                    });
                 }
                 None => not_checked += 1,
             }
             let detail = outcome.map(|o| o.detail);
-            reports.push(image_report(t.label.clone(), last[i], detail));
+            reports.push(image_report(t.label.clone(), last[i].as_ref(), detail));
             // An image not reached this run keeps the status of its last check.
-            let Some(current) = last[i] else { continue };
+            let Some(current) = &last[i] else { continue };
             let labels = [("check", self.check.as_str()), ("image", t.label.as_str())];
-            if let Some(exists) = current.determined() {
-                m.sample(available, &labels, if exists { 1.0 } else { 0.0 });
-            }
-            status_samples(&mut m, status, &labels, current);
+            let with_source = self.setup.labels_source();
+            image_samples(&mut m, (available, status), &labels, current, with_source);
         }
+        self.setup.retry_samples(&mut m, &self.check);
         let error = summarize(&bad, not_checked, self.targets.len(), "images");
         RunOutput {
             success: error.is_none(),
@@ -403,7 +489,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("unknown field `imgaes`, expected one of images, docker_config_file, plain_http_registries, max_concurrency_per_registry, tls, proxy_url"),
+            e.contains("unknown field `imgaes`, expected one of images, docker_config_file, plain_http_registries, max_concurrency_per_registry, retries, mirrors, tls, proxy_url"),
             "{e}"
         );
     }

@@ -4,7 +4,8 @@
 //! A listing is `GET {api_url}/v2/namespaces/{namespace}/repositories?page_size=100`,
 //! then the absolute `next` links (same scheme, host and port as `api_url` only, at most
 //! [`MAX_PAGES`] pages). Asked for repositories updated since a time, it orders by
-//! `-last_updated` and stops paging at the first older repository.
+//! `-last_updated` and stops paging at the first older repository. A single repository
+//! is one `GET {api_url}/v2/namespaces/{namespace}/repositories/{name}`.
 //!
 //! Optional credentials are traded at `POST {api_url}/v2/auth/token` for a short-lived
 //! Bearer token, renewed before it expires and after a 401. A 429 blocks every request
@@ -31,7 +32,7 @@ use crate::units::format_duration;
 
 mod wire;
 
-use wire::{detail, parse_page, retry_wait, shorten, token_lifetime};
+use wire::{detail, parse_page, parse_repository, retry_wait, shorten, token_lifetime};
 
 /// The public Docker Hub API.
 pub const DEFAULT_API_URL: &str = "https://hub.docker.com";
@@ -380,6 +381,36 @@ impl Session<'_> {
             }
         }
         Ok(listing)
+    }
+
+    /// Reads one repository; `Ok(None)` when the API says it does not exist (404).
+    pub fn repository(
+        &mut self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Repository>, ListError> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(ListError::Failed("the run was cancelled".into()));
+        }
+        let url = format!(
+            "{}/v2/namespaces/{namespace}/repositories/{name}",
+            self.client.api.url
+        );
+        let answer = self.get(&url)?;
+        match answer.status {
+            200 => parse_repository(&answer.body, name)
+                .map(Some)
+                .map_err(ListError::Failed),
+            404 => Ok(None),
+            401 if self.client.credentials.is_none() => Err(ListError::Failed(format!(
+                "HTTP 401{}: the repository is private; set username and token_file",
+                detail(&answer.body)
+            ))),
+            status => Err(ListError::Failed(format!(
+                "HTTP {status}{}",
+                detail(&answer.body)
+            ))),
+        }
     }
 
     /// The body of a listing page that answered 200; `None` when the page is past the

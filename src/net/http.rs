@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::ClientConfig;
+use rustls::client::ResolvesClientCert;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde::Deserialize;
 use serde::de::MapAccess;
@@ -580,7 +581,9 @@ pub struct TlsSettings {
     roots: Option<Vec<CertificateDer<'static>>>,
     insecure: bool,
     server_name: Option<ServerName<'static>>,
-    client_cert: Option<Arc<verify::ClientCertFiles>>,
+    /// Files re-read as they change (`tls.cert_file`), or a pair read once (a
+    /// kubeconfig's `client-certificate-data`).
+    client_cert: Option<Arc<dyn ResolvesClientCert>>,
     /// Lowest and highest version offered (12 or 13).
     versions: (u8, u8),
 }
@@ -618,7 +621,7 @@ impl TlsSettings {
                 verify::ClientCertFiles::open(base.join(&cert.value), base.join(&key.value))
                     .map_err(|e| problems.push((cert.referenced, e)))
                     .ok()
-                    .map(Arc::new)
+                    .map(|files| Arc::new(files) as Arc<dyn ResolvesClientCert>)
             }
             (Some(cert), None) => {
                 problems.push((cert.referenced, "tls.cert_file needs tls.key_file".into()));
@@ -678,6 +681,60 @@ impl TlsSettings {
             versions: (12, 13),
         }
     }
+
+    /// Settings from material already read (a kubeconfig's CA data, say): `roots`
+    /// replace the built-in ones when given.
+    pub fn from_parts(
+        roots: Option<Vec<CertificateDer<'static>>>,
+        insecure: bool,
+        server_name: Option<ServerName<'static>>,
+    ) -> TlsSettings {
+        TlsSettings {
+            roots,
+            insecure,
+            server_name,
+            ..TlsSettings::webpki()
+        }
+    }
+
+    /// These settings, presenting a client certificate chain and key already read to
+    /// servers that ask for one; an error when the key does not fit the certificate.
+    pub fn with_client_cert(
+        self,
+        chain: Vec<CertificateDer<'static>>,
+        key: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> Result<TlsSettings, String> {
+        let provider = rustls::crypto::ring::default_provider();
+        let pair = rustls::sign::CertifiedKey::from_der(chain, key, &provider)
+            .map_err(|e| format!("the client certificate and key do not make a pair: {e}"))?;
+        Ok(TlsSettings {
+            client_cert: Some(Arc::new(FixedClientCert(Arc::new(pair)))),
+            ..self
+        })
+    }
+}
+
+/// A client certificate read once, presented to every server that asks.
+struct FixedClientCert(Arc<rustls::sign::CertifiedKey>);
+
+impl fmt::Debug for FixedClientCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FixedClientCert(<key redacted>)")
+    }
+}
+
+impl ResolvesClientCert for FixedClientCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 /// Builds an agent with these TLS settings that connects straight to its targets.
@@ -697,7 +754,7 @@ pub fn agent_for(conn: &Connection, options: &AgentOptions) -> Result<ureq::Agen
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier));
     let mut client_config = match &conn.tls.client_cert {
-        Some(files) => builder.with_client_cert_resolver(Arc::clone(files) as _),
+        Some(resolver) => builder.with_client_cert_resolver(Arc::clone(resolver)),
         None => builder.with_no_client_auth(),
     };
     // A resumed session skips certificate verification, so the chain (and its NotAfter)

@@ -1,36 +1,41 @@
 //! The Kubernetes API-server client `kind: kubernetes_images` reads workloads and pull
 //! secrets with.
 //!
-//! A [`Client`] is built from the configured [`Connection`] (without keys: the pod's
-//! in-cluster server, service-account token and CA) and GETs JSON with a bearer token
-//! that is re-read from its file after a 401 (bound service-account tokens rotate). [`Client::list`] pages apps/v1 and batch/v1
-//! workload lists with `limit`/`continue`, restarting a list whose continue token
-//! expired (410), and turns each object into a [`Workload`]: its containers and init
-//! containers, its pull secrets, its service account. [`PullSecrets`] finds a workload's
-//! registry credentials the way the kubelet does (the pod template's
-//! `imagePullSecrets`, else those of its service account), fetching each Secret with
-//! `get`: sonde never needs to list every Secret of the cluster. A 403 is logged with
-//! the RBAC rule that is missing.
-//!
-//! Only the fields sonde uses are read; every other field of an object is ignored, and
-//! a field sent as `null` reads as empty.
+//! A [`Client`] is built from the configured [`Connection`]: a kubeconfig and one of its
+//! contexts (`kubeconfig/`), or `api_server`, `bearer_token_file` and `ca_file`, or
+//! without keys the pod's in-cluster server, service-account token and CA. It GETs JSON
+//! with a bearer token that is re-read from its file after a 401 (bound service-account
+//! tokens rotate), or with a client certificate. [`Client::list_all`] pages a collection
+//! with `limit`/`continue`, restarting a list whose continue token expired (410), and
+//! [`Client::stream`] opens a watch; `watch.rs` follows each resource with both. What the
+//! objects mean is `objects.rs`'s business, pull secrets `secrets.rs`'s. A 403 is logged
+//! with the RBAC rule that is missing.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::io::Read;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
+use serde_json::Value;
 use serde_saphyr::Location;
-
-use crate::problem::Spanned;
 use ureq::http::{Method, Request};
 
 use crate::net::http::{self as client, AgentOptions, TlsSettings, TlsSpec};
-use crate::net::oci::{Keyring, base64_decode};
 use crate::net::secret::{Reread, Secret, secret_file};
-use crate::problem::Problem;
+use crate::problem::{Problem, Spanned};
+
+mod kubeconfig;
+mod objects;
+mod secrets;
+mod selector;
+mod watch;
+
+pub use objects::{Disabled, ObjectKey, Workload, decode_namespace, decode_workload};
+pub use secrets::PullSecrets;
+pub use selector::validate as validate_selector;
+pub use watch::{Counts, Decode, Reflector, Resource, Watches};
 
 /// Where a pod finds its service account's token (`token`) and CA (`ca.crt`).
 const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -40,8 +45,10 @@ const PAGE_SIZE: usize = 500;
 const LIST_BODY_LIMIT: u64 = 64 << 20;
 /// Largest single object (Secret, ServiceAccount) read.
 const OBJECT_BODY_LIMIT: u64 = 4 << 20;
-/// Times a list restarts after 410 Gone before the run gives up on it.
+/// Times a list restarts after 410 Gone before it gives up.
 const MAX_LIST_RESTARTS: usize = 3;
+/// Largest error body read from a watch request that was refused.
+const STATUS_BODY_LIMIT: u64 = 64 << 10;
 
 /// The workload kinds sonde reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -54,16 +61,23 @@ pub enum WorkloadKind {
     DaemonSet,
     /// batch/v1 CronJob
     CronJob,
+    /// batch/v1 Job (with `include_pods`, those no CronJob made)
+    Job,
+    /// v1 Pod (with `include_pods`, those without an owner)
+    Pod,
 }
 
 impl WorkloadKind {
-    /// Every kind, in the order they are listed and exported.
+    /// The kinds `workload_kinds` names, in the order they are listed and exported.
     pub const ALL: [WorkloadKind; 4] = [
         WorkloadKind::Deployment,
         WorkloadKind::StatefulSet,
         WorkloadKind::DaemonSet,
         WorkloadKind::CronJob,
     ];
+
+    /// The kinds `include_pods` adds.
+    pub const UNOWNED: [WorkloadKind; 2] = [WorkloadKind::Job, WorkloadKind::Pod];
 
     /// The value of the `kind` label and of `workload_kinds`.
     pub fn name(self) -> &'static str {
@@ -72,6 +86,8 @@ impl WorkloadKind {
             WorkloadKind::StatefulSet => "statefulset",
             WorkloadKind::DaemonSet => "daemonset",
             WorkloadKind::CronJob => "cronjob",
+            WorkloadKind::Job => "job",
+            WorkloadKind::Pod => "pod",
         }
     }
 
@@ -82,20 +98,63 @@ impl WorkloadKind {
             WorkloadKind::StatefulSet => "statefulsets",
             WorkloadKind::DaemonSet => "daemonsets",
             WorkloadKind::CronJob => "cronjobs",
+            WorkloadKind::Job => "jobs",
+            WorkloadKind::Pod => "pods",
         }
     }
 
-    /// The API group (`apps`).
+    /// The API group (`apps`; `""` for the core group).
     pub fn group(self) -> &'static str {
         match self {
-            WorkloadKind::CronJob => "batch",
+            WorkloadKind::CronJob | WorkloadKind::Job => "batch",
+            WorkloadKind::Pod => "",
             _ => "apps",
         }
     }
 
-    /// The kind a [`WorkloadKind::name`] names.
+    /// The group-version path prefix (`/apis/apps/v1`, `/api/v1`).
+    fn api_prefix(self) -> &'static str {
+        match self.group() {
+            "batch" => "/apis/batch/v1",
+            "" => "/api/v1",
+            _ => "/apis/apps/v1",
+        }
+    }
+
+    /// One of [`WorkloadKind::ALL`] by its [`WorkloadKind::name`].
     pub fn parse(text: &str) -> Option<WorkloadKind> {
         WorkloadKind::ALL.into_iter().find(|k| k.name() == text)
+    }
+
+    /// The collection of this kind in `namespace` (or all).
+    pub fn resource_in(self, namespace: Option<&str>) -> Resource {
+        let path = match namespace {
+            Some(ns) => format!(
+                "{}/namespaces/{}/{}",
+                self.api_prefix(),
+                client::percent_encode(ns),
+                self.resource()
+            ),
+            None => format!("{}/{}", self.api_prefix(), self.resource()),
+        };
+        Resource {
+            path,
+            selector: None,
+            group: self.group(),
+            resource: self.resource(),
+            scope: scope(namespace),
+        }
+    }
+}
+
+/// The Namespaces whose labels match `selector`.
+pub fn namespaces_matching(selector: &str) -> Resource {
+    Resource {
+        path: "/api/v1/namespaces".into(),
+        selector: Some(selector.to_string()),
+        group: "",
+        resource: "namespaces",
+        scope: format!("the cluster (labelSelector {selector:?})"),
     }
 }
 
@@ -129,12 +188,22 @@ impl fmt::Display for ApiError {
     }
 }
 
-/// A Kubernetes API server: base URL, TLS, and a bearer token re-read as it rotates.
+/// Where the bearer token comes from.
+#[derive(Debug)]
+enum Token {
+    /// A file re-read after a 401 (bound service-account tokens rotate).
+    File(Reread<Secret>),
+    /// Written in a kubeconfig, read when the config was loaded.
+    Fixed(Secret),
+}
+
+/// A Kubernetes API server: base URL, TLS, and how sonde authenticates.
 pub struct Client {
     base: String,
     agent: ureq::Agent,
-    /// The bearer token, re-read after a 401 (bound service-account tokens rotate).
-    token: Option<Reread<Secret>>,
+    /// The TLS settings `agent` was built with, for the agents of watch streams.
+    tls: TlsSettings,
+    token: Option<Token>,
     /// The check's name, for log lines.
     check: String,
 }
@@ -149,7 +218,7 @@ impl fmt::Debug for Client {
 }
 
 /// Where the API server is and how sonde authenticates to it, as configured.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Connection<'a> {
     /// `api_server`; the in-cluster server when unset.
     pub api_server: Option<&'a Spanned<String>>,
@@ -157,6 +226,10 @@ pub struct Connection<'a> {
     pub bearer_token_file: Option<&'a Spanned<String>>,
     /// `ca_file`; the service account's CA (when there is one) when unset.
     pub ca_file: Option<&'a Spanned<String>>,
+    /// `kubeconfig`: instead of the three above.
+    pub kubeconfig: Option<&'a Spanned<String>>,
+    /// `context`: of the kubeconfig; its `current-context` when unset.
+    pub context: Option<&'a Spanned<String>>,
 }
 
 /// Problems found while connecting, each naming the check.
@@ -231,19 +304,16 @@ fn in_cluster_server() -> Result<String, String> {
 
 /// `bearer_token_file`, or the service account's token (optional outside a pod, where
 /// `api_server` is set).
-fn bearer_token(
-    keys: Connection,
-    base_dir: &Path,
-    problems: &mut Problems,
-) -> Option<Reread<Secret>> {
+fn bearer_token(keys: Connection, base_dir: &Path, problems: &mut Problems) -> Option<Token> {
     if let Some(f) = keys.bearer_token_file {
         return secret_file(base_dir.join(&f.value), "bearer token file")
+            .map(Token::File)
             .map_err(|e| problems.at(f.referenced, format!("bearer_token_file: cannot read {e}")))
             .ok();
     }
     let default = Path::new(SERVICE_ACCOUNT_DIR).join("token");
     match secret_file(default, "service-account token") {
-        Ok(t) => Some(t),
+        Ok(t) => Some(Token::File(t)),
         // Outside a pod (e.g. `kubectl proxy`) there may be no token at all.
         Err(_) if keys.api_server.is_some() => None,
         Err(e) => {
@@ -255,46 +325,106 @@ fn bearer_token(
     }
 }
 
-/// The API server's agent: `ca_file`, else the service account's CA when there is one,
-/// else the built-in roots. Redirects are not followed: an API server has no reason to
-/// send one, and the bearer token must not follow it elsewhere.
-fn api_agent(
+/// How the API server's certificate is verified: `ca_file`, else the service account's
+/// CA when there is one, else the built-in roots.
+fn api_tls(
     ca_file: Option<&Spanned<String>>,
     base_dir: &Path,
     problems: &mut Problems,
-) -> Option<ureq::Agent> {
+) -> TlsSettings {
     let ca = ca_file.cloned().or_else(|| {
         let path = Path::new(SERVICE_ACCOUNT_DIR).join("ca.crt");
         path.exists()
             .then(|| Spanned::new(path.display().to_string(), Location::UNKNOWN))
     });
-    let tls = match ca {
-        None => TlsSettings::webpki(),
-        Some(ca_file) => {
-            let tls_spec = TlsSpec {
-                ca_file: Some(ca_file),
-                ..TlsSpec::default()
-            };
-            TlsSettings::load(&tls_spec, base_dir).unwrap_or_else(|(at, e)| {
-                // The key is `ca_file` here, not `tls.ca_file`.
-                let e = e.replacen("tls.ca_file", "ca_file", 1);
-                if at == Location::UNKNOWN {
-                    problems.unlocated(e);
-                } else {
-                    problems.at(at, e);
-                }
-                TlsSettings::webpki()
-            })
-        }
+    let Some(ca_file) = ca else {
+        return TlsSettings::webpki();
     };
+    let tls_spec = TlsSpec {
+        ca_file: Some(ca_file),
+        ..TlsSpec::default()
+    };
+    TlsSettings::load(&tls_spec, base_dir).unwrap_or_else(|(at, e)| {
+        // The key is `ca_file` here, not `tls.ca_file`.
+        let e = e.replacen("tls.ca_file", "ca_file", 1);
+        if at == Location::UNKNOWN {
+            problems.unlocated(e);
+        } else {
+            problems.at(at, e);
+        }
+        TlsSettings::webpki()
+    })
+}
+
+/// An agent for the API server. Redirects are not followed: an API server has no
+/// reason to send one, and the bearer token must not follow it elsewhere.
+fn api_agent(tls: &TlsSettings, pool: bool) -> Result<ureq::Agent, String> {
     let options = AgentOptions {
         max_redirects: 0,
-        pool: true,
+        pool,
         ..AgentOptions::default()
     };
-    client::agent(&tls, &options)
-        .map_err(|e| problems.unlocated(format!("ca_file: {e}")))
-        .ok()
+    client::agent(tls, &options)
+}
+
+/// The server, TLS and token of a `kubeconfig` (and `context`); the other connection
+/// keys may not be set beside it.
+fn from_kubeconfig(
+    keys: Connection,
+    file: &Spanned<String>,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> Option<(String, TlsSettings, Option<Token>)> {
+    for (key, set) in [
+        ("api_server", keys.api_server),
+        ("bearer_token_file", keys.bearer_token_file),
+        ("ca_file", keys.ca_file),
+    ] {
+        if let Some(s) = set {
+            problems.at(
+                s.referenced,
+                format!("{key} cannot be set beside kubeconfig, which says where the server is and how to reach it"),
+            );
+        }
+    }
+    let path = base_dir.join(&file.value);
+    let context = keys.context.map(|c| c.value.as_str());
+    let config = match kubeconfig::load(&path, context) {
+        Ok(c) => c,
+        Err(e) => {
+            let at = keys
+                .context
+                .filter(|_| e.contains("no context"))
+                .map_or(file.referenced, |c| c.referenced);
+            problems.at(at, format!("kubeconfig: {e}"));
+            return None;
+        }
+    };
+    let token = match config.token {
+        kubeconfig::Token::None => None,
+        kubeconfig::Token::Inline(secret) => Some(Token::Fixed(secret)),
+        kubeconfig::Token::File(path) => match secret_file(path, "kubeconfig token file") {
+            Ok(t) => Some(Token::File(t)),
+            Err(e) => {
+                problems.at(
+                    file.referenced,
+                    format!(
+                        "kubeconfig: context {:?}: cannot read the tokenFile {e}",
+                        config.context
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    log::debug!(
+        "check={} msg=\"kubeconfig read\" file={:?} context={:?} server={:?}",
+        problems.check,
+        path.display().to_string(),
+        config.context,
+        config.server
+    );
+    Some((config.server, config.tls, token))
 }
 
 /// How a list's scope reads in messages: `namespace <name>` or `all namespaces`.
@@ -330,18 +460,45 @@ impl Client {
             check,
             found: Vec::new(),
         };
-        let base = server(keys.api_server, &mut problems);
-        let token = bearer_token(keys, base_dir, &mut problems);
-        let agent = api_agent(keys.ca_file, base_dir, &mut problems);
-        match (base, agent) {
-            (Some(base), Some(agent)) if problems.found.is_empty() => Ok(Client {
-                base,
-                agent,
-                token,
-                check: check.to_string(),
-            }),
-            _ => Err(problems.found),
+        let resolved = match keys.kubeconfig {
+            Some(file) => from_kubeconfig(keys, file, base_dir, &mut problems),
+            None => {
+                if let Some(c) = keys.context {
+                    problems.at(
+                        c.referenced,
+                        "context needs kubeconfig (the file whose context it names)".into(),
+                    );
+                }
+                let base = server(keys.api_server, &mut problems);
+                let token = bearer_token(keys, base_dir, &mut problems);
+                let tls = api_tls(keys.ca_file, base_dir, &mut problems);
+                base.map(|b| (b, tls, token))
+            }
+        };
+        let Some((base, tls, token)) = resolved else {
+            return Err(problems.found);
+        };
+        let agent = match api_agent(&tls, true) {
+            Ok(a) => a,
+            Err(e) => {
+                let at = keys.kubeconfig.or(keys.ca_file);
+                match at {
+                    Some(at) => problems.at(at.referenced, e),
+                    None => problems.unlocated(e),
+                }
+                return Err(problems.found);
+            }
+        };
+        if !problems.found.is_empty() {
+            return Err(problems.found);
         }
+        Ok(Client {
+            base,
+            agent,
+            tls,
+            token,
+            check: check.to_string(),
+        })
     }
 
     /// Re-reads the token file now, so a run starts with the current token; the last
@@ -351,11 +508,32 @@ impl Client {
     }
 
     fn fresh_token(&self) -> Option<String> {
-        Some(self.token.as_ref()?.get(&self.check).expose().to_string())
+        match self.token.as_ref()? {
+            Token::File(file) => Some(file.get(&self.check).expose().to_string()),
+            Token::Fixed(secret) => Some(secret.expose().to_string()),
+        }
     }
 
     fn current_token(&self) -> Option<String> {
-        Some(self.token.as_ref()?.last().expose().to_string())
+        match self.token.as_ref()? {
+            Token::File(file) => Some(file.last().expose().to_string()),
+            Token::Fixed(secret) => Some(secret.expose().to_string()),
+        }
+    }
+
+    /// Why a request got no answer. The API server's client certificate comes from a
+    /// kubeconfig, not from the `tls` keys (those are the registries').
+    fn describe(&self, e: &ureq::Error, trace: &client::Trace) -> String {
+        client::describe(e, trace, &self.base).replace(
+            "set tls.cert_file and tls.key_file",
+            "give the kubeconfig's user a client-certificate and client-key",
+        )
+    }
+
+    /// An agent of its own for watch streams (so stopping them does not stop the
+    /// client's other requests), with the client's TLS settings.
+    pub fn stream_agent(&self) -> Result<ureq::Agent, String> {
+        api_agent(&self.tls, false)
     }
 
     /// GETs `path` and decodes its JSON, reading at most `limit` bytes; a 401 re-reads
@@ -405,7 +583,7 @@ impl Client {
         let trace = exchange.trace;
         let mut response = exchange
             .response
-            .map_err(|e| ApiError::Transport(client::describe(&e, &trace, &self.base)))?;
+            .map_err(|e| ApiError::Transport(self.describe(&e, &trace)))?;
         let code = response.status().as_u16();
         let body = response
             .body_mut()
@@ -427,80 +605,123 @@ impl Client {
         serde_json::from_slice(&body).map_err(|e| ApiError::Decode(e.to_string()))
     }
 
-    /// Lists one kind in one namespace (or all), following `continue` tokens; init
-    /// containers count as containers with `include_init`. A failure is logged (a 403
-    /// with the RBAC rule that is missing) before it is returned.
-    pub fn list(
+    /// Opens a watch (`path` with its query) with `agent`: the body of a 200, read as it
+    /// arrives, each read waiting at most `read_timeout`; connecting and the response
+    /// head within `connect_timeout`. A 401 re-reads the token and tries once more.
+    pub fn stream(
         &self,
-        kind: WorkloadKind,
-        namespace: Option<&str>,
-        include_init: bool,
-        deadline: Instant,
-    ) -> Result<Vec<Workload>, ApiError> {
-        let listed = self.list_pages(kind, namespace, include_init, deadline);
-        if let Err(e) = &listed {
-            self.log_list_failure(kind, namespace, e);
-        }
-        listed
-    }
-
-    fn log_list_failure(&self, kind: WorkloadKind, namespace: Option<&str>, e: &ApiError) {
-        let where_ = scope(namespace);
-        match e {
-            ApiError::Status { code: 403, message } => log::error!(
-                "check={} msg=\"forbidden (403): sonde may not list {} in {where_}; add the RBAC rule to the ClusterRole bound to its service account\" rule=\"{}\" api_message={message:?}",
-                self.check,
-                kind.resource(),
-                rbac_rule(kind.group(), kind.resource(), "list"),
-            ),
-            e => log::warn!(
-                "check={} msg=\"cannot list {}\" scope={where_:?} error={:?}",
-                self.check,
-                kind.resource(),
-                e.to_string()
-            ),
+        agent: &ureq::Agent,
+        path: &str,
+        read_timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<Box<dyn Read + Send>, ApiError> {
+        let token = self.current_token();
+        match self.open_stream(agent, path, token.as_deref(), read_timeout, connect_timeout) {
+            Err(ApiError::Status { code: 401, message }) => {
+                let fresh = self.fresh_token();
+                if fresh.is_some() && fresh != token {
+                    return self.open_stream(
+                        agent,
+                        path,
+                        fresh.as_deref(),
+                        read_timeout,
+                        connect_timeout,
+                    );
+                }
+                Err(ApiError::Status { code: 401, message })
+            }
+            other => other,
         }
     }
 
-    fn list_pages(
+    fn open_stream(
         &self,
-        kind: WorkloadKind,
-        namespace: Option<&str>,
-        include_init: bool,
-        deadline: Instant,
-    ) -> Result<Vec<Workload>, ApiError> {
-        let gv = match kind.group() {
-            "batch" => "batch/v1",
-            _ => "apps/v1",
-        };
-        let path = match namespace {
-            Some(ns) => format!(
-                "/apis/{gv}/namespaces/{}/{}",
-                client::percent_encode(ns),
-                kind.resource()
-            ),
-            None => format!("/apis/{gv}/{}", kind.resource()),
-        };
+        agent: &ureq::Agent,
+        path: &str,
+        token: Option<&str>,
+        read_timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<Box<dyn Read + Send>, ApiError> {
+        let url = format!("{}{path}", self.base);
+        let mut builder = Request::builder()
+            .method(Method::GET)
+            .uri(&url)
+            .header("accept", "application/json");
+        if let Some(t) = token {
+            builder = builder.header("authorization", format!("Bearer {t}"));
+        }
+        let request = builder
+            .body(())
+            .map_err(|e| ApiError::Transport(format!("bad request {path}: {e}")))?;
+        // A watch lasts minutes: no overall timeout, but every read must see data (an
+        // event or a bookmark) or the server's end of the stream within `read_timeout`.
+        let request = agent
+            .configure_request(request)
+            .timeout_global(None)
+            .timeout_connect(Some(connect_timeout))
+            .timeout_recv_response(Some(connect_timeout))
+            .timeout_per_read(Some(read_timeout))
+            .build();
+        let mut response = agent
+            .run(request)
+            .map_err(|e| ApiError::Transport(self.describe(&e, &client::Trace::default())))?;
+        let code = response.status().as_u16();
+        if code != 200 {
+            let body = response
+                .body_mut()
+                .with_config()
+                .limit(STATUS_BODY_LIMIT)
+                .read_to_vec()
+                .unwrap_or_default();
+            return Err(ApiError::Status {
+                code,
+                message: status_message(&body),
+            });
+        }
+        Ok(Box::new(response.into_body().into_reader()))
+    }
+
+    /// Lists `resource`, following `continue` tokens, each page within `page_timeout`:
+    /// every object decoded, and the list's `resourceVersion` (to watch from). A list
+    /// whose continue token expired (410) starts again, at most 3 times. An object
+    /// `decode` refuses is skipped (and logged), not the list.
+    #[allow(clippy::type_complexity)]
+    pub fn list_all<T>(
+        &self,
+        resource: &Resource,
+        decode: &dyn Fn(Value) -> Result<(ObjectKey, Option<T>), String>,
+        page_timeout: Duration,
+    ) -> Result<(Vec<(ObjectKey, Option<T>)>, String), ApiError> {
         let mut restarts = 0;
         'list: loop {
             let mut items = Vec::new();
             let mut token = String::new();
             loop {
-                let mut url = format!("{path}?limit={PAGE_SIZE}");
+                let mut url = format!("{}?limit={PAGE_SIZE}", resource.path);
+                if let Some(selector) = &resource.selector {
+                    url.push_str("&labelSelector=");
+                    url.push_str(&client::percent_encode(selector));
+                }
                 if !token.is_empty() {
                     url.push_str("&continue=");
                     url.push_str(&client::percent_encode(&token));
                 }
+                let deadline = Instant::now() + page_timeout;
                 match self.get::<ListPage>(&url, LIST_BODY_LIMIT, deadline) {
                     Ok(page) => {
-                        items.extend(
-                            page.items
-                                .into_iter()
-                                .map(|o| Workload::from_object(kind, o, include_init)),
-                        );
+                        for object in page.items {
+                            match decode(object) {
+                                Ok(item) => items.push(item),
+                                Err(e) => log::debug!(
+                                    "check={} msg=\"object skipped\" resource={} error={e:?}",
+                                    self.check,
+                                    resource.resource
+                                ),
+                            }
+                        }
                         token = page.metadata.continue_token;
                         if token.is_empty() {
-                            return Ok(items);
+                            return Ok((items, page.metadata.resource_version));
                         }
                     }
                     Err(ApiError::Status { code: 410, .. })
@@ -510,7 +731,7 @@ impl Client {
                         log::info!(
                             "check={} msg=\"the continue token expired (410); listing {} again from the start\"",
                             self.check,
-                            kind.resource()
+                            resource.resource
                         );
                         continue 'list;
                     }
@@ -519,6 +740,47 @@ impl Client {
             }
         }
     }
+
+    /// Logs a failed list (a 403 with the RBAC rule that is missing).
+    pub fn log_list_failure(&self, resource: &Resource, e: &ApiError) {
+        let where_ = &resource.scope;
+        match e {
+            ApiError::Status { code: 403, message } => log::error!(
+                "check={} msg=\"forbidden (403): sonde may not list {} in {where_}; add the RBAC rule to the ClusterRole bound to its service account\" rule=\"{}\" api_message={message:?}",
+                self.check,
+                resource.resource,
+                rbac_rule(resource.group, resource.resource, "list"),
+            ),
+            e => log::warn!(
+                "check={} msg=\"cannot list {}\" scope={where_:?} error={:?}",
+                self.check,
+                resource.resource,
+                e.to_string()
+            ),
+        }
+    }
+}
+
+/// One page of a list: its items as JSON (each decoded by the caller) and the list's
+/// metadata.
+#[derive(Deserialize)]
+struct ListPage {
+    #[serde(default, deserialize_with = "objects::nullable")]
+    metadata: ListMeta,
+    #[serde(default, deserialize_with = "objects::nullable")]
+    items: Vec<Value>,
+}
+
+#[derive(Default, Deserialize)]
+struct ListMeta {
+    #[serde(default, rename = "continue", deserialize_with = "objects::nullable")]
+    continue_token: String,
+    #[serde(
+        default,
+        rename = "resourceVersion",
+        deserialize_with = "objects::nullable"
+    )]
+    resource_version: String,
 }
 
 /// The `message` of a Kubernetes `Status` body, shortened.
@@ -535,425 +797,12 @@ fn status_message(body: &[u8]) -> String {
     message.chars().take(300).collect()
 }
 
-// ---------------------------------------------------------------------------------
-// The shapes sonde reads from the API (every other field is ignored)
-
-/// A field the API may send as `null`.
-fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
-#[derive(Deserialize)]
-struct ListPage {
-    #[serde(default, deserialize_with = "nullable")]
-    metadata: ListMeta,
-    #[serde(default, deserialize_with = "nullable")]
-    items: Vec<WorkloadObject>,
-}
-
-#[derive(Default, Deserialize)]
-struct ListMeta {
-    #[serde(default, rename = "continue", deserialize_with = "nullable")]
-    continue_token: String,
-}
-
-#[derive(Deserialize)]
-struct WorkloadObject {
-    metadata: ObjectMeta,
-    #[serde(default, deserialize_with = "nullable")]
-    spec: WorkloadSpec,
-}
-
-#[derive(Deserialize)]
-struct ObjectMeta {
-    name: String,
-    #[serde(default, deserialize_with = "nullable")]
-    namespace: String,
-}
-
-#[derive(Default, Deserialize)]
-struct WorkloadSpec {
-    /// Deployments, StatefulSets, DaemonSets.
-    #[serde(default, deserialize_with = "nullable")]
-    template: PodTemplate,
-    /// CronJobs.
-    #[serde(default, rename = "jobTemplate", deserialize_with = "nullable")]
-    job_template: JobTemplate,
-}
-
-#[derive(Default, Deserialize)]
-struct JobTemplate {
-    #[serde(default, deserialize_with = "nullable")]
-    spec: JobSpec,
-}
-
-#[derive(Default, Deserialize)]
-struct JobSpec {
-    #[serde(default, deserialize_with = "nullable")]
-    template: PodTemplate,
-}
-
-#[derive(Default, Deserialize)]
-struct PodTemplate {
-    #[serde(default, deserialize_with = "nullable")]
-    spec: PodSpec,
-}
-
-#[derive(Default, Deserialize)]
-struct PodSpec {
-    #[serde(default, deserialize_with = "nullable")]
-    containers: Vec<ContainerSpec>,
-    #[serde(default, rename = "initContainers", deserialize_with = "nullable")]
-    init_containers: Vec<ContainerSpec>,
-    #[serde(default, rename = "imagePullSecrets", deserialize_with = "nullable")]
-    image_pull_secrets: Vec<LocalObjectReference>,
-    #[serde(default, rename = "serviceAccountName", deserialize_with = "nullable")]
-    service_account_name: String,
-    /// The deprecated alias of `serviceAccountName`.
-    #[serde(default, rename = "serviceAccount", deserialize_with = "nullable")]
-    service_account: String,
-}
-
-#[derive(Default, Deserialize)]
-struct ContainerSpec {
-    #[serde(default, deserialize_with = "nullable")]
-    name: String,
-    #[serde(default, deserialize_with = "nullable")]
-    image: String,
-}
-
-#[derive(Default, Deserialize)]
-struct LocalObjectReference {
-    #[serde(default, deserialize_with = "nullable")]
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct ServiceAccount {
-    #[serde(default, rename = "imagePullSecrets", deserialize_with = "nullable")]
-    image_pull_secrets: Vec<LocalObjectReference>,
-}
-
-#[derive(Deserialize)]
-struct SecretObject {
-    #[serde(default, rename = "type", deserialize_with = "nullable")]
-    secret_type: String,
-    #[serde(default, deserialize_with = "nullable")]
-    data: BTreeMap<String, String>,
-}
-
-/// The names of non-empty references, in order.
-fn reference_names(references: Vec<LocalObjectReference>) -> Vec<String> {
-    references
-        .into_iter()
-        .map(|r| r.name)
-        .filter(|n| !n.is_empty())
-        .collect()
-}
-
-/// One workload as far as images go.
-#[derive(Clone, Debug)]
-pub struct Workload {
-    /// Its kind.
-    pub kind: WorkloadKind,
-    /// Its namespace.
-    pub namespace: String,
-    /// Its name.
-    pub name: String,
-    /// (container name, image as written), containers then init containers.
-    pub containers: Vec<(String, String)>,
-    /// The pod template's `imagePullSecrets`.
-    pub pull_secrets: Vec<String>,
-    /// The pod template's service account (`default` when unset).
-    pub service_account: String,
-}
-
-impl Workload {
-    fn from_object(kind: WorkloadKind, object: WorkloadObject, init: bool) -> Workload {
-        let WorkloadSpec {
-            template,
-            job_template,
-        } = object.spec;
-        let pod = match kind {
-            WorkloadKind::CronJob => job_template.spec.template.spec,
-            _ => template.spec,
-        };
-        let mut containers: Vec<(String, String)> = pod
-            .containers
-            .into_iter()
-            .map(|c| (c.name, c.image))
-            .collect();
-        if init {
-            containers.extend(pod.init_containers.into_iter().map(|c| (c.name, c.image)));
-        }
-        let service_account = [pod.service_account_name, pod.service_account]
-            .into_iter()
-            .find(|s| !s.is_empty())
-            .unwrap_or_else(|| "default".to_string());
-        Workload {
-            kind,
-            namespace: object.metadata.namespace,
-            name: object.metadata.name,
-            containers,
-            pull_secrets: reference_names(pod.image_pull_secrets),
-            service_account,
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------
-// Pull secrets
-
-/// Registry credentials looked up during one run: each Secret and ServiceAccount is
-/// fetched at most once, and each problem is logged once.
-pub struct PullSecrets<'a> {
-    client: &'a Client,
-    deadline: Instant,
-    secrets: HashMap<(String, String), Option<Keyring>>,
-    service_accounts: HashMap<(String, String), Vec<String>>,
-    merged: HashMap<(String, Vec<String>), Keyring>,
-    logged: HashSet<String>,
-}
-
-impl<'a> PullSecrets<'a> {
-    /// An empty lookup whose requests end by `deadline`.
-    pub fn new(client: &'a Client, deadline: Instant) -> PullSecrets<'a> {
-        PullSecrets {
-            client,
-            deadline,
-            secrets: HashMap::new(),
-            service_accounts: HashMap::new(),
-            merged: HashMap::new(),
-            logged: HashSet::new(),
-        }
-    }
-
-    fn log_once(&mut self, key: String, line: impl FnOnce() -> String) {
-        if self.logged.insert(key) {
-            log::warn!("{}", line());
-        }
-    }
-
-    fn forbidden(&mut self, resource: &str, namespace: &str, name: &str, message: &str) {
-        let check = self.client.check.clone();
-        self.log_once(format!("403 {resource} {namespace}"), || {
-            format!(
-                "check={check} msg=\"forbidden (403): sonde may not get {resource} in namespace {namespace}; add the RBAC rule to the ClusterRole bound to its service account\" rule=\"{}\" object={:?} api_message={message:?}",
-                rbac_rule("", resource, "get"),
-                format!("{namespace}/{name}"),
-            )
-        });
-    }
-
-    /// The credentials a workload's pods get: its pull secrets, else its service
-    /// account's.
-    pub fn keyring_for(&mut self, w: &Workload) -> Keyring {
-        let names = if w.pull_secrets.is_empty() {
-            self.service_account_secrets(&w.namespace, &w.service_account)
-        } else {
-            w.pull_secrets.clone()
-        };
-        let key = (w.namespace.clone(), names);
-        if let Some(k) = self.merged.get(&key) {
-            return k.clone();
-        }
-        let mut keyring = Keyring::default();
-        for name in &key.1 {
-            if let Some(k) = self.secret(&w.namespace, name) {
-                keyring.extend(&k);
-            }
-        }
-        self.merged.insert(key, keyring.clone());
-        keyring
-    }
-
-    fn service_account_secrets(&mut self, namespace: &str, name: &str) -> Vec<String> {
-        let key = (namespace.to_string(), name.to_string());
-        if let Some(v) = self.service_accounts.get(&key) {
-            return v.clone();
-        }
-        let path = format!(
-            "/api/v1/namespaces/{}/serviceaccounts/{}",
-            client::percent_encode(namespace),
-            client::percent_encode(name)
-        );
-        let check = self.client.check.clone();
-        let names = match self
-            .client
-            .get::<ServiceAccount>(&path, OBJECT_BODY_LIMIT, self.deadline)
-        {
-            Ok(sa) => reference_names(sa.image_pull_secrets),
-            Err(ApiError::Status { code: 403, message }) => {
-                self.forbidden("serviceaccounts", namespace, name, &message);
-                Vec::new()
-            }
-            Err(ApiError::Status { code: 404, .. }) => {
-                log::debug!(
-                    "check={check} msg=\"service account not found\" object=\"{namespace}/{name}\""
-                );
-                Vec::new()
-            }
-            Err(e) => {
-                self.log_once(format!("sa {namespace}/{name}"), || {
-                    format!(
-                        "check={check} msg=\"cannot read a service account\" object=\"{namespace}/{name}\" error={:?}",
-                        e.to_string()
-                    )
-                });
-                Vec::new()
-            }
-        };
-        self.service_accounts.insert(key, names.clone());
-        names
-    }
-
-    fn secret(&mut self, namespace: &str, name: &str) -> Option<Keyring> {
-        let key = (namespace.to_string(), name.to_string());
-        if let Some(v) = self.secrets.get(&key) {
-            return v.clone();
-        }
-        let path = format!(
-            "/api/v1/namespaces/{}/secrets/{}",
-            client::percent_encode(namespace),
-            client::percent_encode(name)
-        );
-        let check = self.client.check.clone();
-        let object = format!("{namespace}/{name}");
-        let keyring = match self
-            .client
-            .get::<SecretObject>(&path, OBJECT_BODY_LIMIT, self.deadline)
-        {
-            Ok(secret) => match parse_pull_secret(&secret) {
-                Ok((k, skipped)) => {
-                    for s in skipped {
-                        log::debug!(
-                            "check={check} msg=\"pull secret entry skipped\" object={object:?} entry={s:?}"
-                        );
-                    }
-                    Some(k)
-                }
-                Err(e) => {
-                    self.log_once(format!("secret {object}"), || {
-                        format!(
-                            "check={check} msg=\"pull secret not usable\" object={object:?} error={e:?}"
-                        )
-                    });
-                    None
-                }
-            },
-            Err(ApiError::Status { code: 403, message }) => {
-                self.forbidden("secrets", namespace, name, &message);
-                None
-            }
-            Err(e) => {
-                self.log_once(format!("secret {object}"), || {
-                    format!(
-                        "check={check} msg=\"cannot read a pull secret\" object={object:?} error={:?}",
-                        e.to_string()
-                    )
-                });
-                None
-            }
-        };
-        self.secrets.insert(key, keyring.clone());
-        keyring
-    }
-}
-
-/// The credentials of a `kubernetes.io/dockerconfigjson` or `kubernetes.io/dockercfg`
-/// Secret. Errors never include the secret's content.
-fn parse_pull_secret(secret: &SecretObject) -> Result<(Keyring, Vec<String>), String> {
-    let (key, legacy) = match secret.secret_type.as_str() {
-        "kubernetes.io/dockerconfigjson" => (".dockerconfigjson", false),
-        "kubernetes.io/dockercfg" => (".dockercfg", true),
-        other => {
-            return Err(format!(
-                "type {other:?} is not kubernetes.io/dockerconfigjson or kubernetes.io/dockercfg"
-            ));
-        }
-    };
-    let data = secret
-        .data
-        .get(key)
-        .ok_or_else(|| format!("no {key} in its data"))?;
-    let bytes = base64_decode(data).ok_or_else(|| format!("{key} is not base64"))?;
-    Keyring::parse(&bytes, legacy).map_err(|e| format!("{key}: {e}"))
-}
-
 #[cfg(test)]
 mod proptests;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::image_ref::ImageRef;
-
-    fn b64(bytes: &[u8]) -> String {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode(bytes)
-    }
-
-    #[test]
-    fn workloads_are_read_from_kubectl_shaped_json() {
-        let cronjob = r#"{"apiVersion":"batch/v1","kind":"CronJob","metadata":{"name":"report","namespace":"ops","labels":null},
-          "spec":{"schedule":"0 * * * *","jobTemplate":{"metadata":{},"spec":{"template":{"metadata":{},
-          "spec":{"containers":[{"name":"r","image":"busybox:1.36","resources":{}}],"initContainers":[{"name":"i","image":"alpine"}],
-          "imagePullSecrets":null,"serviceAccountName":"reporter","restartPolicy":"OnFailure"}}}}},"status":{}}"#;
-        let object: WorkloadObject = serde_json::from_str(cronjob).unwrap();
-        let w = Workload::from_object(WorkloadKind::CronJob, object, true);
-        assert_eq!(
-            w.containers,
-            vec![
-                ("r".to_string(), "busybox:1.36".to_string()),
-                ("i".to_string(), "alpine".to_string())
-            ]
-        );
-        assert_eq!(w.service_account, "reporter");
-        assert!(w.pull_secrets.is_empty());
-        let deployment = r#"{"metadata":{"name":"web","namespace":"a"},"spec":{"template":{"spec":{
-          "containers":[{"name":"web","image":"nginx"}],"initContainers":[{"name":"i","image":"alpine"}],
-          "imagePullSecrets":[{"name":"regcred"},{}],"serviceAccount":"old"}}}}"#;
-        let object: WorkloadObject = serde_json::from_str(deployment).unwrap();
-        let w = Workload::from_object(WorkloadKind::Deployment, object, false);
-        assert_eq!(w.containers.len(), 1);
-        assert_eq!(w.pull_secrets, vec!["regcred".to_string()]);
-        assert_eq!(w.service_account, "old");
-        let bare = r#"{"metadata":{"name":"x"},"spec":null}"#;
-        let object: WorkloadObject = serde_json::from_str(bare).unwrap();
-        let w = Workload::from_object(WorkloadKind::DaemonSet, object, true);
-        assert!(w.containers.is_empty());
-        assert_eq!(w.service_account, "default");
-    }
-
-    #[test]
-    fn pull_secrets_of_both_types_are_read() {
-        let auth = b64(b"u:p");
-        let json = format!(r#"{{"auths":{{"registry.local":{{"auth":"{auth}"}}}}}}"#);
-        let secret = SecretObject {
-            secret_type: "kubernetes.io/dockerconfigjson".into(),
-            data: [(".dockerconfigjson".to_string(), b64(json.as_bytes()))].into(),
-        };
-        let (k, _) = parse_pull_secret(&secret).unwrap();
-        let image = ImageRef::parse("registry.local/app").unwrap();
-        assert!(k.lookup(&image).is_some());
-        let cfg = format!(r#"{{"registry.local":{{"auth":"{auth}","email":"e"}}}}"#);
-        let secret = SecretObject {
-            secret_type: "kubernetes.io/dockercfg".into(),
-            data: [(".dockercfg".to_string(), b64(cfg.as_bytes()))].into(),
-        };
-        assert!(
-            parse_pull_secret(&secret)
-                .unwrap()
-                .0
-                .lookup(&image)
-                .is_some()
-        );
-        let opaque = SecretObject {
-            secret_type: "Opaque".into(),
-            data: BTreeMap::new(),
-        };
-        assert!(parse_pull_secret(&opaque).unwrap_err().contains("Opaque"));
-    }
 
     #[test]
     fn rbac_rules_read_like_a_cluster_role() {

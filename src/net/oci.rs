@@ -11,14 +11,20 @@
 //! fetched with GET when a registry refuses HEAD itself (405).
 //!
 //! What could not be determined (401, 403, 429, 5xx, timeouts) is a [`Status`] of its
-//! own, never "absent". A 429 stops every request to that registry until the time it
-//! names. Each registry gets at most `max_concurrency_per_registry` requests at once.
+//! own, never "absent". A 5xx or a failed connection is retried `retries` times with
+//! exponential backoff and jitter while the run has time; 401, 403, 404 and 429 never
+//! are. A 429 stops every request to that registry until the time it names. Each
+//! registry gets at most `max_concurrency_per_registry` requests at once.
+//!
+//! An image may be asked at several hosts, registry mirrors first (`oci/mirrors.rs`):
+//! the first that has it answers; otherwise the first failure other than 404 does, else
+//! the 404, as containerd decides.
 //!
 //! Credentials come from docker config files and pull secrets ([`Keyring`]), matched to
-//! images the way the kubelet matches them. The four YAML keys both image kinds accept
-//! are declared here once ([`RegistryKeys`]), since they configure this client.
+//! images the way the kubelet matches them. The YAML keys both image kinds accept are
+//! declared here once ([`RegistryKeys`]), since they configure this client.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,10 +37,14 @@ use serde::de::{Deserializer, MapAccess};
 use ureq::http::{Method, Request, Response};
 
 use crate::keys::SharedKeys;
-use crate::net::http::{self as client, ConnectionKeys};
+use crate::net::http::{self as client, ConnectionKeys, Stage};
 use crate::net::image_ref::ImageRef;
 use crate::net::secret::Reread;
 use crate::sync::{into_inner, lock, wait_timeout};
+
+mod mirrors;
+
+pub use mirrors::{Mirrors, MirrorsSpec, Source};
 
 /// Every manifest and index media type a registry may serve for a tag or digest.
 pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
@@ -53,6 +63,8 @@ const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 /// Largest docker config file read.
 const DOCKER_CONFIG_LIMIT: u64 = 1 << 20;
+/// The first wait before a retry; each further retry waits twice as long (with jitter).
+const RETRY_BASE: Duration = Duration::from_millis(500);
 
 // ---------------------------------------------------------------------------------
 // Statuses
@@ -122,6 +134,8 @@ pub struct Outcome {
     pub status: Status,
     /// Why, in a few words (no credentials).
     pub detail: String,
+    /// The host whose answer this is (a [`Source`] name); empty when no host was asked.
+    pub source: String,
 }
 
 impl Outcome {
@@ -130,6 +144,7 @@ impl Outcome {
         Outcome {
             status,
             detail: detail.into(),
+            source: String::new(),
         }
     }
 }
@@ -432,6 +447,10 @@ pub struct RegistryKeys {
     pub plain_http_registries: Vec<Spanned<String>>,
     /// `max_concurrency_per_registry`
     pub max_concurrency_per_registry: Option<Spanned<usize>>,
+    /// `retries`: times a 5xx or failed connection is tried again.
+    pub retries: Option<Spanned<u32>>,
+    /// `mirrors`: registry -> mirror hosts asked first.
+    pub mirrors: Option<Spanned<MirrorsSpec>>,
 }
 
 impl SharedKeys for RegistryKeys {
@@ -442,6 +461,8 @@ impl SharedKeys for RegistryKeys {
             "max_concurrency_per_registry" => {
                 self.max_concurrency_per_registry = map.next_value()?;
             }
+            "retries" => self.retries = map.next_value()?,
+            "mirrors" => self.mirrors = map.next_value()?,
             _ => return self.connection.take(key, map),
         }
         Ok(true)
@@ -451,10 +472,12 @@ impl SharedKeys for RegistryKeys {
 impl RegistryKeys {
     /// The key names [`SharedKeys::take`] takes, in the order an unknown-key message
     /// lists them after the kind's own.
-    const NAMES: [&'static str; 3] = [
+    const NAMES: [&'static str; 5] = [
         "docker_config_file",
         "plain_http_registries",
         "max_concurrency_per_registry",
+        "retries",
+        "mirrors",
     ];
 
     /// Reads a kind's own keys `T` (a `deny_unknown_fields` struct) and these keys from
@@ -504,6 +527,10 @@ pub struct RegistryClient {
     basic_hosts: Mutex<HashSet<String>>,
     /// Hosts that answered 429, with the time before which they get no request.
     blocked: Mutex<HashMap<String, Instant>>,
+    /// Times a 5xx or a failed connection is tried again.
+    retries: u32,
+    /// Retries so far per host asked (every host asked has an entry, 0 at first).
+    retried: Mutex<BTreeMap<String, u64>>,
 }
 
 impl fmt::Debug for RegistryClient {
@@ -515,13 +542,13 @@ impl fmt::Debug for RegistryClient {
     }
 }
 
-/// One image to check, with the credential to use for it.
+/// One image to check, with the hosts to ask and the credential for each.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Job {
-    /// The image.
+    /// The image, as its reference names it.
     pub image: ImageRef,
-    /// Credentials for its registry, if any.
-    pub credential: Option<Credential>,
+    /// Where to ask, in order: its registry's mirrors, then (usually) the registry.
+    pub sources: Vec<Source>,
 }
 
 /// A parsed `WWW-Authenticate` challenge.
@@ -555,8 +582,14 @@ impl Queue {
     fn new(jobs: &[Job], per_registry: usize) -> Queue {
         let mut waiting: HashMap<String, VecDeque<usize>> = HashMap::new();
         for (i, job) in jobs.iter().enumerate() {
+            // Concurrency is counted at the first host asked: for a mirrored image that
+            // is the mirror, which gets every request; the others only see leftovers.
+            let host = job
+                .sources
+                .first()
+                .map_or_else(|| job.image.registry_host(), |s| s.host.as_str());
             waiting
-                .entry(job.image.registry_host().to_ascii_lowercase())
+                .entry(host.to_ascii_lowercase())
                 .or_default()
                 .push_back(i);
         }
@@ -619,9 +652,10 @@ fn next_job(
     }
 }
 
-/// One image's requests: where they go and what has been tried so far.
+/// One image's requests to one host: where they go and what has been tried so far.
 struct Attempt<'a> {
     image: &'a ImageRef,
+    source: &'a Source,
     credential: Option<&'a Credential>,
     host: String,
     /// `host` in lower case: the key of the per-host maps.
@@ -644,12 +678,14 @@ enum Next {
 impl RegistryClient {
     /// A client that sends with `agent`, speaks plain HTTP to the (lower-case) hosts in
     /// `plain_http`, and sends at most `per_registry` requests to one registry at once,
-    /// each bounded by `request_timeout`.
+    /// each bounded by `request_timeout`; a 5xx or a failed connection is tried again
+    /// `retries` times.
     pub fn new(
         agent: ureq::Agent,
         plain_http: HashSet<String>,
         per_registry: usize,
         request_timeout: Duration,
+        retries: u32,
     ) -> RegistryClient {
         RegistryClient {
             agent,
@@ -659,7 +695,17 @@ impl RegistryClient {
             tokens: Mutex::new(HashMap::new()),
             basic_hosts: Mutex::new(HashSet::new()),
             blocked: Mutex::new(HashMap::new()),
+            retries,
+            retried: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Retries so far per host asked, in host order (a host asked without a retry has 0).
+    pub fn retries_by_host(&self) -> Vec<(String, u64)> {
+        lock(&self.retried)
+            .iter()
+            .map(|(h, n)| (h.clone(), *n))
+            .collect()
     }
 
     fn is_plain(&self, host: &str) -> bool {
@@ -680,8 +726,7 @@ impl RegistryClient {
         let slots: Vec<Mutex<Option<Outcome>>> = jobs.iter().map(|_| Mutex::new(None)).collect();
         let work = || {
             while let Some((index, host)) = next_job(&queue, &wake, deadline, cancel) {
-                let job = &jobs[index];
-                let outcome = self.check(&job.image, job.credential.as_ref(), deadline);
+                let outcome = self.check(&jobs[index], deadline);
                 *lock(&slots[index]) = Some(outcome);
                 lock(&queue).finish(&host);
                 wake.notify_all();
@@ -706,26 +751,48 @@ impl RegistryClient {
         slots.into_iter().map(into_inner).collect()
     }
 
-    /// Checks one image.
-    pub fn check(
-        &self,
-        image: &ImageRef,
-        credential: Option<&Credential>,
-        deadline: Instant,
-    ) -> Outcome {
-        let host = image.registry_host().to_string();
+    /// Checks one image at its hosts in order, as containerd resolves it: the first host
+    /// that has the image answers; when none has, the first failure other than a 404
+    /// does (a mirror that is down says more than an upstream's 404), else the last 404.
+    pub fn check(&self, job: &Job, deadline: Instant) -> Outcome {
+        let mut first_failure: Option<Outcome> = None;
+        let mut absent: Option<Outcome> = None;
+        let mut tried: Vec<String> = Vec::new();
+        for source in &job.sources {
+            let mut outcome = self.check_at(&job.image, source, deadline);
+            outcome.source = source.name.clone();
+            match outcome.status {
+                Status::Available => return with_tried(outcome, &tried),
+                Status::Absent => absent = Some(outcome.clone()),
+                _ if first_failure.is_none() => first_failure = Some(outcome.clone()),
+                _ => {}
+            }
+            tried.push(format!("{}: {}", source.name, outcome.status.as_str()));
+        }
+        let chosen = first_failure.or(absent).unwrap_or_else(|| {
+            Outcome::new(Status::Error, format!("{}: no host to ask", job.image))
+        });
+        // The chosen answer is among those tried; name the others.
+        let others: Vec<String> = tried
+            .into_iter()
+            .filter(|t| !t.starts_with(&format!("{}: ", chosen.source)))
+            .collect();
+        with_tried(chosen, &others)
+    }
+
+    /// Checks one image at one host.
+    fn check_at(&self, image: &ImageRef, source: &Source, deadline: Instant) -> Outcome {
+        let host = source.host.clone();
+        lock(&self.retried)
+            .entry(host.to_ascii_lowercase())
+            .or_insert(0);
         if let Some(blocked) = self.still_blocked(&host) {
             return blocked;
         }
-        let mut attempt = self.attempt(image, credential, host);
+        let mut attempt = self.attempt(image, source, host);
         // At most: a challenge answered, a token refreshed, a GET fallback.
         for _ in 0..4 {
-            let answer = match self.send(
-                &attempt.method,
-                &attempt.url,
-                attempt.authorization.as_deref(),
-                deadline,
-            ) {
+            let answer = match self.send_retrying(&attempt, deadline) {
                 Ok(a) => a,
                 Err(outcome) => return outcome,
             };
@@ -737,6 +804,45 @@ impl RegistryClient {
             Status::Unauthorized,
             format!("{}: the registry kept asking for credentials", attempt.url),
         )
+    }
+
+    /// Sends the attempt's request, again after a 5xx or a failed connection while
+    /// retries and time are left.
+    fn send_retrying(&self, a: &Attempt, deadline: Instant) -> Result<Answer, Outcome> {
+        self.retrying(&a.host_key, deadline, || {
+            match self.send(&a.method, &a.url, a.authorization.as_deref(), deadline) {
+                Ok(answer) => {
+                    let transient = transient_status(answer.status);
+                    (Ok(answer), transient)
+                }
+                Err((outcome, transient)) => (Err(outcome), transient),
+            }
+        })
+    }
+
+    /// Runs `attempt` until it gives a result that is not transient, at most
+    /// `1 + retries` times, waiting `RETRY_BASE` × 2ⁿ (with jitter) between tries; stops
+    /// early when the wait would reach `deadline`. Each retry is counted for `host_key`.
+    fn retrying<T>(
+        &self,
+        host_key: &str,
+        deadline: Instant,
+        mut attempt: impl FnMut() -> (Result<T, Outcome>, bool),
+    ) -> Result<T, Outcome> {
+        let mut tries = 0;
+        loop {
+            let (result, transient) = attempt();
+            if !transient || tries >= self.retries {
+                return result;
+            }
+            let wait = backoff(tries);
+            if Instant::now() + wait >= deadline {
+                return result;
+            }
+            *lock(&self.retried).entry(host_key.to_string()).or_insert(0) += 1;
+            std::thread::sleep(wait);
+            tries += 1;
+        }
     }
 
     /// The rate-limited outcome while a 429 from `host` still holds.
@@ -756,28 +862,29 @@ impl RegistryClient {
         })
     }
 
-    /// The first request for an image: HEAD, with a cached token or (for a host known
-    /// to want Basic) the credential.
-    fn attempt<'a>(
-        &self,
-        image: &'a ImageRef,
-        credential: Option<&'a Credential>,
-        host: String,
-    ) -> Attempt<'a> {
+    /// The first request for an image at one host: HEAD, with a cached token or (for a
+    /// host known to want Basic) the credential. A mirror is told which registry it
+    /// stands in for with `?ns=`, as containerd tells it.
+    fn attempt<'a>(&self, image: &'a ImageRef, source: &'a Source, host: String) -> Attempt<'a> {
+        let credential = source.credential.as_ref();
         let host_key = host.to_ascii_lowercase();
-        let scheme = if self.is_plain(&host) || self.is_plain(&image.domain) {
-            "http"
-        } else {
-            "https"
+        let plain = match &source.mirror_of {
+            None => self.is_plain(&host) || self.is_plain(&image.domain),
+            Some(_) => self.is_plain(&host),
         };
-        let url = format!(
+        let scheme = if plain { "http" } else { "https" };
+        let mut url = format!(
             "{scheme}://{host}/v2/{}/manifests/{}",
-            image.path,
+            source.path,
             image.reference()
         );
+        if let Some(registry) = &source.mirror_of {
+            url.push_str("?ns=");
+            url.push_str(&client::percent_encode(registry));
+        }
         let token_key = TokenKey {
             host: host_key.clone(),
-            scope: format!("repository:{}:pull", image.path),
+            scope: format!("repository:{}:pull", source.path),
             credential: credential.cloned(),
         };
         let now = Instant::now();
@@ -796,6 +903,7 @@ impl RegistryClient {
         };
         Attempt {
             image,
+            source,
             credential,
             host,
             host_key,
@@ -871,7 +979,7 @@ impl RegistryClient {
                     Status::Unauthorized,
                     format!(
                         "{what}: the registry wants Basic credentials and none are configured for {}",
-                        a.image.domain
+                        a.source.name
                     ),
                 ));
             };
@@ -903,17 +1011,21 @@ impl RegistryClient {
         (!left.is_zero()).then(|| left.min(self.request_timeout))
     }
 
+    /// Sends one request; a failure says whether trying again could help.
     fn send(
         &self,
         method: &Method,
         url: &str,
         authorization: Option<&str>,
         deadline: Instant,
-    ) -> Result<Answer, Outcome> {
+    ) -> Result<Answer, (Outcome, bool)> {
         let Some(budget) = self.budget(deadline) else {
-            return Err(Outcome::new(
-                Status::Unreachable,
-                format!("{url}: no time left in the run"),
+            return Err((
+                Outcome::new(
+                    Status::Unreachable,
+                    format!("{url}: no time left in the run"),
+                ),
+                false,
             ));
         };
         let mut builder = Request::builder()
@@ -923,9 +1035,12 @@ impl RegistryClient {
         if let Some(a) = authorization {
             builder = builder.header("authorization", a);
         }
-        let request = builder
-            .body(())
-            .map_err(|e| Outcome::new(Status::InvalidReference, format!("{url}: {e}")))?;
+        let request = builder.body(()).map_err(|e| {
+            (
+                Outcome::new(Status::InvalidReference, format!("{url}: {e}")),
+                false,
+            )
+        })?;
         let exchange = client::send(&self.agent, request, budget);
         let mut response = exchange
             .response
@@ -986,7 +1101,8 @@ impl RegistryClient {
         Ok(url)
     }
 
-    /// Fetches a token for the attempt's scope from a Bearer challenge's realm.
+    /// Fetches a token for the attempt's scope from a Bearer challenge's realm, again
+    /// after a 5xx or a failed connection (counted for the registry's host).
     fn fetch_token(
         &self,
         a: &Attempt,
@@ -995,23 +1111,42 @@ impl RegistryClient {
         deadline: Instant,
     ) -> Result<CachedToken, Outcome> {
         let url = self.token_url(&a.host, realm, service, &a.token_key.scope)?;
+        self.retrying(&a.host_key, deadline, || {
+            self.token_once(a, realm, &url, deadline)
+        })
+    }
+
+    /// One token request; the flag says whether trying again could help.
+    fn token_once(
+        &self,
+        a: &Attempt,
+        realm: &str,
+        url: &str,
+        deadline: Instant,
+    ) -> (Result<CachedToken, Outcome>, bool) {
         let Some(budget) = self.budget(deadline) else {
-            return Err(Outcome::new(
-                Status::Unreachable,
-                format!("{realm}: no time left in the run"),
-            ));
+            let why = format!("{realm}: no time left in the run");
+            return (Err(Outcome::new(Status::Unreachable, why)), false);
         };
-        let mut builder = Request::builder().method(Method::GET).uri(&url);
+        let mut builder = Request::builder().method(Method::GET).uri(url);
         if let Some(c) = a.credential {
             builder = builder.header("authorization", c.basic());
         }
-        let request = builder
-            .body(())
-            .map_err(|e| Outcome::new(Status::Error, format!("{realm}: bad token request: {e}")))?;
+        let request = match builder.body(()) {
+            Ok(r) => r,
+            Err(e) => {
+                let why = format!("{realm}: bad token request: {e}");
+                return (Err(Outcome::new(Status::Error, why)), false);
+            }
+        };
         let exchange = client::send(&self.agent, request, budget);
-        let mut response = exchange
-            .response
-            .map_err(|e| transport_outcome(realm, &e, &exchange.trace))?;
+        let mut response = match exchange.response {
+            Ok(r) => r,
+            Err(e) => {
+                let (outcome, transient) = transport_outcome(realm, &e, &exchange.trace);
+                return (Err(outcome), transient);
+            }
+        };
         let status = response.status().as_u16();
         let what = format!("token service {realm}: HTTP {status}");
         let retry_after = answer_of(&response).retry_after;
@@ -1021,15 +1156,19 @@ impl RegistryClient {
             .limit(TOKEN_BODY_LIMIT)
             .read_to_vec();
         if status != 200 {
-            return Err(self.token_refused(a, status, what, retry_after));
+            let refused = self.token_refused(a, status, what, retry_after);
+            return (Err(refused), transient_status(status));
         }
-        let body = body.map_err(|e| {
-            Outcome::new(
+        let parsed = match body {
+            Ok(body) => {
+                parse_token(&body).map_err(|e| Outcome::new(Status::Error, format!("{what}: {e}")))
+            }
+            Err(e) => Err(Outcome::new(
                 Status::Unreachable,
                 format!("{what}: reading the body: {e}"),
-            )
-        })?;
-        parse_token(&body).map_err(|e| Outcome::new(Status::Error, format!("{what}: {e}")))
+            )),
+        };
+        (parsed, false)
     }
 
     /// The outcome of a token service that answered other than 200.
@@ -1124,32 +1263,70 @@ fn answer_of<B>(response: &Response<B>) -> Answer {
     }
 }
 
-/// Why a request got no answer. Unlike [`client::describe`], a registry outcome is a
-/// status, so what counts as "unreachable" is decided here.
-fn transport_outcome(url: &str, e: &ureq::Error, trace: &client::Trace) -> Outcome {
+/// Why a request got no answer, and whether trying again could help (a refused or
+/// broken connection, a timeout; not a name that does not resolve, nor a certificate
+/// that does not verify). Unlike [`client::describe`], a registry outcome is a status,
+/// so what counts as "unreachable" is decided here.
+fn transport_outcome(url: &str, e: &ureq::Error, trace: &client::Trace) -> (Outcome, bool) {
     use std::io::ErrorKind;
-    // A connection step that failed (DNS, connect, proxy, TLS, a timeout) said why.
+    // A connection step that failed (DNS, connect, proxy, TLS, a timeout) said why;
+    // what failed says whether trying again could help.
     if let Some(failure) = &trace.failure {
-        return Outcome::new(Status::Unreachable, format!("{url}: {}", failure.cause));
+        let transient = matches!(failure.stage, Stage::Connect | Stage::Timeout);
+        return (
+            Outcome::new(Status::Unreachable, format!("{url}: {}", failure.cause)),
+            transient,
+        );
     }
-    let why = match e {
-        ureq::Error::Timeout(_) => "timed out",
+    let (why, transient) = match e {
+        ureq::Error::Timeout(_) => ("timed out", true),
         ureq::Error::Io(io) if matches!(io.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
-            "timed out"
+            ("timed out", true)
         }
-        ureq::Error::HostNotFound => "the host name does not resolve",
-        _ if trace.dns_failed => "the host name does not resolve",
-        _ if trace.tls_failed => "TLS handshake or certificate verification failed",
+        ureq::Error::HostNotFound => ("the host name does not resolve", false),
+        _ if trace.dns_failed => ("the host name does not resolve", false),
+        _ if trace.tls_failed => ("TLS handshake or certificate verification failed", false),
         ureq::Error::Tls(_) | ureq::Error::Rustls(_) => {
-            "TLS handshake or certificate verification failed"
+            ("TLS handshake or certificate verification failed", false)
         }
-        ureq::Error::Io(_) | ureq::Error::ConnectionFailed if !trace.connected => "cannot connect",
-        ureq::Error::Io(_) | ureq::Error::ConnectionFailed => "the connection failed",
+        ureq::Error::Io(_) | ureq::Error::ConnectionFailed if !trace.connected => {
+            ("cannot connect", true)
+        }
+        ureq::Error::Io(_) | ureq::Error::ConnectionFailed => ("the connection failed", true),
         _ => {
-            return Outcome::new(Status::Error, format!("{url}: {e}"));
+            return (Outcome::new(Status::Error, format!("{url}: {e}")), false);
         }
     };
-    Outcome::new(Status::Unreachable, format!("{url}: {why}"))
+    (
+        Outcome::new(Status::Unreachable, format!("{url}: {why}")),
+        transient,
+    )
+}
+
+/// Whether an HTTP status is worth a retry: a server error, except those that say the
+/// request itself will never work (501 Not Implemented, 505 HTTP Version Not Supported).
+fn transient_status(status: u16) -> bool {
+    (500..=599).contains(&status) && status != 501 && status != 505
+}
+
+/// The wait before retry `n` (0-based): `RETRY_BASE` × 2ⁿ, of which a random half is
+/// taken off ("equal jitter"), so images that failed together do not retry together.
+fn backoff(n: u32) -> Duration {
+    use std::hash::BuildHasher;
+    let full = RETRY_BASE.saturating_mul(1 << n.min(10));
+    // A fresh RandomState is seeded differently each time: a source of jitter without
+    // a random-number crate.
+    let random = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
+    let fraction = (random >> 11) as f64 / (1u64 << 53) as f64;
+    full / 2 + full.mul_f64(fraction / 2.0)
+}
+
+/// An outcome whose detail also names the other hosts asked, when there were some.
+fn with_tried(mut outcome: Outcome, others: &[String]) -> Outcome {
+    if !others.is_empty() {
+        outcome.detail = format!("{} (also asked: {})", outcome.detail, others.join(", "));
+    }
+    outcome
 }
 
 /// Parses one `WWW-Authenticate` value into its challenges.
@@ -1435,7 +1612,7 @@ mod tests {
         let e = read("name: n\nnmae: m\n").unwrap_err();
         assert!(
             e.contains(
-                "unknown field `nmae`, expected one of name, other, docker_config_file, plain_http_registries, max_concurrency_per_registry, tls, proxy_url,"
+                "unknown field `nmae`, expected one of name, other, docker_config_file, plain_http_registries, max_concurrency_per_registry, retries, mirrors, tls, proxy_url,"
             ),
             "{e}"
         );

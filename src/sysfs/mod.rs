@@ -5,7 +5,9 @@
 //!
 //! A chip is named from its device path, else its `name` file, else `hwmonX`, with the
 //! collision suffixes of node_exporter #3646. Its sensors are the files of the chip
-//! directory and of its `device/` directory whose names node_exporter recognises.
+//! directory and of its `device/` directory whose names node_exporter recognises. A
+//! [`Filter`] leaves chips and sensors out by name before any of their files is opened
+//! (the `name` file is read only when the label comes from it).
 //!
 //! A value costs one read(2) of at most 128 bytes into a stack buffer, as in
 //! node_exporter, and only regular files are opened (non-blocking), so a broken driver
@@ -83,23 +85,53 @@ struct Found {
     entry: OsString,
     dir: PathBuf,
     base: String,
+    /// The cleaned `name` file, once read (`None` also when it is missing or empty).
     chip_name: Option<String>,
+    /// Whether `name` was read: it is opened only when the label or the exported
+    /// series need it.
+    name_read: bool,
 }
 
-/// Reads the hwmon chips under `sysfs` (normally `/sys`), stopping early when `stop`
-/// says so; a tree without `class/hwmon` has no chips and no problem.
-pub fn scan(sysfs: &Path, stop: &dyn Fn() -> bool) -> Scan {
+impl Found {
+    /// Reads the `name` file, once.
+    fn read_name(&mut self) {
+        if !self.name_read {
+            self.chip_name = read_name(&self.dir);
+            self.name_read = true;
+        }
+    }
+}
+
+/// Which chips and sensors a scan reads. Chips and sensors left out are decided on
+/// names alone, before any of their files is opened: some drivers wake a device for
+/// every read (amdgpu resumes a suspended GPU), which is why they are left out.
+pub struct Filter<'a> {
+    /// Whether the chip with this `chip` label is read.
+    pub chip: &'a dyn Fn(&str) -> bool,
+    /// Whether sensor `sensor` (`temp1`) of the chip labelled `chip` is read.
+    pub sensor: &'a dyn Fn(&str, &str) -> bool,
+}
+
+/// Reads the hwmon chips under `sysfs` (normally `/sys`) that `filter` lets through,
+/// stopping early when `stop` says so; a tree without `class/hwmon` has no chips and no
+/// problem.
+pub fn scan(sysfs: &Path, filter: &Filter, stop: &dyn Fn() -> bool) -> Scan {
     let mut out = Scan::default();
-    let found = find_chips(&sysfs.join("class").join("hwmon"), &mut out.problems);
-    let labels = unique_labels(&found);
-    for (chip, label) in found.into_iter().zip(labels) {
+    let mut found = find_chips(&sysfs.join("class").join("hwmon"), &mut out.problems);
+    let labels = unique_labels(&mut found);
+    for (mut chip, label) in found.into_iter().zip(labels) {
+        if !(filter.chip)(&label) {
+            continue;
+        }
         if stop() {
             out.problems
                 .push("the run was stopped before every chip was read".to_string());
             break;
         }
+        chip.read_name();
         let mut sensors = BTreeMap::new();
-        if let Err(e) = read_sensors(&chip.dir, &mut sensors) {
+        let wanted = |sensor: &str| (filter.sensor)(&label, sensor);
+        if let Err(e) = read_sensors(&chip.dir, &wanted, &mut sensors) {
             out.problems
                 .push(format!("cannot list {}: {e}", chip.dir.display()));
             continue;
@@ -107,7 +139,7 @@ pub fn scan(sysfs: &Path, stop: &dyn Fn() -> bool) -> Scan {
         // Older drivers keep their files on the device itself.
         let device = chip.dir.join("device");
         if fs::metadata(&device).is_ok_and(|m| m.is_dir())
-            && let Err(e) = read_sensors(&device, &mut sensors)
+            && let Err(e) = read_sensors(&device, &wanted, &mut sensors)
         {
             out.problems
                 .push(format!("cannot list {}: {e}", device.display()));
@@ -121,7 +153,8 @@ pub fn scan(sysfs: &Path, stop: &dyn Fn() -> bool) -> Scan {
     out
 }
 
-/// The chip directories of `class`, in name order, with their base labels.
+/// The chip directories of `class`, in name order, with their base labels. A chip's
+/// `name` file is read here only when its label comes from it (no device link).
 fn find_chips(class: &Path, problems: &mut Vec<String>) -> Vec<Found> {
     let listing = match fs::read_dir(class) {
         Ok(l) => l,
@@ -147,15 +180,23 @@ fn find_chips(class: &Path, problems: &mut Vec<String>) -> Vec<Found> {
         if !fs::metadata(&dir).is_ok_and(|m| m.is_dir()) {
             continue;
         }
-        let chip_name = read_name(&dir);
-        match base_label(&dir, chip_name.as_deref()) {
-            Some(base) => found.push(Found {
-                entry,
-                dir,
-                base,
-                chip_name,
-            }),
-            None => problems.push(format!("cannot derive a chip name for {}", dir.display())),
+        let mut chip = Found {
+            entry,
+            dir,
+            base: String::new(),
+            chip_name: None,
+            name_read: false,
+        };
+        let base = device_label(&chip.dir).or_else(|| {
+            chip.read_name();
+            name_label(&chip.dir, chip.chip_name.as_deref())
+        });
+        match base {
+            Some(base) => found.push(Found { base, ..chip }),
+            None => problems.push(format!(
+                "cannot derive a chip name for {}",
+                chip.dir.display()
+            )),
         }
     }
     found
@@ -168,28 +209,32 @@ fn read_name(dir: &Path) -> Option<String> {
     Some(clean_name(raw)).filter(|n| !n.is_empty())
 }
 
-/// The chip label before collisions are resolved: `<parent>_<device>` of the resolved
-/// `device` link (stable across boots, unlike hwmonX), else the name file, else the
-/// resolved directory's own name.
-fn base_label(dir: &Path, chip_name: Option<&str>) -> Option<String> {
-    if let Ok(device) = fs::canonicalize(dir.join("device")) {
-        let dev_name = device
-            .file_name()
-            .map(|n| clean_name(n.as_bytes()))
-            .unwrap_or_default();
-        let dev_type = device
-            .parent()
-            .and_then(Path::file_name)
-            .map(|n| clean_name(n.as_bytes()))
-            .unwrap_or_default();
-        if !dev_name.is_empty() {
-            return Some(if dev_type.is_empty() {
-                dev_name
-            } else {
-                format!("{dev_type}_{dev_name}")
-            });
-        }
+/// The chip label from the resolved `device` link, `<parent>_<device>` (stable across
+/// boots, unlike hwmonX), when the chip has one; reading a link opens no file.
+fn device_label(dir: &Path) -> Option<String> {
+    let device = fs::canonicalize(dir.join("device")).ok()?;
+    let dev_name = device
+        .file_name()
+        .map(|n| clean_name(n.as_bytes()))
+        .unwrap_or_default();
+    let dev_type = device
+        .parent()
+        .and_then(Path::file_name)
+        .map(|n| clean_name(n.as_bytes()))
+        .unwrap_or_default();
+    if dev_name.is_empty() {
+        return None;
     }
+    Some(if dev_type.is_empty() {
+        dev_name
+    } else {
+        format!("{dev_type}_{dev_name}")
+    })
+}
+
+/// The chip label without a device link: the name file, else the resolved directory's
+/// own name.
+fn name_label(dir: &Path, chip_name: Option<&str>) -> Option<String> {
     if let Some(name) = chip_name {
         return Some(name.to_string());
     }
@@ -199,14 +244,18 @@ fn base_label(dir: &Path, chip_name: Option<&str>) -> Option<String> {
 
 /// Final chip labels, in the order of `found`: a base label shared by several chips
 /// (two hwmon devices registered by one parent device) gets `_<name>` when the name
-/// file tells them apart, else `_<hwmonX>` (node_exporter #3646).
-fn unique_labels(found: &[Found]) -> Vec<String> {
-    let mut bases: HashMap<&str, usize> = HashMap::new();
-    for f in found {
-        *bases.entry(&f.base).or_default() += 1;
+/// file tells them apart, else `_<hwmonX>` (node_exporter #3646). Only the name files
+/// of such chips are read here.
+fn unique_labels(found: &mut [Found]) -> Vec<String> {
+    let mut bases: HashMap<String, usize> = HashMap::new();
+    for f in found.iter() {
+        *bases.entry(f.base.clone()).or_default() += 1;
+    }
+    for f in found.iter_mut().filter(|f| bases[&f.base] > 1) {
+        f.read_name();
     }
     let mut names: HashMap<(&str, &str), usize> = HashMap::new();
-    for f in found {
+    for f in found.iter() {
         if let Some(name) = &f.chip_name {
             *names.entry((&f.base, name)).or_default() += 1;
         }
@@ -214,7 +263,7 @@ fn unique_labels(found: &[Found]) -> Vec<String> {
     found
         .iter()
         .map(|f| {
-            if bases[f.base.as_str()] == 1 {
+            if bases[&f.base] == 1 {
                 return f.base.clone();
             }
             match &f.chip_name {
@@ -227,10 +276,15 @@ fn unique_labels(found: &[Found]) -> Vec<String> {
         .collect()
 }
 
-/// Adds the sensor files of `dir` to `sensors`; a later file of the same sensor and
-/// property replaces an earlier one (files are taken in name order, `device/` last).
-/// Only an unlistable directory is an error; an unreadable file is skipped.
-fn read_sensors(dir: &Path, sensors: &mut BTreeMap<String, Sensor>) -> std::io::Result<()> {
+/// Adds the sensor files of `dir` whose sensor `wanted` accepts to `sensors`; a later
+/// file of the same sensor and property replaces an earlier one (files are taken in
+/// name order, `device/` last). Only an unlistable directory is an error; an
+/// unreadable file is skipped, and the file of a sensor not wanted is never opened.
+fn read_sensors(
+    dir: &Path,
+    wanted: &dyn Fn(&str) -> bool,
+    sensors: &mut BTreeMap<String, Sensor>,
+) -> std::io::Result<()> {
     let mut entries = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
@@ -242,12 +296,16 @@ fn read_sensors(dir: &Path, sensors: &mut BTreeMap<String, Sensor>) -> std::io::
         let Some(file) = split_sensor_file(name.as_bytes()) else {
             continue;
         };
+        let sensor = format!("{}{}", file.kind, file.number);
+        if !wanted(&sensor) {
+            continue;
+        }
         let Some(raw) = read_attr(&dir.join(&name), file_type, &mut buf) else {
             continue;
         };
         let value = trim_newlines(raw).to_vec();
         sensors
-            .entry(format!("{}{}", file.kind, file.number))
+            .entry(sensor)
             .or_insert_with(|| Sensor {
                 kind: file.kind,
                 props: BTreeMap::new(),
@@ -482,12 +540,13 @@ mod tests {
             dir: PathBuf::new(),
             base: base.into(),
             chip_name: name.map(str::to_string),
+            name_read: true,
         }
     }
 
     #[test]
     fn colliding_chips_get_the_name_file_or_the_hwmon_directory_as_suffix() {
-        let chips = [
+        let mut chips = [
             found("hwmon0", "pci0000:00_0000:00:18_3", Some("k10temp")),
             found("hwmon6", "platform_asus_nb_wmi", Some("asus")),
             found(
@@ -501,7 +560,7 @@ mod tests {
             found("hwmon5", "virt", Some("x")),
         ];
         assert_eq!(
-            unique_labels(&chips),
+            unique_labels(&mut chips),
             [
                 "pci0000:00_0000:00:18_3",
                 "platform_asus_nb_wmi_asus",

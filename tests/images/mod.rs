@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::common::{self, Reply, SeenRequest};
 
 pub mod kube;
+pub mod readme;
 
 /// `sha256:<hex>` of some bytes.
 pub fn sha256(data: &[u8]) -> String {

@@ -51,26 +51,49 @@ pub(super) fn parse_page(body: &[u8]) -> Result<Page, String> {
         next,
     };
     for entry in results {
-        let Some(name) = entry
-            .get("name")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-        else {
-            page.skipped += 1;
-            continue;
-        };
-        let count = |key: &str| entry.get(key).and_then(Value::as_f64).filter(|v| *v >= 0.0);
-        page.repositories.push(Repository {
-            name: name.to_string(),
-            pulls: count("pull_count"),
-            stars: count("star_count"),
-            last_updated: entry
-                .get("last_updated")
-                .and_then(Value::as_str)
-                .and_then(parse_rfc3339),
-        });
+        match repository(entry) {
+            Some(r) => page.repositories.push(r),
+            None => page.skipped += 1,
+        }
     }
     Ok(page)
+}
+
+/// One repository object (a list entry or a `repository_info`) with a usable `name`;
+/// the counts and `last_updated` may be missing, null or of another type.
+fn repository(entry: &Value) -> Option<Repository> {
+    let name = entry
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())?;
+    let count = |key: &str| entry.get(key).and_then(Value::as_f64).filter(|v| *v >= 0.0);
+    Some(Repository {
+        name: name.to_string(),
+        pulls: count("pull_count"),
+        stars: count("star_count"),
+        last_updated: entry
+            .get("last_updated")
+            .and_then(Value::as_str)
+            .and_then(parse_rfc3339),
+    })
+}
+
+/// Reads a `repository_info` (`GET /v2/namespaces/{ns}/repositories/{name}`) as leniently
+/// as a list entry; `name` must be there and be the one asked for.
+pub(super) fn parse_repository(body: &[u8], name: &str) -> Result<Repository, String> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the response is not JSON ({e})"))?;
+    let repository = repository(&value).ok_or("the response has no repository `name`")?;
+    if !repository.name.eq_ignore_ascii_case(name) {
+        return Err(format!(
+            "the response describes repository {:?}, not {name:?}",
+            shorten(&repository.name)
+        ));
+    }
+    Ok(Repository {
+        name: name.to_string(),
+        ..repository
+    })
 }
 
 /// Parses an RFC 3339 date-time (`2024-05-01T12:00:00.123456Z`, `...+02:00`) into Unix
@@ -277,6 +300,28 @@ mod tests {
             parse_page(br#"{"results": [], "next": ""}"#).unwrap().next,
             None
         );
+    }
+
+    #[test]
+    fn a_single_repository_is_read_like_a_list_entry() {
+        let body = br#"{"user":"acme","name":"app","namespace":"acme","pull_count":12,"star_count":null,
+            "last_updated":"2024-05-01T12:00:00.5Z","is_automated":false,"permissions":{"read":true}}"#;
+        assert_eq!(
+            parse_repository(body, "app").unwrap(),
+            Repository {
+                name: "app".into(),
+                pulls: Some(12.0),
+                stars: None,
+                last_updated: Some(1_714_564_800.5),
+            }
+        );
+        assert!(
+            parse_repository(br#"{"name":"other"}"#, "app")
+                .unwrap_err()
+                .contains("other")
+        );
+        assert!(parse_repository(br#"{"pull_count":1}"#, "app").is_err());
+        assert!(parse_repository(b"<html>", "app").is_err());
     }
 
     #[test]

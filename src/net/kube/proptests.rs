@@ -1,23 +1,30 @@
 //! Property tests of what the Kubernetes API sends: list pages, workload objects,
-//! Secrets and Status bodies, as arbitrary bytes and as JSON of any shape at the places
-//! sonde reads. Invariants: no panic, bounded time.
+//! Secrets, Status bodies and watch events, as arbitrary bytes and as JSON of any shape
+//! at the places sonde reads; and of what users write: label selectors and kubeconfig
+//! files. Invariants: no panic, bounded time.
 
 use std::time::Duration;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use super::{ListPage, SecretObject, Workload, WorkloadKind, parse_pull_secret, status_message};
+use super::objects::SecretObject;
+use super::secrets::parse_pull_secret;
+use super::{
+    ListPage, WorkloadKind, decode_workload, kubeconfig, status_message, validate_selector,
+};
 use crate::net::prop;
 use crate::units::within;
 
 const LIMIT: Duration = Duration::from_millis(500);
 
-const KINDS: [WorkloadKind; 4] = [
+const KINDS: [WorkloadKind; 6] = [
     WorkloadKind::Deployment,
     WorkloadKind::StatefulSet,
     WorkloadKind::DaemonSet,
     WorkloadKind::CronJob,
+    WorkloadKind::Job,
+    WorkloadKind::Pod,
 ];
 
 /// A list page shaped like the API's, with any JSON where sonde looks.
@@ -46,7 +53,7 @@ proptest! {
         let page = within(LIMIT, "ListPage", || serde_json::from_slice::<ListPage>(&body));
         if let Ok(page) = page {
             for (object, kind) in page.items.into_iter().zip(KINDS.iter().cycle()) {
-                let _ = within(LIMIT, "Workload::from_object", || Workload::from_object(*kind, object, init));
+                let _ = within(LIMIT, "decode_workload", || decode_workload(*kind, init, object));
             }
         }
     }
@@ -70,6 +77,26 @@ proptest! {
             if let Err(e) = within(LIMIT, "parse_pull_secret", || parse_pull_secret(&secret)) {
                 prop_assert!(b64.len() < 8 || !e.contains(&b64), "{}", e);
             }
+        }
+    }
+
+    /// Any label selector: accepted or refused with a reason, never a panic.
+    #[test]
+    fn any_selector_is_judged(text in ".{0,80}") {
+        let _ = within(LIMIT, "validate_selector", || validate_selector(&text));
+    }
+
+    /// Any kubeconfig file (bytes, or YAML whose context, cluster and user hold any
+    /// JSON): a connection or an error, never a panic.
+    #[test]
+    fn any_kubeconfig_is_read(body in prop::body(), cluster in prop::json(), user in prop::json()) {
+        let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let shaped = json!({"current-context": "c", "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+            "clusters": [{"name": "k", "cluster": cluster}], "users": [{"name": "u", "user": user}]});
+        for (name, text) in [("raw", body), ("shaped", shaped.to_string().into_bytes())] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let _ = within(LIMIT, "kubeconfig::load", || kubeconfig::load(&path, None));
         }
     }
 }
