@@ -24,6 +24,7 @@ pub mod dockerhub;
 pub mod http;
 pub mod hwmon;
 pub mod kubernetes;
+pub mod module;
 pub mod probe;
 pub mod registry;
 
