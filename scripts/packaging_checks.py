@@ -366,7 +366,7 @@ def by_kind(documents):
     return result
 
 
-def check_kubernetes(base_file, servicemonitor_file, podmonitor_file):
+def check_kubernetes(base_file, servicemonitor_file, podmonitor_file, probe_file):
     base = by_kind(load_all_yaml(base_file))
     for kind in ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Service"]:
         expect(len(base.get(kind, [])) == 1, f"base: expected one {kind}, got {len(base.get(kind, []))}")
@@ -444,7 +444,26 @@ def check_kubernetes(base_file, servicemonitor_file, podmonitor_file):
         expect(rules["spec"]["groups"] == source["groups"],
                "the PrometheusRule differs from packaging/prometheus/sonde.rules.yml; regenerate it with "
                "python3 scripts/prometheusrule.py > packaging/kubernetes/rules/prometheusrule.yaml")
-    print(f"kubernetes: {', '.join(sorted(base))} + ServiceMonitor / PodMonitor + PrometheusRule as required")
+    check_probe(probe_file, service, sa["namespace"], config["data"]["sonde.yml"])
+    print(f"kubernetes: {', '.join(sorted(base))} + ServiceMonitor / PodMonitor + PrometheusRule + Probe as required")
+
+
+def check_probe(probe_file, service, namespace, sonde_yml):
+    """The probe variant: sonde scraped by its ServiceMonitor, and a Probe whose prober is
+    sonde's Service and whose module is one of sonde's config."""
+    docs = by_kind(load_all_yaml(probe_file))
+    for kind in ["ServiceMonitor", "Probe", "PrometheusRule", "Deployment"]:
+        expect(len(docs.get(kind, [])) == 1, f"probe: expected one {kind}, got {len(docs.get(kind, []))}")
+    if problems:
+        return
+    spec = docs["Probe"][0]["spec"]
+    port = service["spec"]["ports"][0]["port"]
+    want = f"{service['metadata']['name']}.{namespace}.svc:{port}"
+    expect(spec["prober"] == {"url": want, "path": "/probe"}, f"Probe prober {spec['prober']}, want {want} /probe")
+    modules = yaml.safe_load(sonde_yml).get("modules") or {}
+    expect(spec.get("module") in modules, f"Probe module {spec.get('module')} is not in sonde's config {list(modules)}")
+    expect(spec["targets"]["staticConfig"]["static"], "Probe has no targets")
+    expect(docs["Probe"][0]["metadata"].get("namespace") == namespace, "the Probe is not in sonde's namespace")
 
 
 # ---------------------------------------------------------------------------------------
@@ -520,6 +539,13 @@ def check_compose(directory, stage):
     targets = [t for c in jobs.get("sonde", {}).get("static_configs", []) for t in c["targets"]]
     expect(targets == ["sonde:10060"], f"compose: job sonde scrapes {targets}")
     expect((stage / "etc/prometheus/sonde.rules.yml").is_file(), "compose: the rules are not mounted")
+    probe = jobs.get("blackbox", {})
+    relabel = probe.get("relabel_configs", [])
+    expect(probe.get("metrics_path") == "/probe" and relabel and relabel[-1].get("replacement") == "sonde:10060",
+           "compose: job blackbox does not probe through sonde's /probe")
+    module = probe.get("params", {}).get("module", [None])[0]
+    probe_targets = [t for c in probe.get("static_configs", []) for t in c["targets"]]
+    expect(len(probe_targets) == 2, f"compose: job blackbox probes {probe_targets}, want two URLs")
 
     datasources = load_yaml(stage / "etc/grafana/provisioning/datasources/prometheus.yml")["datasources"]
     expect([d["url"] for d in datasources] == ["http://prometheus:9090"], "grafana: datasource url")
@@ -556,6 +582,9 @@ def check_compose(directory, stage):
         yaml.safe_dump({"groups": [{"name": "dashboard", "rules": group}]}, f)
     sonde_config = stage / "etc/sonde/sonde.yml"
     expect(sonde_config.is_file(), "compose: sonde's config is not mounted at /etc/sonde/sonde.yml")
+    if sonde_config.is_file():
+        modules = yaml.safe_load(sonde_config.read_text()).get("modules") or {}
+        expect(module in modules, f"compose: job blackbox asks for module {module}, not in sonde's {list(modules)}")
     print(f"compose: 3 services, Prometheus job sonde with rules, Grafana datasource + {len(dashboards)} "
           f"dashboard(s) with a row per kind, {len(exprs)} expressions")
 
@@ -753,6 +782,15 @@ def check_commands(rootfs, image_json, deb_root, tar_dir, web_dir, *kustomized):
         for name, content in web_files.items():
             (deb_stage / "etc/sonde" / name).write_text(content)
             (deb_stage / "etc/sonde" / name).chmod(0o644)
+        # The blackbox_exporter config the README's migration commands name, as Debian's
+        # prometheus-blackbox-exporter installs it (scripts/test.sh installs the package).
+        blackbox = pathlib.Path("/etc/prometheus/blackbox.yml")
+        expect(blackbox.is_file(), "/etc/prometheus/blackbox.yml is missing: install prometheus-blackbox-exporter")
+        if blackbox.is_file():
+            (deb_stage / "etc/prometheus").mkdir(parents=True, exist_ok=True)
+            (deb_stage / "etc/prometheus").chmod(0o755)
+            shutil.copyfile(blackbox, deb_stage / "etc/prometheus/blackbox.yml")
+            (deb_stage / "etc/prometheus/blackbox.yml").chmod(0o644)
         for args in systemd_args_examples(pathlib.Path(deb_root) / "etc/default/sonde"):
             argv = [w for w in exec_start if w != "$ARGS"] + args
             count += run_shipped(f"systemd ExecStart, ARGS=\"{' '.join(args)}\"", deb_stage, argv)

@@ -1,13 +1,13 @@
-// Validates the Prometheus operator resources (ServiceMonitor, PodMonitor, PrometheusRule)
+// Validates the Prometheus operator resources (ServiceMonitor, PodMonitor, Probe, PrometheusRule)
 // in rendered Kubernetes YAML against the CRD schemas that @kubernetes-models/prometheus-
 // operator carries; kubernetes-validate knows only built-in kinds.
 // scripts/packaging-test.sh copies this file next to its node_modules and runs
 //   node validate-crds.mjs FILE...
 import fs from "node:fs";
 import yaml from "js-yaml";
-import { PodMonitor, PrometheusRule, ServiceMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1";
+import { PodMonitor, Probe, PrometheusRule, ServiceMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1";
 
-const models = { ServiceMonitor, PodMonitor, PrometheusRule };
+const models = { ServiceMonitor, PodMonitor, Probe, PrometheusRule };
 let failures = 0;
 let validated = 0;
 for (const file of process.argv.slice(2)) {

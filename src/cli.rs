@@ -35,6 +35,10 @@ pub struct RawArgs {
     pub log_level: Option<String>,
     /// `--shard`
     pub shard: Option<String>,
+    /// `--blackbox.config.file`
+    pub blackbox_config_file: Option<PathBuf>,
+    /// `--probe.concurrency`
+    pub probe_concurrency: Option<String>,
     /// `--config.check`
     pub config_check: bool,
     /// `--once`
@@ -58,6 +62,8 @@ pub enum Field {
     IgnoredImages,
     LogLevel,
     Shard,
+    BlackboxConfigFile,
+    ProbeConcurrency,
     ConfigCheck,
     Once,
     Help,
@@ -154,6 +160,22 @@ pub const FLAGS: &[Flag] = &[
         value: Some("I/N"),
         field: Field::Shard,
         help: "check only this replica's part of the targets: replica I of\nN (from 0), or auto/N to take I from a StatefulSet pod's\nhost name (sonde-2 is 2); hwmon is never sharded",
+    },
+    Flag {
+        long: "--blackbox.config.file",
+        short: None,
+        alias: None,
+        value: Some("PATH"),
+        field: Field::BlackboxConfigFile,
+        help: "blackbox_exporter config whose http modules /probe\nruns (beside modules: of the config)",
+    },
+    Flag {
+        long: "--probe.concurrency",
+        short: None,
+        alias: None,
+        value: Some("N"),
+        field: Field::ProbeConcurrency,
+        help: "probes of /probe run at once; more get 503\n(default 64)",
     },
     Flag {
         long: "--config.check",
@@ -299,6 +321,8 @@ fn set(raw: &mut RawArgs, field: Field, value: Option<OsString>) -> Result<(), S
     };
     match field {
         Field::ConfigFile => raw.config_file = value.map(PathBuf::from),
+        Field::BlackboxConfigFile => raw.blackbox_config_file = value.map(PathBuf::from),
+        Field::ProbeConcurrency => raw.probe_concurrency = text(value)?,
         Field::WebConfigFile => raw.web_config_file = value.map(PathBuf::from),
         Field::ListenAddress => raw.listen_address = text(value)?,
         Field::TelemetryPath => raw.telemetry_path = text(value)?,
@@ -327,7 +351,10 @@ mod tests {
     /// A value each flag accepts, and where parsing put it.
     fn sample(field: Field) -> &'static str {
         match field {
-            Field::ConfigFile | Field::WebConfigFile => "/etc/sonde/x=y.yml",
+            Field::ConfigFile | Field::WebConfigFile | Field::BlackboxConfigFile => {
+                "/etc/sonde/x=y.yml"
+            }
+            Field::ProbeConcurrency => "16",
             Field::ListenAddress => "127.0.0.1:10060",
             Field::TelemetryPath => "/m",
             Field::PushGateway => "http://127.0.0.1:9091",
@@ -344,6 +371,8 @@ mod tests {
         match field {
             Field::ConfigFile => path(&raw.config_file),
             Field::WebConfigFile => path(&raw.web_config_file),
+            Field::BlackboxConfigFile => path(&raw.blackbox_config_file),
+            Field::ProbeConcurrency => raw.probe_concurrency.clone(),
             Field::ListenAddress => raw.listen_address.clone(),
             Field::TelemetryPath => raw.telemetry_path.clone(),
             Field::PushGateway => raw.push_gateway.clone(),

@@ -6,6 +6,9 @@
 //! kinds found by the outline, unknown keys rejected, so errors point at the exact line
 //! and column. Problems name the file, the location and the check. This file names no
 //! kind: the table in `checks/mod.rs` does.
+//!
+//! `modules:` holds probe modules for `/probe` (a name, then an http check's keys
+//! without `urls`, plus `timeout`); a config may have modules and no checks.
 
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -19,6 +22,7 @@ use serde_saphyr::Location;
 
 use crate::problem::Spanned;
 
+use crate::checks::module::{self, Module, ModuleSet, ModuleSpec};
 use crate::checks::{self, BuildContext, CheckConfig, KINDS, LoadedCheck, Spec};
 use crate::files::read_capped;
 use crate::keys::{SharedKeys, Split};
@@ -26,6 +30,7 @@ use crate::problem::{Problem, yaml_problem_in};
 use crate::shard::Shard;
 use crate::store::CheckMeta;
 use crate::units::{DurationValue, format_duration};
+use crate::yaml::{self, Located, Node};
 
 /// Largest config file sonde reads.
 const MAX_CONFIG_BYTES: u64 = 4 << 20;
@@ -57,8 +62,17 @@ impl Default for FlagDefaults<'_> {
     }
 }
 
+/// What a config file holds, validated.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The checks, in config order.
+    pub checks: Vec<LoadedCheck>,
+    /// The probe modules of `modules:`.
+    pub modules: ModuleSet,
+}
+
 /// Reads and validates the config file, or the built-in default when `file` is `None`.
-pub fn load(file: Option<&Path>, flags: &FlagDefaults) -> Result<Vec<LoadedCheck>, Vec<Problem>> {
+pub fn load(file: Option<&Path>, flags: &FlagDefaults) -> Result<Loaded, Vec<Problem>> {
     let (text, name, base_dir) = match file {
         None => (DEFAULT_CONFIG.to_string(), None, PathBuf::from(".")),
         Some(path) => {
@@ -70,7 +84,7 @@ pub fn load(file: Option<&Path>, flags: &FlagDefaults) -> Result<Vec<LoadedCheck
             (text, Some(path.display().to_string()), base)
         }
     };
-    parse_with(&text, flags, &base_dir).map_err(|mut problems| {
+    parse_with(&text, flags, &base_dir, name.as_deref()).map_err(|mut problems| {
         for p in &mut problems {
             p.file.clone_from(&name);
         }
@@ -102,16 +116,18 @@ pub fn parse(
         check_interval,
         ..FlagDefaults::default()
     };
-    parse_with(text, &flags, base_dir)
+    parse_with(text, &flags, base_dir, None).map(|loaded| loaded.checks)
 }
 
 /// Parses and validates config text; `flags` are the command-line defaults that reach
-/// into checks and `base_dir` anchors relative file paths.
+/// into checks, `base_dir` anchors relative file paths and `file` names the file in
+/// where each module is defined.
 pub fn parse_with(
     text: &str,
     flags: &FlagDefaults,
     base_dir: &Path,
-) -> Result<Vec<LoadedCheck>, Vec<Problem>> {
+    file: Option<&str>,
+) -> Result<Loaded, Vec<Problem>> {
     if text
         .lines()
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
@@ -123,8 +139,18 @@ pub fn parse_with(
         }]);
     }
     let outline = read_outline(text)?;
-    let doc = read_document(text, &outline)?;
-    validate(doc, &outline, flags, base_dir)
+    let mut doc = read_document(text, &outline)?;
+    let specs = std::mem::take(&mut doc.modules);
+    let checks = validate(doc, &outline, flags, base_dir);
+    let modules = build_modules(text, specs, base_dir, file);
+    match (checks, modules) {
+        (Ok(checks), Ok(modules)) => Ok(Loaded { checks, modules }),
+        (Err(mut a), Err(b)) => {
+            a.extend(b);
+            Err(a)
+        }
+        (Err(p), _) | (_, Err(p)) => Err(p),
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -134,6 +160,8 @@ pub fn parse_with(
 struct Outline {
     #[serde(default)]
     checks: Option<Vec<Spanned<OutlineCheck>>>,
+    #[serde(default)]
+    modules: Option<de::IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,12 +183,16 @@ struct OutlineEntry {
 fn read_outline(text: &str) -> Result<Vec<OutlineEntry>, Vec<Problem>> {
     let outline: Outline =
         serde_saphyr::from_str(text).map_err(|e| vec![yaml_problem_in(text, &e, None)])?;
-    let Some(checks) = outline.checks else {
-        return Err(vec![Problem {
-            line: 1,
-            column: 1,
-            ..Problem::plain("the config has no `checks:` list")
-        }]);
+    let checks = match (outline.checks, outline.modules) {
+        (Some(checks), _) => checks,
+        (None, Some(_)) => Vec::new(),
+        (None, None) => {
+            return Err(vec![Problem {
+                line: 1,
+                column: 1,
+                ..Problem::plain("the config has no `checks:` list (nor `modules:`)")
+            }]);
+        }
     };
     let mut problems = Vec::new();
     let mut entries = Vec::new();
@@ -211,6 +243,9 @@ fn kind_list() -> String {
 struct Document {
     global: Global,
     checks: Vec<CheckDoc>,
+    modules: Vec<(Spanned<String>, Spanned<ModuleSpec>)>,
+    /// `modules:` has at least one module (then `checks:` may be empty).
+    has_modules: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -278,20 +313,60 @@ impl<'de> Visitor<'de> for Outlined<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Document, A::Error> {
-        const FIELDS: &[&str] = &["global", "checks"];
+        const FIELDS: &[&str] = &["global", "checks", "modules"];
         let mut global = None;
         let mut checks = None;
+        let mut modules = None;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "global" => global = Some(map.next_value::<Option<Global>>()?.unwrap_or_default()),
                 "checks" => checks = Some(map.next_value_seed(CheckList(self))?),
+                "modules" => modules = Some(map.next_value::<Modules>()?.0),
                 other => return Err(de::Error::unknown_field(other, FIELDS)),
             }
         }
         Ok(Document {
             global: global.unwrap_or_default(),
-            checks: checks.ok_or_else(|| de::Error::missing_field("checks"))?,
+            checks: match (checks, &modules) {
+                (Some(checks), _) => checks,
+                (None, Some(_)) => Vec::new(),
+                (None, None) => return Err(de::Error::missing_field("checks")),
+            },
+            has_modules: modules.as_ref().is_some_and(|m| !m.is_empty()),
+            modules: modules.unwrap_or_default(),
         })
+    }
+}
+
+/// `modules:`: names, each with a module's keys, in the order written.
+struct Modules(Vec<(Spanned<String>, Spanned<ModuleSpec>)>);
+
+impl<'de> Deserialize<'de> for Modules {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Modules, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Modules;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping of module names to a probe's keys")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Modules, E> {
+                Ok(Modules(Vec::new()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Modules, A::Error> {
+                let mut out: Vec<(Spanned<String>, Spanned<ModuleSpec>)> = Vec::new();
+                while let Some(name) = map.next_key::<Spanned<String>>()? {
+                    if out.iter().any(|(n, _)| n.value == name.value) {
+                        return Err(de::Error::custom(format!(
+                            "module {:?} is defined twice",
+                            name.value
+                        )));
+                    }
+                    out.push((name, map.next_value()?));
+                }
+                Ok(Modules(out))
+            }
+        }
+        deserializer.deserialize_any(V)
     }
 }
 
@@ -398,11 +473,11 @@ fn validate(
     base_dir: &Path,
 ) -> Result<Vec<LoadedCheck>, Vec<Problem>> {
     let mut problems = validate_global(&doc.global);
-    if doc.checks.is_empty() {
+    if doc.checks.is_empty() && !doc.has_modules {
         problems.push(Problem {
             line: 1,
             column: 1,
-            ..Problem::plain("`checks:` is empty; configure at least one check")
+            ..Problem::plain("`checks:` is empty; configure at least one check or module")
         });
     }
     let mut seen = HashSet::new();
@@ -455,6 +530,65 @@ fn validate(
     problems.extend(checks::legacy_conflicts(&loaded));
     if problems.is_empty() {
         Ok(loaded)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Builds the modules of `modules:`; each is shown by `debug=true` as written (read
+/// again from `text` as a tree), secrets hidden.
+fn build_modules(
+    text: &str,
+    specs: Vec<(Spanned<String>, Spanned<ModuleSpec>)>,
+    base_dir: &Path,
+    file: Option<&str>,
+) -> Result<ModuleSet, Vec<Problem>> {
+    #[derive(Deserialize)]
+    struct Tree {
+        #[serde(default)]
+        modules: Option<Located<Node>>,
+    }
+    let mut set = ModuleSet::new();
+    if specs.is_empty() {
+        return Ok(set);
+    }
+    let tree = serde_saphyr::from_str::<Tree>(text)
+        .ok()
+        .and_then(|t| t.modules)
+        .map(|m| m.value);
+    let mut problems = Vec::new();
+    for (name, spec) in specs {
+        let named_at = name.referenced;
+        let name = name.value;
+        if let Some(why) = module::invalid_name(&name) {
+            problems.push(Problem::at(spec.referenced, None, why));
+            continue;
+        }
+        let shown = match &tree {
+            Some(Node::Map(entries)) => entries
+                .iter()
+                .find(|(k, _)| k.value == name)
+                .and_then(|(_, v)| match &v.value {
+                    Node::Map(keys) => Some(yaml::write_mapping(keys, &module::redact).text),
+                    _ => None,
+                })
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        let at = spec.referenced;
+        let origin = format!(
+            "{}:{}:{}",
+            file.unwrap_or("config"),
+            named_at.line(),
+            named_at.column()
+        );
+        match Module::build(&name, &spec.value, base_dir, at, origin, shown) {
+            Ok(m) => set.add(m),
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+    if problems.is_empty() {
+        Ok(set)
     } else {
         Err(problems)
     }

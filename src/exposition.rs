@@ -15,7 +15,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::metrics::{FamilySet, MetricType, escape_help, push_value};
+use crate::metrics::{FamilySet, MetricType, push_value, write_header};
 use crate::store::{Slot, Snapshot, Store};
 use crate::sync::lock;
 
@@ -109,9 +109,11 @@ impl Exposition {
         rendered
     }
 
-    /// The full `/metrics` body.
-    pub fn scrape(&self) -> Scrape {
-        let mut fresh = String::new();
+    /// The full `/metrics` body with `live`: families that change with every request
+    /// (the `/probe` counters), rendered by their owner for this scrape only, so they
+    /// never invalidate the cached part.
+    pub fn scrape_with(&self, live: String) -> Scrape {
+        let mut fresh = live;
         if let Some(status) = &self.web_config {
             write_header(
                 &mut fresh,
@@ -130,7 +132,8 @@ impl Exposition {
     }
 }
 
-/// A `/metrics` body: the cached part plus this scrape's `process_*` metrics.
+/// A `/metrics` body: the cached part plus what this scrape rendered itself (the live
+/// families, the web config's status and `process_*`).
 #[derive(Debug)]
 pub struct Scrape {
     checks: Arc<Rendered>,
@@ -344,18 +347,6 @@ fn merge(published: Vec<Arc<Snapshot>>, own: FamilySet) -> Rendered {
     rendered
 }
 
-fn write_header(out: &mut String, name: &str, help: &str, mtype: MetricType) {
-    out.push_str("# HELP ");
-    out.push_str(name);
-    out.push(' ');
-    out.push_str(&escape_help(help));
-    out.push_str("\n# TYPE ");
-    out.push_str(name);
-    out.push(' ');
-    out.push_str(mtype.as_str());
-    out.push('\n');
-}
-
 /// The standard `process_*` metrics of this process, read from /proc.
 pub fn process_metrics() -> String {
     let mut out = String::new();
@@ -543,7 +534,7 @@ mod tests {
         assert!(text.contains("sonde_config_last_reload_successful 0\n"));
         assert_eq!(text.len(), second.len());
         let mut streamed = Vec::new();
-        e.scrape()
+        e.scrape_with(String::new())
             .write_to(&mut |chunk| {
                 streamed.extend_from_slice(chunk);
                 Ok(())
@@ -556,7 +547,7 @@ mod tests {
                 .contains("\nprocess_open_fds ")
         );
         // Read from offsets, as the server writes to a slow client: the same bytes.
-        let scrape = e.scrape();
+        let scrape = e.scrape_with(String::new());
         let mut offset = 0;
         let mut pieced = Vec::new();
         while offset < scrape.len() {
@@ -577,7 +568,7 @@ mod tests {
         let e = Exposition::new(Arc::clone(&store)).with_web_config_status(Arc::clone(&status));
         let text = |e: &Exposition| {
             let mut out = Vec::new();
-            e.scrape()
+            e.scrape_with(String::new())
                 .write_to(&mut |c| {
                     out.extend_from_slice(c);
                     Ok(())

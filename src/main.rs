@@ -1,6 +1,7 @@
 //! The entry point: parse flags, load the config, then serve, check once or validate.
 //! Errors become one `sonde:` line on stderr and an exit code of 0, 1 or 2.
 
+mod blackbox;
 mod checks;
 mod cli;
 mod config;
@@ -21,17 +22,20 @@ mod sysfs;
 mod tls;
 mod units;
 mod web;
+mod yaml;
 
 use std::process::ExitCode;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, RwLock, mpsc};
 use std::time::Duration;
 
 use checks::LoadedCheck;
+use checks::module::{Found, ModuleSet};
 use exposition::{Exposition, REVISION, VERSION};
 use problem::Problem;
 use scheduler::Scheduler;
 use settings::Settings;
 use store::Store;
+use web::probe::{NotProbed, Probe, ProbeReply, ProbeRunner, Probes};
 use web::routes::{App, ReloadReply};
 
 /// How sonde ends.
@@ -79,7 +83,7 @@ fn run() -> Exit {
         }
     };
     logger::init(settings.log_level);
-    let checks = match load_config(&settings) {
+    let loaded = match load_config(&settings) {
         Ok(c) => c,
         Err(problems) => {
             print_problems(&problems);
@@ -109,30 +113,122 @@ fn run() -> Exit {
             .map_or_else(String::new, |p| {
                 format!(", web config {} is valid", p.display())
             });
+        for p in &loaded.replaced {
+            eprintln!("sonde: warning: {p}");
+        }
+        for p in &loaded.refused {
+            eprintln!("sonde: warning: {p}; /probe refuses this module");
+        }
+        let (ready, refused) = loaded.modules.counts();
+        let modules_note = if ready + refused == 0 {
+            String::new()
+        } else {
+            format!(", {ready} probe module(s), {refused} refused")
+        };
         println!(
-            "sonde: {source} is valid: {} check(s){web_note}",
-            checks.len()
+            "sonde: {source} is valid: {} check(s){modules_note}{web_note}",
+            loaded.checks.len()
         );
         return Exit::Success;
     }
     if settings.once {
-        return run_once(checks, settings.push_gateway.as_deref(), settings.shard);
+        return run_once(
+            loaded.checks,
+            settings.push_gateway.as_deref(),
+            settings.shard,
+        );
     }
     let security = Arc::new(web::security::Security::new(
         settings.web_config_file.clone(),
         web,
     ));
-    serve(&settings, checks, security)
+    serve(&settings, loaded, security)
 }
 
-/// Reads the config file named by the flags (or the built-in default).
-fn load_config(settings: &Settings) -> Result<Vec<LoadedCheck>, Vec<Problem>> {
+/// The config file and the blackbox config, read.
+struct Loaded {
+    checks: Vec<LoadedCheck>,
+    modules: ModuleSet,
+    /// Why the blackbox modules that were refused were (warnings, not errors).
+    refused: Vec<Problem>,
+    /// Modules of the config that blackbox modules of the same name replaced.
+    replaced: Vec<Problem>,
+}
+
+/// Reads the config file named by the flags (or the built-in default) and the blackbox
+/// config, if one is named.
+fn load_config(settings: &Settings) -> Result<Loaded, Vec<Problem>> {
     let flags = config::FlagDefaults {
         check_interval: settings.check_interval,
         ignored_images: &settings.ignored_images,
         shard: settings.shard,
     };
-    config::load(settings.config_file.as_deref(), &flags)
+    let config::Loaded {
+        checks,
+        mut modules,
+    } = config::load(settings.config_file.as_deref(), &flags)?;
+    let report = match &settings.blackbox_config_file {
+        None => blackbox::Report::default(),
+        Some(path) => blackbox::load(path, &mut modules)?,
+    };
+    Ok(Loaded {
+        checks,
+        modules,
+        refused: report.refused,
+        replaced: report.replaced,
+    })
+}
+
+/// Logs which blackbox modules were refused or replaced one of the config (at start-up
+/// and after a reload).
+fn log_modules(loaded: &Loaded) {
+    for p in &loaded.replaced {
+        log::warn!("msg=\"probe module replaced\" problem={:?}", p.to_string());
+    }
+    for p in &loaded.refused {
+        log::warn!(
+            "msg=\"probe module refused; /probe answers 400 for it\" problem={:?}",
+            p.to_string()
+        );
+    }
+}
+
+/// The modules `/probe` runs, replaced whole by a reload.
+type SharedModules = Arc<RwLock<Arc<ModuleSet>>>;
+
+/// Runs `/probe` requests with the current modules (the web layer's view of them).
+struct ModuleRunner(SharedModules);
+
+impl ProbeRunner for ModuleRunner {
+    fn prepare(
+        &self,
+        module: &str,
+        target: &str,
+        scrape_timeout: Option<f64>,
+        debug: bool,
+    ) -> Result<Probe, NotProbed> {
+        let modules = Arc::clone(&sync::read(&self.0));
+        match modules.find(module) {
+            Found::Ready(m) => {
+                let target = target.to_string();
+                Ok(Box::new(move || {
+                    let outcome = m.run(&target, scrape_timeout, debug);
+                    ProbeReply {
+                        success: outcome.success,
+                        body: outcome.body,
+                    }
+                }))
+            }
+            Found::Refused(why) => Err(NotProbed {
+                known: true,
+                message: format!("module {module:?} is refused: {why}"),
+            }),
+            Found::Unknown => Err(NotProbed {
+                known: false,
+                message: format!("unknown module {module:?}"),
+            }),
+        }
+    }
 }
 
 fn print_problems(problems: &[Problem]) {
@@ -168,11 +264,7 @@ enum Control {
     Reload(Option<ReloadReply>),
 }
 
-fn serve(
-    settings: &Settings,
-    checks: Vec<LoadedCheck>,
-    security: Arc<web::security::Security>,
-) -> Exit {
+fn serve(settings: &Settings, loaded: Loaded, security: Arc<web::security::Security>) -> Exit {
     let (control_tx, control_rx) = mpsc::channel::<Control>();
     if let Err(e) = watch_signals(control_tx.clone()) {
         eprintln!("sonde: cannot install signal handlers: {e}");
@@ -187,7 +279,9 @@ fn serve(
     };
     let tls = security.current().tls.is_some();
     let store = Arc::new(Store::sharded(settings.shard));
-    let mut scheduler = Scheduler::start(&store, checks, false);
+    log_modules(&loaded);
+    let modules: SharedModules = Arc::new(RwLock::new(Arc::new(loaded.modules)));
+    let mut scheduler = Scheduler::start(&store, loaded.checks, false);
     let reload_tx = std::sync::Mutex::new(control_tx);
     let mut exposition = Exposition::new(Arc::clone(&store));
     if security.has_file() {
@@ -203,6 +297,10 @@ fn serve(
                 .is_ok()
         }),
         lifecycle: settings.enable_lifecycle,
+        probes: Arc::new(Probes::new(
+            Box::new(ModuleRunner(Arc::clone(&modules))),
+            settings.probe_concurrency,
+        )),
     };
     let server = match web::server::Server::start(
         listener,
@@ -230,7 +328,7 @@ fn serve(
             }
             Err(_) => break,
             Ok(Control::Reload(reply)) => {
-                let outcome = reload(settings, &mut scheduler, &store);
+                let outcome = reload(settings, &mut scheduler, &store, &modules);
                 if let Some(reply) = reply {
                     let _ = reply.send(outcome);
                 }
@@ -242,12 +340,20 @@ fn serve(
     Exit::Success
 }
 
-/// Re-reads the config: a valid one replaces the running checks (unchanged ones keep
-/// running); an invalid one is logged and the running checks carry on.
-fn reload(settings: &Settings, scheduler: &mut Scheduler, store: &Store) -> Result<(), String> {
+/// Re-reads the config and the blackbox config: valid ones replace the running checks
+/// (unchanged ones keep running) and the modules; an invalid one is logged and the
+/// running checks and modules carry on.
+fn reload(
+    settings: &Settings,
+    scheduler: &mut Scheduler,
+    store: &Store,
+    modules: &SharedModules,
+) -> Result<(), String> {
     match load_config(settings) {
-        Ok(checks) => {
-            scheduler.reload(store, checks);
+        Ok(loaded) => {
+            log_modules(&loaded);
+            *sync::write(modules) = Arc::new(loaded.modules);
+            scheduler.reload(store, loaded.checks);
             store.record_reload(true);
             log::info!("msg=\"config reloaded\" checks={}", store.slots().len());
             Ok(())

@@ -145,6 +145,32 @@ impl FamilySet {
             .enumerate()
             .filter(|(_, f)| !f.lines.is_empty())
     }
+
+    /// The whole set as exposition text on its own (one probe's answer), families
+    /// sorted by name as Prometheus' client libraries write them.
+    pub fn to_text(&self) -> String {
+        let mut families: Vec<&Family> = self.indexed().map(|(_, f)| f).collect();
+        families.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut out = String::new();
+        for family in families {
+            write_header(&mut out, &family.name, &family.help, family.mtype);
+            out.push_str(&family.lines);
+        }
+        out
+    }
+}
+
+/// Writes a family's `# HELP` and `# TYPE` lines.
+pub fn write_header(out: &mut String, name: &str, help: &str, mtype: MetricType) {
+    out.push_str("# HELP ");
+    out.push_str(name);
+    out.push(' ');
+    out.push_str(&escape_help(help));
+    out.push_str("\n# TYPE ");
+    out.push_str(name);
+    out.push(' ');
+    out.push_str(mtype.as_str());
+    out.push('\n');
 }
 
 /// A histogram's state: one counter per bound plus the overflow (`+Inf`) counter.

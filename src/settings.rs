@@ -1,8 +1,9 @@
 //! Flags -> [`Settings`]: the validated form of the command line.
 //!
 //! `cli.rs` only splits the command line; this file checks every value (listen address,
-//! telemetry path, durations, log level, the Pushgateway URL, the lifecycle switch) and
-//! is the only place that turns raw flags into what the rest of sonde runs with.
+//! telemetry path, durations, log level, the Pushgateway URL, the lifecycle switch, the
+//! `/probe` pool) and is the only place that turns raw flags into what the rest of sonde
+//! runs with.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -15,6 +16,9 @@ use crate::web::routes::RESERVED_PATHS;
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:10060";
+
+/// Probes `/probe` runs at once without `--probe.concurrency`.
+pub const DEFAULT_PROBE_CONCURRENCY: usize = 64;
 
 /// Log verbosity.
 pub type LogLevel = log::LevelFilter;
@@ -48,6 +52,10 @@ pub struct Settings {
     pub push_gateway: Option<String>,
     /// `--shard`: which part of the targets this replica checks.
     pub shard: Shard,
+    /// `--blackbox.config.file`
+    pub blackbox_config_file: Option<PathBuf>,
+    /// `--probe.concurrency`, 1 to 4096.
+    pub probe_concurrency: usize,
 }
 
 /// Validates the flags (not the config file).
@@ -116,6 +124,17 @@ pub fn settings_from_args(raw: RawArgs) -> Result<Settings, String> {
         None => Shard::WHOLE,
         Some(text) => Shard::parse(text, crate::push::hostname)?,
     };
+    let probe_concurrency = match raw.probe_concurrency.as_deref() {
+        None => DEFAULT_PROBE_CONCURRENCY,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=4096).contains(&n) => n,
+            _ => {
+                return Err(format!(
+                    "--probe.concurrency {text:?}: use a number from 1 to 4096"
+                ));
+            }
+        },
+    };
     Ok(Settings {
         config_file: raw.config_file,
         listen,
@@ -130,6 +149,8 @@ pub fn settings_from_args(raw: RawArgs) -> Result<Settings, String> {
         enable_lifecycle: raw.enable_lifecycle,
         push_gateway: raw.push_gateway,
         shard,
+        blackbox_config_file: raw.blackbox_config_file,
+        probe_concurrency,
     })
 }
 

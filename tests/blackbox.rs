@@ -10,8 +10,6 @@
 mod common;
 mod outbound;
 
-use std::net::SocketAddr;
-
 use common::*;
 use outbound::*;
 
@@ -190,26 +188,7 @@ fn sonde_and_blackbox_exporter_agree_on_a_matrix_of_targets() {
         ));
     }
     let bb_config = dir.write("blackbox.yml", modules);
-    let check = std::process::Command::new("prometheus-blackbox-exporter")
-        .args(["--config.check", &format!("--config.file={}", bb_config.display())])
-        .output()
-        .expect("prometheus-blackbox-exporter (Debian package) must be installed; scripts/test.sh installs it");
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    let blackbox = Daemon::start(
-        "prometheus-blackbox-exporter",
-        |addr: SocketAddr| {
-            vec![
-                format!("--config.file={}", bb_config.display()),
-                format!("--web.listen-address={addr}"),
-            ]
-        },
-        "/-/healthy",
-        Some(&dir.path().join("blackbox.log")),
-    );
+    let blackbox = start_blackbox_exporter(&dir, &bb_config);
 
     let mut table = String::from(
         "| target | exporter | up | status | redirects | TLS version | earliest expiry |\n|---|---|---|---|---|---|---|\n",
@@ -294,16 +273,4 @@ fn sonde_and_blackbox_exporter_agree_on_a_matrix_of_targets() {
         expired_row.earliest_expiry,
         Some(unix_day(2021, 3, 4) as f64)
     );
-}
-
-/// Percent-encodes a URL for a query value.
-fn percent(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }

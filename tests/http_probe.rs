@@ -548,21 +548,6 @@ fn every_new_key_is_checked_with_its_location() {
     assert!(!stderr.contains("panicked"));
 }
 
-/// The YAML blocks of a README section: from its `## ` heading to the next one.
-fn readme_blocks(readme: &str, heading: &str) -> Vec<String> {
-    let start = readme
-        .find(heading)
-        .unwrap_or_else(|| panic!("README has no section {heading:?}"));
-    let rest = &readme[start + heading.len()..];
-    let section = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
-    section
-        .split("```yaml\n")
-        .skip(1)
-        .filter_map(|b| b.split("\n```").next())
-        .map(str::to_string)
-        .collect()
-}
-
 /// Every config the README shows for the http kind, and the dockerhub and registry
 /// examples that show the connection keys, pass `--config.check` as a user would run
 /// it, with the files they name in place of /etc/sonde.

@@ -4,12 +4,12 @@
 //! of the crate and fails with the file, the line and the import that breaks the rule.
 //!
 //! Layers, lowest first (a row may import the rows above it):
-//!   0  cli, problem, units, sync, files, keys, metrics, shard  (import nothing of the crate)
+//!   0  cli, problem, units, sync, files, keys, metrics, shard, yaml  (import nothing of the crate)
 //!   1  tls, store
 //!   2  exposition, logger
 //!   3  net, sysfs            (outbound and the sensor tree)
 //!   4  checks                (the kinds)
-//!   5  config, scheduler, push, web
+//!   5  config, blackbox, scheduler, push, web
 //!   6  settings
 //!   7  main
 
@@ -26,6 +26,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("keys", 0),
     ("metrics", 0),
     ("shard", 0),
+    // YAML trees with locations, written back as text: for blackbox.rs and modules.
+    ("yaml", 0),
     ("tls", 1),
     ("store", 1),
     ("exposition", 2),
@@ -34,6 +36,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("sysfs", 3),
     ("checks", 4),
     ("config", 5),
+    // Reads blackbox_exporter's config file into probe modules, beside config.rs.
+    ("blackbox", 5),
     ("scheduler", 5),
     ("push", 5),
     ("web", 5),

@@ -94,18 +94,6 @@ fn docker_hub() -> Fixture {
     })
 }
 
-/// Percent-encodes a query parameter value.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 struct Prometheus {
     _daemon: Daemon,
     addr: SocketAddr,
@@ -152,7 +140,7 @@ impl Prometheus {
     }
 
     fn query(&self, expr: &str) -> Vec<Value> {
-        let data = self.api(&format!("/api/v1/query?query={}", encode(expr)));
+        let data = self.api(&format!("/api/v1/query?query={}", common::percent(expr)));
         data["result"].as_array().cloned().unwrap_or_default()
     }
 
@@ -552,7 +540,7 @@ fn every_spec_metric_is_scraped_with_its_label_names(scene: &Scene) {
     for (name, labels) in DOCUMENTED_METRICS {
         let series = scene
             .prom
-            .api(&format!("/api/v1/series?match[]={}", encode(name)));
+            .api(&format!("/api/v1/series?match[]={}", common::percent(name)));
         let series = series.as_array().cloned().unwrap_or_default();
         assert!(
             !series.is_empty(),
@@ -634,4 +622,83 @@ fn rule_alert_names(files: &[PathBuf]) -> Vec<String> {
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// Prometheus scrapes sonde's `/probe` through `packaging/prometheus/probe.yml` as it is
+/// shipped, with sonde running `packaging/sonde.yml` (whose `http_2xx` module the
+/// example names): only the targets, sonde's address and the scrape interval are the
+/// test's. Each target gets its `probe_success` with the target as `instance`.
+#[test]
+fn prometheus_probes_through_the_shipped_relabelling_example() {
+    let web = Fixture::start(|req| match req.path.as_str() {
+        "/ok" => Reply::status(200, "ok"),
+        _ => Reply::status(503, "down"),
+    });
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = Dir::new();
+    dir.write(
+        "sonde.yml",
+        std::fs::read_to_string(root.join("packaging/sonde.yml")).unwrap(),
+    );
+    let sonde = Sonde::start_in(dir, &[]);
+    let (up, down) = (web.url("/ok"), web.url("/down"));
+    let shipped = std::fs::read_to_string(root.join("packaging/prometheus/probe.yml")).unwrap();
+    let mut config: Value = serde_saphyr::from_str(&shipped).unwrap();
+    config["global"] = json!({"scrape_interval": "1s", "scrape_timeout": "1s"});
+    let mut replaced = 0;
+    for job in config["scrape_configs"].as_array_mut().unwrap() {
+        let targets = match job["job_name"].as_str() {
+            Some("sonde") => json!([sonde.addr.to_string()]),
+            Some("blackbox") => json!([up, down]),
+            other => panic!("a job the test does not know: {other:?}"),
+        };
+        for static_config in job["static_configs"].as_array_mut().unwrap() {
+            static_config["targets"] = targets.clone();
+        }
+        for rule in job["relabel_configs"].as_array_mut().into_iter().flatten() {
+            if rule["replacement"] == "sonde:10060" {
+                rule["replacement"] = json!(sonde.addr.to_string());
+                replaced += 1;
+            }
+        }
+    }
+    assert_eq!(
+        replaced, 1,
+        "the example's __address__ rule names sonde:10060"
+    );
+    // YAML reads JSON, and so does Prometheus.
+    let prom_dir = Dir::new();
+    let prom = Prometheus::start(&prom_dir, &config.to_string());
+    let success = |p: &Prometheus| -> BTreeMap<String, String> {
+        p.query("probe_success{job=\"blackbox\"}")
+            .iter()
+            .map(|r| {
+                (
+                    r["metric"]["instance"].as_str().unwrap_or("").to_string(),
+                    r["value"][1].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    prom.wait(30, "probe_success of both targets", |p| {
+        success(p).len() == 2
+    });
+    assert_eq!(
+        success(&prom),
+        BTreeMap::from([
+            (up.clone(), "1".to_string()),
+            (down.clone(), "0".to_string())
+        ])
+    );
+    let reason = prom.query(&format!(
+        "probe_failure_reason{{job=\"blackbox\",instance=\"{down}\"}}"
+    ));
+    assert_eq!(reason[0]["metric"]["reason"], "status_code", "{reason:?}");
+    prom.wait(30, "sonde's own counters of /probe", |p| {
+        p.query(
+            "sonde_probe_requests_total{job=\"sonde\",module=\"http_2xx\",result=\"success\"} > 0",
+        )
+        .len()
+            == 1
+    });
 }

@@ -94,11 +94,7 @@ fn later_runs_spread_their_probes_over_the_interval() {
     let (two, three) = (offsets(1), offsets(2));
     for (path, at) in &two {
         let other = three[path];
-        let gap = if *at > other {
-            *at - other
-        } else {
-            other - *at
-        };
+        let gap = at.abs_diff(other);
         assert!(
             gap < Duration::from_millis(300),
             "{path}: {at:?} then {other:?}"

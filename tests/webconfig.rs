@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const CONFIG: &str = "checks:\n  - name: self\n    kind: http\n    interval: 1m\n    urls: [\"http://127.0.0.1:9/\"]\n";
+const CONFIG: &str = "checks:\n  - name: self\n    kind: http\n    interval: 1m\n    urls: [\"http://127.0.0.1:9/\"]\nmodules:\n  http_2xx: {timeout: 2s}\n";
 
 /// One HTTPS request trusting only `ca_pem`; Err carries the TLS or I/O failure.
 fn https(
@@ -124,6 +124,7 @@ fn every_endpoint_refuses_no_a_wrong_or_an_unknown_user_s_credentials() {
         "/healthcheck",
         "/queryurl",
         "/api/v1/checks",
+        "/probe?target=http%3A%2F%2F127.0.0.1%3A9%2F&module=http_2xx",
         "/nope",
     ] {
         let r = guarded.get(path, None).unwrap();
@@ -157,6 +158,23 @@ fn every_endpoint_refuses_no_a_wrong_or_an_unknown_user_s_credentials() {
         .get("/-/healthy", Some(("prometheus", "s3cret")))
         .unwrap();
     assert_eq!(r.status, 200);
+    guarded.assert_no_secret_logged();
+}
+
+/// `/probe` is served like every endpoint: over TLS, with the password, with the
+/// configured headers, also when its answer is written by the thread that probed.
+#[test]
+fn probe_answers_over_https_with_the_password_and_the_configured_headers() {
+    let guarded = Guarded::start();
+    let path = "/probe?target=http%3A%2F%2F127.0.0.1%3A9%2F&module=http_2xx";
+    let ok = guarded.get(path, Some(("prometheus", "s3cret"))).unwrap();
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert!(ok.text().contains("\nprobe_success 0\n"), "{}", ok.text());
+    assert!(
+        ok.text()
+            .contains("probe_failure_reason{reason=\"connect\"} 1\n")
+    );
+    assert_eq!(ok.header("x-content-type-options"), Some("nosniff"));
     guarded.assert_no_secret_logged();
 }
 

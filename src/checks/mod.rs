@@ -25,6 +25,7 @@ pub mod dockerhub;
 pub mod http;
 pub mod hwmon;
 pub mod kubernetes;
+pub mod module;
 pub mod probe;
 pub mod registry;
 pub mod spread;

@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -368,6 +369,19 @@ pub struct ProbeResult {
     pub tls: Option<TlsFacts>,
     /// IP version (4 or 6) of the final connection.
     pub ip_protocol: Option<u8>,
+    /// The address of the final connection (or the first one it was to try).
+    pub ip_addr: Option<IpAddr>,
+    /// Whether the final response came over TLS.
+    pub over_tls: bool,
+    /// `Content-Length` of the final response, when it had one.
+    pub content_length: Option<u64>,
+    /// HTTP version of the final response (`1.1`).
+    pub http_version: Option<&'static str>,
+    /// `Last-Modified` of the final response, as Unix seconds.
+    pub last_modified: Option<i64>,
+    /// The final response is a redirect that was not followed (`follow_redirects:
+    /// false`, or one past the last redirect followed).
+    pub unfollowed_redirect: bool,
 }
 
 impl ProbeResult {
@@ -385,6 +399,12 @@ impl ProbeResult {
             phases: Phases::default(),
             tls: None,
             ip_protocol: None,
+            ip_addr: None,
+            over_tls: false,
+            content_length: None,
+            http_version: None,
+            last_modified: None,
+            unfollowed_redirect: false,
         }
     }
 
@@ -406,6 +426,7 @@ pub struct Prober {
     valid_http_versions: Option<Vec<String>>,
     fail_if_ssl: bool,
     fail_if_not_ssl: bool,
+    follow_redirects: bool,
     must_not_match: Vec<(String, Regex)>,
     must_match: Vec<(String, Regex)>,
     header_must_not_match: Vec<HeaderMatch>,
@@ -446,6 +467,7 @@ impl Prober {
                 0
             },
             pool: false,
+            keep_last_redirect: true,
             ..AgentOptions::default()
         };
         let agent = ctx.agent(&spec.connection, &options, fallback, problems)?;
@@ -459,6 +481,7 @@ impl Prober {
             valid_http_versions,
             fail_if_ssl: own.fail_if_ssl,
             fail_if_not_ssl: own.fail_if_not_ssl,
+            follow_redirects: own.follow_redirects,
             must_not_match,
             must_match,
             header_must_not_match,
@@ -522,6 +545,7 @@ impl Prober {
         result.cert_not_after = trace.cert_not_after;
         result.phases = trace.phases(end);
         result.ip_protocol = trace.ip_protocol;
+        result.ip_addr = trace.ip_addr;
         if result.tls.is_none() && result.status == 0 {
             result.tls = trace.tls.clone();
         }
@@ -566,6 +590,7 @@ impl Prober {
             .map_or(0, |h| h.len().saturating_sub(1));
         let over_tls = ureq::ResponseExt::get_uri(&response).scheme_str() == Some("https");
         result.tls = if over_tls { trace.tls.clone() } else { None };
+        note_head(&response, over_tls, result);
         let read = self.read_body(&mut response, result);
         let end = Instant::now();
         if let Some(late) = client::late_failure() {
@@ -694,13 +719,21 @@ impl Prober {
     }
 
     /// The conditions of a complete answer, in blackbox_exporter's order: status,
-    /// headers, body, HTTP version, TLS. The first that fails, with its cause.
+    /// headers, body, HTTP version, TLS. The first that fails, with its cause. A
+    /// redirect still unfollowed while redirects are followed is a loop (or a chain
+    /// longer than [`MAX_REDIRECTS`]) and fails before anything else.
     fn judge(
         &self,
         response: &ureq::http::Response<ureq::Body>,
         body: &[u8],
         over_tls: bool,
     ) -> Option<(Reason, String)> {
+        if self.follow_redirects && is_followable_redirect(response) {
+            return Some((
+                Reason::Redirects,
+                format!("too many redirects (more than {MAX_REDIRECTS})"),
+            ));
+        }
         let status = response.status().as_u16();
         match &self.valid_status_codes {
             Some(codes) if !codes.contains(&status) => {
@@ -758,6 +791,42 @@ impl Prober {
         }
         None
     }
+}
+
+/// Notes what the final response's head says, for blackbox_exporter's series.
+fn note_head(
+    response: &ureq::http::Response<ureq::Body>,
+    over_tls: bool,
+    result: &mut ProbeResult,
+) {
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    result.over_tls = over_tls;
+    result.content_length = header(ureq::http::header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
+    result.last_modified =
+        header(ureq::http::header::LAST_MODIFIED).and_then(client::parse_http_date);
+    result.http_version = Some(match response.version() {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2.0",
+        Version::HTTP_3 => "3.0",
+        _ => "1.1",
+    });
+    result.unfollowed_redirect = is_followable_redirect(response);
+}
+
+/// A redirect a browser (and Go's client) would follow: 301, 302, 303, 307 or 308 with
+/// a `Location`.
+fn is_followable_redirect(response: &ureq::http::Response<ureq::Body>) -> bool {
+    matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308)
+        && response
+            .headers()
+            .contains_key(ureq::http::header::LOCATION)
 }
 
 /// Counts the bytes read through it.

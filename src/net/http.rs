@@ -261,6 +261,9 @@ pub struct Trace {
     pub tls: Option<TlsFacts>,
     /// IP version (4 or 6) of the address the latest hop connected to.
     pub ip_protocol: Option<u8>,
+    /// The address the latest hop connected to; before it connected, the first address
+    /// it was going to try (blackbox_exporter's `probe_ip_addr_hash` is of this one).
+    pub ip_addr: Option<IpAddr>,
     /// Whether the latest hop went through a proxy.
     pub via_proxy: bool,
     /// One entry per connection made (a redirect adds one).
@@ -557,6 +560,9 @@ pub struct AgentOptions {
     /// Largest response head accepted (32 KiB by default); a larger one fails the
     /// request.
     pub max_header_size: usize,
+    /// When `max_redirects` runs out, return the last 3xx response instead of an error
+    /// (probes report its status and judge the loop themselves).
+    pub keep_last_redirect: bool,
 }
 
 impl Default for AgentOptions {
@@ -565,6 +571,7 @@ impl Default for AgentOptions {
             max_redirects: 10,
             pool: true,
             max_header_size: 32 << 10,
+            keep_last_redirect: false,
         }
     }
 }
@@ -775,7 +782,7 @@ pub fn agent_for(conn: &Connection, options: &AgentOptions) -> Result<ureq::Agen
         // Proxies are the connector chain's business (see the module documentation).
         .proxy(None)
         .max_redirects(options.max_redirects)
-        .max_redirects_will_error(options.max_redirects > 0)
+        .max_redirects_will_error(options.max_redirects > 0 && !options.keep_last_redirect)
         .save_redirect_history(true)
         .max_idle_connections(if options.pool { 10 } else { 0 })
         .max_idle_connections_per_host(if options.pool { 3 } else { 0 })
@@ -799,6 +806,14 @@ pub fn agent_for(conn: &Connection, options: &AgentOptions) -> Result<ureq::Agen
 pub fn not_after(cert: &[u8]) -> Option<i64> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
     Some(parsed.validity().not_after.timestamp())
+}
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`: `Retry-After`, `Last-Modified`) as
+/// Unix seconds.
+pub fn parse_http_date(value: &str) -> Option<i64> {
+    use time::format_description::well_known::Rfc2822;
+    let at = time::OffsetDateTime::parse(value, &Rfc2822).ok()?;
+    value.ends_with(" GMT").then(|| at.unix_timestamp())
 }
 
 /// Unix seconds as RFC 3339 UTC without fractions (`2026-11-20T00:00:00Z`).

@@ -1398,16 +1398,9 @@ fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let at = parse_http_date(value)?;
+    let at = super::http::parse_http_date(value)?;
     let now = now.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs() as i64;
     Some(Duration::from_secs(at.saturating_sub(now).max(0) as u64))
-}
-
-/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) to Unix seconds.
-fn parse_http_date(value: &str) -> Option<i64> {
-    use time::format_description::well_known::Rfc2822;
-    let at = time::OffsetDateTime::parse(value, &Rfc2822).ok()?;
-    value.ends_with(" GMT").then(|| at.unix_timestamp())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod auth;
 mod conn;
 pub mod http1;
 pub mod page;
+pub mod probe;
 pub mod routes;
 pub mod security;
 pub mod server;

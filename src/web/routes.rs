@@ -8,7 +8,8 @@ use serde_json::{Map, Value, json};
 
 use super::http1::{Request, Response};
 use super::page::{self, Query};
-use super::server::Handler;
+use super::probe::Probes;
+use super::server::{Answer, Handler};
 use crate::exposition::BodySource;
 use crate::exposition::{CONTENT_TYPE, Exposition};
 use crate::store::Store;
@@ -24,6 +25,7 @@ pub const RESERVED_PATHS: &[&str] = &[
     "/queryurl",
     "/api/v1/checks",
     "/api/v1/targets",
+    "/probe",
 ];
 
 /// The status page's Content-Security-Policy: no script, no fetch, no frame; only the
@@ -45,9 +47,19 @@ pub struct App {
     pub reload: Box<dyn Fn(ReloadReply) -> bool + Send + Sync>,
     /// `--web.enable-lifecycle`: without it `POST /-/reload` is refused (403).
     pub lifecycle: bool,
+    /// `/probe`: its runner, pool and counters.
+    pub probes: Arc<Probes>,
 }
 
 impl Handler for App {
+    /// `GET /probe` runs a probe off the worker pool; everything else is [`App::handle`].
+    fn answer(&self, req: &Request) -> Answer {
+        if req.path == "/probe" && matches!(req.method.as_str(), "GET" | "HEAD") {
+            return self.probes.answer(req);
+        }
+        Answer::Now(self.handle(req))
+    }
+
     fn handle(&self, req: &Request) -> Response {
         let path = req.path.as_str();
         let read_only = matches!(req.method.as_str(), "GET" | "HEAD");
@@ -88,6 +100,10 @@ impl Handler for App {
             "/queryurl" => self.queryurl(req),
             "/api/v1/checks" => self.checks(),
             "/api/v1/targets" => self.targets(req),
+            "/probe" => match self.probes.answer(req) {
+                Answer::Now(response) => response,
+                Answer::Later(work) => work(),
+            },
             _ => Response::text(404, "404 page not found"),
         }
     }
@@ -95,7 +111,7 @@ impl Handler for App {
 
 impl App {
     fn metrics(&self, req: &Request) -> Response {
-        let body = Arc::new(self.exposition.scrape());
+        let body = Arc::new(self.exposition.scrape_with(self.probes.metrics()));
         if req.accepts_gzip() {
             let mut encoder = flate2::write::GzEncoder::new(
                 Vec::with_capacity(body.len() / 8),

@@ -15,6 +15,10 @@
 //! is shared with every other scrape rather than copied, plus a kernel send buffer held
 //! to [`SEND_BUFFER`].
 //!
+//! A request whose answer takes long (`/probe` runs a probe) is answered by a thread of
+//! its own ([`Answer::Later`]): the worker is free again at once, and the handler bounds
+//! how many such threads there are.
+//!
 //! Basic authentication is decided in the loop when it costs nothing (no users,
 //! credentials verified before, a source that keeps failing); a request that needs
 //! bcrypt goes to a pool of its own with a bounded queue, and a full queue is answered
@@ -54,6 +58,20 @@ use crate::sync::lock;
 pub trait Handler: Send + Sync + 'static {
     /// Produces the response to one request.
     fn handle(&self, request: &Request) -> Response;
+
+    /// The response now, or the work that makes it, to be run off the worker pool.
+    fn answer(&self, request: &Request) -> Answer {
+        Answer::Now(self.handle(request))
+    }
+}
+
+/// How a request is answered.
+pub enum Answer {
+    /// This response, handed back to the loop by the worker.
+    Now(Response),
+    /// Slow work that makes the response (a probe), run on a thread of its own; the
+    /// connection waits in the loop meanwhile, costing no worker.
+    Later(Box<dyn FnOnce() -> Response + Send>),
 }
 
 /// Limits of the server.
@@ -258,21 +276,55 @@ fn unauthorized(settings: &WebSettings) -> Response {
     )
 }
 
-/// A worker: runs the handler for each job.
+/// A worker: runs the handler for each job; slow work goes to a thread of its own.
 fn work(jobs: &Mutex<mpsc::Receiver<Job>>, back: &Back, handler: &dyn Handler) {
     loop {
         let job = lock(jobs).recv();
         let Ok(job) = job else { return };
-        let response = with_headers(handler.handle(&job.request), &job.settings);
+        let response = match handler.answer(&job.request) {
+            Answer::Now(response) => response,
+            Answer::Later(slow) => match later(job.index, job.id, &job.settings, back, slow) {
+                Ok(()) => continue,
+                Err(response) => response,
+            },
+        };
         let done = Done {
             index: job.index,
             id: job.id,
-            response,
+            response: with_headers(response, &job.settings),
         };
         if !back.send(done) {
             return;
         }
     }
+}
+
+/// Runs `slow` on a new thread that hands its response back to the loop; when no thread
+/// can be started, the response the worker gives instead (503).
+fn later(
+    index: usize,
+    id: u64,
+    settings: &Arc<WebSettings>,
+    back: &Back,
+    slow: Box<dyn FnOnce() -> Response + Send>,
+) -> Result<(), Response> {
+    let (back, settings) = (back.clone(), Arc::clone(settings));
+    std::thread::Builder::new()
+        .name("sonde-web-slow".into())
+        .stack_size(512 << 10)
+        .spawn(move || {
+            let response = with_headers(slow(), &settings);
+            back.send(Done {
+                index,
+                id,
+                response,
+            });
+        })
+        .map(|_| ())
+        .map_err(|e| {
+            log::warn!("msg=\"cannot start a thread to answer a request\" error=\"{e}\"");
+            Response::text(503, "cannot start a thread for this request")
+        })
 }
 
 /// A verifier: bcrypt, then the job goes on to a worker or is answered 401.

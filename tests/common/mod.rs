@@ -745,6 +745,33 @@ pub fn read_request(stream: &mut impl Read) -> Option<SeenRequest> {
     })
 }
 
+/// The YAML blocks of a README section: from its `## ` heading to the next one.
+pub fn readme_blocks(readme: &str, heading: &str) -> Vec<String> {
+    let start = readme
+        .find(heading)
+        .unwrap_or_else(|| panic!("README has no section {heading:?}"));
+    let rest = &readme[start + heading.len()..];
+    let section = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
+    section
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("\n```").next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Percent-encodes a query parameter value (every byte but the unreserved ones).
+pub fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 /// Checks an exposition with Debian's promtool; returns its findings (empty when clean).
 pub fn promtool_check_metrics(text: &str) -> String {
     let mut child = Command::new("promtool")

@@ -11,7 +11,35 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use crate::common::{Dir, Fixture, Leaf, RawServer, Reply, SeenRequest, base64, read_request};
+use crate::common::{
+    Daemon, Dir, Fixture, Leaf, RawServer, Reply, SeenRequest, base64, read_request,
+};
+
+/// Debian's `prometheus-blackbox-exporter` on a free port of 127.0.0.1 with `config`
+/// (a file in `dir`), after its own `--config.check` accepted the file; it logs to
+/// `blackbox.log` in `dir`.
+pub fn start_blackbox_exporter(dir: &Dir, config: &Path) -> Daemon {
+    let check = Command::new("prometheus-blackbox-exporter")
+        .args(["--config.check", &format!("--config.file={}", config.display())])
+        .output()
+        .expect("prometheus-blackbox-exporter (Debian package) must be installed; scripts/test.sh installs it");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    Daemon::start(
+        "prometheus-blackbox-exporter",
+        |addr: std::net::SocketAddr| {
+            vec![
+                format!("--config.file={}", config.display()),
+                format!("--web.listen-address={addr}"),
+            ]
+        },
+        "/-/healthy",
+        Some(&dir.path().join("blackbox.log")),
+    )
+}
 
 /// Runs openssl in `dir`; panics with its stderr when it fails.
 pub fn openssl(dir: &Path, args: &[&str]) {

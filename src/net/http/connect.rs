@@ -69,6 +69,7 @@ impl Resolver for SondeResolver {
             t.tls = None;
             t.cert_not_after = None;
             t.ip_protocol = None;
+            t.ip_addr = None;
             t.failure = None;
             t.via_proxy = via.is_some();
         });
@@ -107,6 +108,7 @@ impl Resolver for SondeResolver {
                 return Err(Error::HostNotFound);
             }
         };
+        with_trace(|t| t.ip_addr = chosen.first().copied());
         let mut out = self.empty();
         for ip in chosen.into_iter().take(16) {
             out.push(SocketAddr::new(ip, port));
@@ -217,6 +219,7 @@ impl<In: Transport> Connector<In> for TcpStep {
                     with_trace(|t| {
                         t.connected = true;
                         t.ip_protocol = Some(if addr.is_ipv4() { 4 } else { 6 });
+                        t.ip_addr = Some(addr.ip());
                     });
                     mark(|h| h.connect_done = Some(Instant::now()));
                     let transport = match transport {

@@ -41,6 +41,8 @@ pub struct CertInfo {
     pub serial: String,
     /// DNS names, then IP addresses, of the subject alternative names, comma-separated.
     pub san: String,
+    /// The DNS names alone, comma-separated (blackbox_exporter's `subjectalternative`).
+    pub dns_names: String,
 }
 
 impl CertInfo {
@@ -66,6 +68,7 @@ impl CertInfo {
                 }
             }
         }
+        let dns_names = dns.join(",");
         dns.extend(ips);
         Some(CertInfo {
             fingerprint_sha256: hex(digest.as_ref()),
@@ -73,6 +76,7 @@ impl CertInfo {
             issuer: name_string(cert.issuer()),
             serial: if serial.is_empty() { "0" } else { serial }.to_string(),
             san: dns.join(","),
+            dns_names,
         })
     }
 }
