@@ -676,9 +676,10 @@ def systemd_args_examples(default_file):
     return examples
 
 
-def run_shipped(label, stage, argv, cwd=None, chroot=True, env=None):
+def run_shipped(label, stage, argv, cwd=None, chroot=True, env=None, hostname=None):
     """Runs one shipped command line with --config.check appended (in a chroot of stage,
-    with only the environment `env`, as a container starts)."""
+    with only the environment `env` and, given one, its own host name, as a container
+    starts)."""
     args = list(argv)
     if "--config.check" not in args:
         args.append("--config.check")
@@ -686,6 +687,9 @@ def run_shipped(label, stage, argv, cwd=None, chroot=True, env=None):
     if chroot:
         prefix = [] if os.geteuid() == 0 else ["sudo"]
         variables = [f"{k}={v}" for k, v in (env or {}).items()]
+        if hostname:
+            # A pod's own UTS namespace: `--shard=auto/N` reads the index from it.
+            prefix = prefix + ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', hostname]
         run = prefix + ["env", "-i"] + variables + [shutil.which("chroot"), "--userspec=65534:65534", str(stage)] + args
     else:
         run = [str(pathlib.Path(cwd) / args[0]) if args[0].startswith("./") else args[0]] + args[1:]
@@ -763,7 +767,13 @@ def check_commands(rootfs, image_json, deb_root, tar_dir, web_dir, *kustomized):
                     argv = container.get("command") or entrypoint
                     argv = argv + container.get("args", [] if container.get("command") else image["cmd"])
                     label = f"kustomize {pathlib.Path(path).stem} {workload['kind']} {container['name']}"
-                    count += run_shipped(label, root, argv, env=env)
+                    if workload["kind"] == "StatefulSet":
+                        # Each pod of a StatefulSet is named after it and its ordinal.
+                        for ordinal in range(workload["spec"].get("replicas", 1)):
+                            pod = f"{workload['metadata']['name']}-{ordinal}"
+                            count += run_shipped(f"{label} (pod {pod})", root, argv, env=env, hostname=pod)
+                    else:
+                        count += run_shipped(label, root, argv, env=env)
         # systemd: ExecStart with $ARGS empty and with each example of /etc/default/sonde.
         unit = unit_settings(next(pathlib.Path(deb_root).rglob("sonde.service")))
         exec_start = unit["ExecStart"][-1].split()

@@ -33,6 +33,8 @@ pub struct RawArgs {
     pub ignored_images: Option<String>,
     /// `--log.level`
     pub log_level: Option<String>,
+    /// `--shard`
+    pub shard: Option<String>,
     /// `--blackbox.config.file`
     pub blackbox_config_file: Option<PathBuf>,
     /// `--probe.concurrency`
@@ -59,6 +61,7 @@ pub enum Field {
     CheckInterval,
     IgnoredImages,
     LogLevel,
+    Shard,
     BlackboxConfigFile,
     ProbeConcurrency,
     ConfigCheck,
@@ -149,6 +152,14 @@ pub const FLAGS: &[Flag] = &[
         value: Some("LEVEL"),
         field: Field::LogLevel,
         help: "error | warn | info | debug | trace (default info)",
+    },
+    Flag {
+        long: "--shard",
+        short: None,
+        alias: None,
+        value: Some("I/N"),
+        field: Field::Shard,
+        help: "check only this replica's part of the targets: replica I of\nN (from 0), or auto/N to take I from a StatefulSet pod's\nhost name (sonde-2 is 2); hwmon is never sharded",
     },
     Flag {
         long: "--blackbox.config.file",
@@ -319,6 +330,7 @@ fn set(raw: &mut RawArgs, field: Field, value: Option<OsString>) -> Result<(), S
         Field::CheckInterval => raw.check_interval = text(value)?,
         Field::IgnoredImages => raw.ignored_images = text(value)?,
         Field::LogLevel => raw.log_level = text(value)?,
+        Field::Shard => raw.shard = text(value)?,
         Field::EnableLifecycle => raw.enable_lifecycle = true,
         Field::ConfigCheck => raw.config_check = true,
         Field::Once => raw.once = true,
@@ -349,6 +361,7 @@ mod tests {
             Field::CheckInterval => "1m",
             Field::IgnoredImages => "nginx:1.11,busybox",
             Field::LogLevel => "debug",
+            Field::Shard => "1/3",
             _ => "",
         }
     }
@@ -366,6 +379,7 @@ mod tests {
             Field::CheckInterval => raw.check_interval.clone(),
             Field::IgnoredImages => raw.ignored_images.clone(),
             Field::LogLevel => raw.log_level.clone(),
+            Field::Shard => raw.shard.clone(),
             Field::EnableLifecycle => raw.enable_lifecycle.then(String::new),
             Field::ConfigCheck => raw.config_check.then(String::new),
             Field::Once => raw.once.then(String::new),

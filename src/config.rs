@@ -27,6 +27,7 @@ use crate::checks::{self, BuildContext, CheckConfig, KINDS, LoadedCheck, Spec};
 use crate::files::read_capped;
 use crate::keys::{SharedKeys, Split};
 use crate::problem::{Problem, yaml_problem_in};
+use crate::shard::Shard;
 use crate::store::CheckMeta;
 use crate::units::{DurationValue, format_duration};
 use crate::yaml::{self, Located, Node};
@@ -41,12 +42,24 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_CONFIG: &str = "checks:\n  - name: hwmon\n    kind: hwmon\n";
 
 /// Flags that reach into checks: `--check-interval`, `--ignored-images`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FlagDefaults<'a> {
     /// `--check-interval`
     pub check_interval: Option<Duration>,
     /// `--ignored-images`
     pub ignored_images: &'a [String],
+    /// `--shard`: the part of the targets this replica checks.
+    pub shard: Shard,
+}
+
+impl Default for FlagDefaults<'_> {
+    fn default() -> Self {
+        FlagDefaults {
+            check_interval: None,
+            ignored_images: &[],
+            shard: Shard::WHOLE,
+        }
+    }
 }
 
 /// What a config file holds, validated.
@@ -500,6 +513,7 @@ fn validate(
             legacy_metrics: check.common.legacy_metrics,
             base_dir,
             ignored_images: flags.ignored_images,
+            shard: flags.shard,
         };
         match check.spec.build(&ctx) {
             Ok(runner) => loaded.push(LoadedCheck {

@@ -15,7 +15,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::metrics::{FamilySet, MetricType, format_value, write_header};
+use crate::metrics::{FamilySet, MetricType, push_value, write_header};
 use crate::store::{Slot, Snapshot, Store};
 use crate::sync::lock;
 
@@ -34,6 +34,11 @@ const CHECK_RUNS: &str = "sonde_check_runs_total";
 const CHECK_RUNS_HELP: &str = "Runs of the check since it was started.";
 const CHECK_FAILURES: &str = "sonde_check_failures_total";
 const CHECK_FAILURES_HELP: &str = "Runs of the check that did not succeed.";
+const CHECK_TARGETS: &str = "sonde_check_targets";
+const CHECK_TARGETS_HELP: &str = "Targets the check covered in its last run on this replica (URLs, images, containers, sensors, repositories).";
+const SHARD_INFO: &str = "sonde_shard_info";
+const SHARD_INFO_HELP: &str =
+    "Which part of the targets this replica checks: replica index of count (--shard); always 1.";
 const BUILD_INFO: &str = "sonde_build_info";
 const BUILD_INFO_HELP: &str = "Version and revision sonde was built from; always 1.";
 const RELOAD_OK: &str = "sonde_config_last_reload_successful";
@@ -254,10 +259,12 @@ fn self_metrics(store: &Store, snapshots: &[(Arc<Slot>, Option<Arc<Snapshot>>)])
     let interval = own.family(CHECK_INTERVAL, CHECK_INTERVAL_HELP, MetricType::Gauge);
     let runs = own.family(CHECK_RUNS, CHECK_RUNS_HELP, MetricType::Counter);
     let failures = own.family(CHECK_FAILURES, CHECK_FAILURES_HELP, MetricType::Counter);
+    let targets = own.family(CHECK_TARGETS, CHECK_TARGETS_HELP, MetricType::Gauge);
     for (slot, snap) in snapshots {
         let labels = [("check", slot.meta.name.as_str()), ("kind", slot.meta.kind)];
         own.sample(interval, &labels, slot.meta.interval.as_secs_f64());
-        let Some(snap) = snap else {
+        // A first run still in progress has published its targets, not a run.
+        let Some(snap) = snap.as_ref().filter(|s| s.runs_total > 0) else {
             own.sample(runs, &labels, 0.0);
             own.sample(failures, &labels, 0.0);
             continue;
@@ -271,7 +278,12 @@ fn self_metrics(store: &Store, snapshots: &[(Arc<Slot>, Option<Arc<Snapshot>>)])
         own.sample(last_ok, &labels, last_success);
         own.sample(runs, &labels, snap.runs_total as f64);
         own.sample(failures, &labels, snap.failures_total as f64);
+        own.sample(targets, &labels, snap.targets.len() as f64);
     }
+    let shard = store.shard();
+    let info = own.family(SHARD_INFO, SHARD_INFO_HELP, MetricType::Gauge);
+    let (index, count) = (shard.index.to_string(), shard.count.to_string());
+    own.sample(info, &[("count", &count), ("index", &index)], 1.0);
     let build = own.family(BUILD_INFO, BUILD_INFO_HELP, MetricType::Gauge);
     own.sample(build, &[("revision", REVISION), ("version", VERSION)], 1.0);
     let reload = store.reload_status();
@@ -342,7 +354,7 @@ pub fn process_metrics() -> String {
         write_header(&mut out, name, help, mtype);
         out.push_str(name);
         out.push(' ');
-        out.push_str(&format_value(value));
+        push_value(&mut out, value);
         out.push('\n');
     };
     if let Some(stat) = read_self_stat() {

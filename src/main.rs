@@ -15,6 +15,7 @@ mod problem;
 mod push;
 mod scheduler;
 mod settings;
+mod shard;
 mod store;
 mod sync;
 mod sysfs;
@@ -131,7 +132,11 @@ fn run() -> Exit {
         return Exit::Success;
     }
     if settings.once {
-        return run_once(loaded.checks, settings.push_gateway.as_deref());
+        return run_once(
+            loaded.checks,
+            settings.push_gateway.as_deref(),
+            settings.shard,
+        );
     }
     let security = Arc::new(web::security::Security::new(
         settings.web_config_file.clone(),
@@ -156,6 +161,7 @@ fn load_config(settings: &Settings) -> Result<Loaded, Vec<Problem>> {
     let flags = config::FlagDefaults {
         check_interval: settings.check_interval,
         ignored_images: &settings.ignored_images,
+        shard: settings.shard,
     };
     let config::Loaded {
         checks,
@@ -234,8 +240,8 @@ fn print_problems(problems: &[Problem]) {
 /// Runs every check once and prints the exposition (without `process_*`, which would
 /// collide with node_exporter's own when the output feeds its textfile collector), or
 /// pushes it to a Pushgateway.
-fn run_once(checks: Vec<LoadedCheck>, gateway: Option<&str>) -> Exit {
-    let store = Store::new();
+fn run_once(checks: Vec<LoadedCheck>, gateway: Option<&str>, shard: shard::Shard) -> Exit {
+    let store = Store::sharded(shard);
     Scheduler::start(&store, checks, true).wait();
     let text = exposition::render_store(&store).to_text();
     print!("{text}");
@@ -272,7 +278,7 @@ fn serve(settings: &Settings, loaded: Loaded, security: Arc<web::security::Secur
         }
     };
     let tls = security.current().tls.is_some();
-    let store = Arc::new(Store::new());
+    let store = Arc::new(Store::sharded(settings.shard));
     log_modules(&loaded);
     let modules: SharedModules = Arc::new(RwLock::new(Arc::new(loaded.modules)));
     let mut scheduler = Scheduler::start(&store, loaded.checks, false);

@@ -99,9 +99,11 @@ impl FamilySet {
     pub fn histogram(&mut self, id: FamilyId, labels: &[(&str, &str)], h: &Histogram) {
         let family = &mut self.families[id.0];
         let mut cumulative = 0u64;
+        let mut le = String::with_capacity(16);
         for (bound, count) in h.bounds.iter().zip(&h.counts) {
             cumulative += count;
-            let le = format_value(*bound);
+            le.clear();
+            push_value(&mut le, *bound);
             write_sample(
                 &mut family.lines,
                 &family.name,
@@ -229,12 +231,17 @@ fn write_sample(
         out.push('}');
     }
     out.push(' ');
-    out.push_str(&format_value(value));
+    push_value(out, value);
     out.push('\n');
 }
 
 /// Appends a label value with `\`, `"` and newline escaped as the format requires.
 pub fn escape_label_value(out: &mut String, value: &str) {
+    // Most values need no escape: copy them whole.
+    if !value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        out.push_str(value);
+        return;
+    }
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -250,22 +257,20 @@ pub fn escape_help(help: &str) -> String {
     help.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
-/// Formats a sample value: integers without a fraction, `+Inf`, `-Inf`, `NaN`.
-pub fn format_value(v: f64) -> String {
+/// Appends a sample value as the text format writes it: integers without a fraction,
+/// `+Inf`, `-Inf`, `NaN`. No allocation of its own: a check of 10,000 URLs writes
+/// 300,000 of them per run.
+pub fn push_value(out: &mut String, v: f64) {
     if v.is_nan() {
-        "NaN".to_string()
+        out.push_str("NaN");
     } else if v == f64::INFINITY {
-        "+Inf".to_string()
+        out.push_str("+Inf");
     } else if v == f64::NEG_INFINITY {
-        "-Inf".to_string()
+        out.push_str("-Inf");
     } else if v.fract() == 0.0 && v.abs() < 1e15 {
-        let mut s = String::new();
-        let _ = write!(s, "{}", v as i64);
-        s
+        let _ = write!(out, "{}", v as i64);
     } else {
-        let mut s = String::new();
-        let _ = write!(s, "{v}");
-        s
+        let _ = write!(out, "{v}");
     }
 }
 

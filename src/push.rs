@@ -42,7 +42,7 @@ pub fn push(gateway: &str, text: &str) -> Result<(), String> {
 }
 
 /// This machine's host name.
-fn hostname() -> Option<String> {
+pub fn hostname() -> Option<String> {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most `buf.len()` bytes into the buffer we own.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };

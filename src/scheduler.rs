@@ -24,6 +24,8 @@ const MAX_JITTER: Duration = Duration::from_millis(500);
 
 enum Event {
     Done(u64, RunOutput),
+    /// What a run spreading its probes found so far.
+    Progress(u64, RunOutput),
     Stop,
 }
 
@@ -141,6 +143,8 @@ struct InFlight {
     started: Instant,
     started_wall: SystemTime,
     deadline: Instant,
+    /// How long the run spreads its probes (zero with `once`).
+    spread: Duration,
 }
 
 struct Timer {
@@ -174,6 +178,11 @@ impl Timer {
                     self.cancel.store(true, Ordering::Relaxed);
                     return;
                 }
+                Ok(Event::Progress(id, output)) => {
+                    if let Some(f) = in_flight.as_ref().filter(|f| f.id == id) {
+                        self.publish_progress(f, output);
+                    }
+                }
                 Ok(Event::Done(id, output)) => {
                     if let Some(f) = in_flight.take_if(|f| f.id == id) {
                         self.publish(&f, Ok(output));
@@ -203,11 +212,19 @@ impl Timer {
                         next += meta.interval;
                     }
                     run_id += 1;
+                    // The first run probes everything at once, so a started (or
+                    // reloaded) check has data at once; later runs spread.
+                    let spread = if self.once || run_id == 1 {
+                        Duration::ZERO
+                    } else {
+                        self.check.spread(meta.interval, meta.timeout)
+                    };
                     let flight = InFlight {
                         id: run_id,
                         started: now,
                         started_wall: SystemTime::now(),
-                        deadline: now + meta.timeout,
+                        deadline: now + spread + meta.timeout,
+                        spread,
                     };
                     if self.busy.load(Ordering::Acquire) {
                         self.publish(&flight, Err("the previous run is still running".into()));
@@ -225,15 +242,21 @@ impl Timer {
         let tx = self.tx.clone();
         let cancel = Arc::clone(&self.cancel);
         let busy = Arc::clone(&self.busy);
-        let (id, deadline) = (flight.id, flight.deadline);
+        let (id, deadline, spread) = (flight.id, flight.deadline, flight.spread);
         busy.store(true, Ordering::Release);
         let spawned = std::thread::Builder::new()
             .name(format!("sonde-run-{}", self.slot.meta.name))
             .stack_size(512 << 10)
             .spawn(move || {
+                let progress_tx = tx.clone();
+                let progress = move |output: RunOutput| {
+                    let _ = progress_tx.send(Event::Progress(id, output));
+                };
                 let ctx = RunContext {
                     deadline,
                     cancel: &cancel,
+                    spread,
+                    progress: &progress,
                 };
                 let output = check.run(&ctx);
                 busy.store(false, Ordering::Release);
@@ -252,15 +275,44 @@ impl Timer {
         }
     }
 
+    /// Publishes what a run in progress found so far: its targets and families, with
+    /// the run fields (times, success, counters) of the last finished run, or of this
+    /// run so far when none has finished. The targets' histories get no entry: they
+    /// record finished runs.
+    fn publish_progress(&self, flight: &InFlight, output: RunOutput) {
+        let previous = self.slot.latest();
+        let snapshot = match previous {
+            Some(p) => Snapshot {
+                families: output.families,
+                targets: output.targets,
+                ..(*p).clone()
+            },
+            None => Snapshot {
+                started_unix_ms: unix_ms(flight.started_wall),
+                duration: flight.started.elapsed(),
+                success: output.success,
+                error: output.error,
+                families: output.families,
+                targets: output.targets,
+                runs_total: 0,
+                failures_total: 0,
+                last_success_unix_ms: None,
+            },
+        };
+        self.slot.publish_kept(snapshot);
+    }
+
     /// Publishes a finished run, or a failed one (`Err`) that keeps the last values.
     fn publish(&self, flight: &InFlight, outcome: Result<RunOutput, String>) {
         let meta = &self.slot.meta;
-        let previous = self.slot.latest();
+        let latest = self.slot.latest();
+        // The last finished run; a first run's progress snapshot is none.
+        let previous = latest.clone().filter(|p| p.runs_total > 0);
         let fresh = outcome.is_ok();
         let (success, error, families, targets) = match outcome {
             Ok(out) => (out.success, out.error, out.families, out.targets),
             Err(why) => {
-                let (families, targets) = previous
+                let (families, targets) = latest
                     .as_ref()
                     .map(|p| (p.families.clone(), p.targets.clone()))
                     .unwrap_or_default();

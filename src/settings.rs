@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::RawArgs;
+use crate::shard::Shard;
 use crate::units::parse_duration;
 use crate::web::routes::RESERVED_PATHS;
 
@@ -49,6 +50,8 @@ pub struct Settings {
     pub enable_lifecycle: bool,
     /// `--push.gateway`, validated to be an http(s) URL.
     pub push_gateway: Option<String>,
+    /// `--shard`: which part of the targets this replica checks.
+    pub shard: Shard,
     /// `--blackbox.config.file`
     pub blackbox_config_file: Option<PathBuf>,
     /// `--probe.concurrency`, 1 to 4096.
@@ -117,6 +120,10 @@ pub fn settings_from_args(raw: RawArgs) -> Result<Settings, String> {
             ));
         }
     }
+    let shard = match &raw.shard {
+        None => Shard::WHOLE,
+        Some(text) => Shard::parse(text, crate::push::hostname)?,
+    };
     let probe_concurrency = match raw.probe_concurrency.as_deref() {
         None => DEFAULT_PROBE_CONCURRENCY,
         Some(text) => match text.parse::<usize>() {
@@ -141,6 +148,7 @@ pub fn settings_from_args(raw: RawArgs) -> Result<Settings, String> {
         web_config_file: raw.web_config_file,
         enable_lifecycle: raw.enable_lifecycle,
         push_gateway: raw.push_gateway,
+        shard,
         blackbox_config_file: raw.blackbox_config_file,
         probe_concurrency,
     })

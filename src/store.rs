@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::metrics::FamilySet;
+use crate::shard::Shard;
 use crate::sync::{lock, read, write};
 use crate::units::unix_ms;
 
@@ -375,6 +376,8 @@ pub struct Store {
     generation: Arc<AtomicU64>,
     reload: Mutex<ReloadStatus>,
     ready: AtomicBool,
+    /// Which part of the targets this replica checks (`--shard`).
+    shard: Shard,
 }
 
 impl Default for Store {
@@ -387,14 +390,29 @@ impl Default for Store {
                 last_success_unix_ms: unix_ms(SystemTime::now()),
             }),
             ready: AtomicBool::new(false),
+            shard: Shard::WHOLE,
         }
     }
 }
 
 impl Store {
     /// An empty store whose config load succeeded now.
+    #[cfg(test)]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store of a replica that checks `shard`'s part of the targets.
+    pub fn sharded(shard: Shard) -> Self {
+        Store {
+            shard,
+            ..Self::default()
+        }
+    }
+
+    /// Which part of the targets this replica checks.
+    pub fn shard(&self) -> Shard {
+        self.shard
     }
 
     /// A new slot bound to this store (not listed until [`Store::set_slots`]).
@@ -449,7 +467,12 @@ impl Store {
         if self.ready.load(Ordering::Acquire) {
             return true;
         }
-        let all_ran = self.slots().iter().all(|s| s.latest().is_some());
+        // A snapshot of a first run still in progress does not count: the run has not
+        // finished, and some of its targets are not checked yet.
+        let all_ran = self
+            .slots()
+            .iter()
+            .all(|s| s.latest().is_some_and(|l| l.runs_total > 0));
         if all_ran {
             self.ready.store(true, Ordering::Release);
         }

@@ -24,6 +24,11 @@ pub fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Waits on a condition variable, past poisoning.
+pub fn wait<'a, T>(cv: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    cv.wait(guard).unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Waits on a condition variable for at most `wait`, past poisoning.
 pub fn wait_timeout<'a, T>(
     cv: &Condvar,

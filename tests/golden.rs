@@ -312,8 +312,11 @@ fn volatile(name: &str, series: &str, value: &str) -> Option<&'static str> {
         | "sonde_http_duration_seconds"
         | "sonde_http_phase_duration_seconds"
         | "sonde_http_probe_duration_seconds_sum"
+        | "sonde_http_probe_lateness_seconds_sum"
         | "sample_external_url_response_ms" => Some("DURATION"),
-        "sonde_http_probe_duration_seconds_bucket" if !series.contains("le=\"+Inf\"") => {
+        "sonde_http_probe_duration_seconds_bucket" | "sonde_http_probe_lateness_seconds_bucket"
+            if !series.contains("le=\"+Inf\"") =>
+        {
             Some("COUNT")
         }
         "sonde_check_last_run_timestamp_seconds"

@@ -115,6 +115,15 @@ impl DockerhubCheck {
         let mut problems = Vec::new();
         let organizations = organizations(spec, ctx, &mut problems);
         let repositories = repositories(spec, &organizations, ctx, &mut problems);
+        // Everything is validated on every replica; each lists only its own part.
+        let organizations: Vec<String> = organizations
+            .into_iter()
+            .filter(|org| ctx.shard.owns(org))
+            .collect();
+        let repositories: Vec<Single> = repositories
+            .into_iter()
+            .filter(|r| ctx.shard.owns(&format!("{}/{}", r.namespace, r.name)))
+            .collect();
         let api = match &spec.own.api_url {
             None => Api::parse(DEFAULT_API_URL).ok(),
             Some(u) => match Api::parse(&u.value) {

@@ -1,26 +1,30 @@
 //! `kind: http`: URL uptime probes, the job of the small URL-check exporters sonde replaces.
 //!
-//! Each URL is probed independently on a bounded set of worker threads; the check's
-//! timeout bounds every probe, body included, and the whole run. A probe reports *why*
-//! it failed (the `reason` label), the earliest NotAfter of the presented certificate
-//! chain even when verification failed, and feeds per-URL counters and a histogram
-//! that live as long as the check.
+//! Each URL is probed independently on a bounded pool of long-lived threads, at its own
+//! place in the interval (see `spread.rs`): a run starts at the tick, probes each URL at
+//! its place within the first part of the interval, and publishes what it found so far
+//! every second. The check's timeout bounds every probe, body included. A probe reports
+//! *why* it failed (the `reason` label and a cause in words), the earliest NotAfter of
+//! the presented certificate chain even when verification failed, and feeds per-URL
+//! counters and a histogram that live as long as the check.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::problem::Spanned;
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess};
 
 use super::probe::{ProbeResult, ProbeSpec, Prober, Reason, Target};
+use super::spread::{self, Batch, Pool};
 use super::{BuildContext, Check, KindSpec, LegacyClaim, RunContext, RunOutput};
 use crate::keys::{self, SharedKeys};
 use crate::metrics::{FamilyId, FamilySet, Histogram, MetricType};
 use crate::problem::Problem;
 use crate::store::TargetReport;
-use crate::sync::{self, lock};
+use crate::sync::lock;
 
 const UP: &str = "sonde_http_up";
 const UP_HELP: &str = "1 if the last probe of the URL met every condition, else 0.";
@@ -61,28 +65,49 @@ const LEGACY_UP: &str = "sample_external_url_up";
 const LEGACY_UP_HELP: &str = "URL Up";
 const LEGACY_MS: &str = "sample_external_url_response_ms";
 const LEGACY_MS_HELP: &str = "Response Time";
+const LATENESS: &str = "sonde_http_probe_lateness_seconds";
+const LATENESS_HELP: &str = "How late probes of the check started after their place in the interval, in seconds (a full pool of probe threads makes them late).";
 
 /// Upper bounds of the probe duration histogram, in seconds.
 static BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Upper bounds of the lateness histogram, in seconds.
+static LATENESS_BUCKETS: [f64; 9] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
 /// Default number of URLs probed at once by one check.
 const DEFAULT_CONCURRENCY: usize = 32;
-/// The YAML keys of `kind: http`: its URLs and how many are probed at once, plus how
-/// to probe each one ([`ProbeSpec`]).
+
+/// How often a run that spreads its probes publishes what it found so far.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// How often a run checks that its probes are not waiting for a thread.
+const KEEP_UP_EVERY: Duration = Duration::from_millis(20);
+
+/// How long past the run's deadline it waits for its last probes: they stop at the
+/// deadline themselves and need a moment to hand in their (timed-out) results.
+const STRAGGLERS: Duration = Duration::from_millis(250);
+
+/// The YAML keys of `kind: http`: its URLs, how many are probed at once, whether they
+/// are spread over the interval and keep a histogram, plus how to probe each one
+/// ([`ProbeSpec`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct HttpSpec {
     urls: Spanned<Vec<Spanned<String>>>,
     concurrency: Option<Spanned<usize>>,
+    spread: bool,
+    histogram: bool,
     probe: ProbeSpec,
 }
 
-/// The keys only an http check has (a probe module has neither).
+/// The keys only an http check has (a probe module has none of them).
 #[derive(Default)]
 struct UrlKeys {
     urls: Option<Spanned<Vec<Spanned<String>>>>,
     concurrency: Option<Spanned<usize>>,
+    spread: Option<bool>,
+    histogram: Option<bool>,
 }
 
 impl SharedKeys for UrlKeys {
@@ -90,6 +115,8 @@ impl SharedKeys for UrlKeys {
         match key {
             "urls" => self.urls = Some(map.next_value()?),
             "concurrency" => self.concurrency = Some(map.next_value()?),
+            "spread" => self.spread = Some(map.next_value()?),
+            "histogram" => self.histogram = Some(map.next_value()?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -113,6 +140,8 @@ impl<'de> Deserialize<'de> for HttpSpec {
         Ok(HttpSpec {
             urls,
             concurrency: own.concurrency,
+            spread: own.spread.unwrap_or(true),
+            histogram: own.histogram.unwrap_or(true),
             probe,
         })
     }
@@ -131,22 +160,47 @@ struct UrlStats {
     last_cause: Option<String>,
 }
 
-/// A configured http check.
+/// What the check knows of one URL: its last probe and its counters.
 #[derive(Debug)]
-pub struct HttpCheck {
+struct UrlState {
+    last: Option<ProbeResult>,
+    stats: UrlStats,
+}
+
+/// What outlives a run, shared with the probe threads.
+#[derive(Debug)]
+struct Shared {
     check: String,
     targets: Vec<Target>,
     prober: Prober,
-    concurrency: usize,
     legacy: bool,
-    stats: Mutex<Vec<UrlStats>>,
+    histogram: bool,
+    urls: Mutex<Vec<UrlState>>,
+    /// How late probes started after their place, over the check's life.
+    lateness: Mutex<Histogram>,
+}
+
+/// A configured http check.
+#[derive(Debug)]
+pub struct HttpCheck {
+    shared: Arc<Shared>,
+    /// Each target's place in the interval (see `spread.rs`), and the targets in that
+    /// order.
+    places: Vec<f64>,
+    order: Vec<usize>,
+    spread: bool,
+    pool: Pool,
 }
 
 impl HttpCheck {
     /// Validates the spec and builds the check.
     pub fn build(spec: &HttpSpec, ctx: &BuildContext) -> Result<HttpCheck, Vec<Problem>> {
         let mut problems = Vec::new();
-        let targets = targets(spec, ctx, &mut problems);
+        // Every URL is validated on every replica; each checks only its own.
+        let targets: Vec<Target> = targets(spec, ctx, &mut problems)
+            .into_iter()
+            .filter(|t| ctx.shard.owns(&t.label))
+            .collect();
         let concurrency = match &spec.concurrency {
             None => DEFAULT_CONCURRENCY,
             Some(c) if (1..=1024).contains(&c.value) => c.value,
@@ -159,43 +213,81 @@ impl HttpCheck {
         let Some(prober) = prober.filter(|_| problems.is_empty()) else {
             return Err(problems);
         };
-        let stats = targets
+        let urls = targets
             .iter()
-            .map(|_| UrlStats {
-                successes: 0,
-                failures: [0; REASONS],
-                durations: Histogram::new(&BUCKETS),
-                last_cause: None,
+            .map(|_| UrlState {
+                last: None,
+                stats: UrlStats {
+                    successes: 0,
+                    failures: [0; REASONS],
+                    durations: Histogram::new(&BUCKETS),
+                    last_cause: None,
+                },
             })
             .collect();
+        let places: Vec<f64> = targets.iter().map(|t| spread::place(&t.label)).collect();
+        let mut order: Vec<usize> = (0..targets.len()).collect();
+        order.sort_by(|a, b| places[*a].total_cmp(&places[*b]));
+        let check = ctx.meta.name.clone();
         Ok(HttpCheck {
-            check: ctx.meta.name.clone(),
-            targets,
-            prober,
-            concurrency,
-            legacy: ctx.legacy_metrics,
-            stats: Mutex::new(stats),
+            pool: Pool::new("sonde-probe", concurrency.min(targets.len())),
+            shared: Arc::new(Shared {
+                check,
+                targets,
+                prober,
+                legacy: ctx.legacy_metrics,
+                histogram: spec.histogram,
+                urls: Mutex::new(urls),
+                lateness: Mutex::new(Histogram::new(&LATENESS_BUCKETS)),
+            }),
+            places,
+            order,
+            spread: spec.spread,
         })
     }
+}
 
-    /// Counts this run's results into the per-URL stats and renders every metric.
-    fn render(&self, results: &[ProbeResult]) -> RunOutput {
-        let mut stats = lock(&self.stats);
+impl Shared {
+    /// Takes one probe's result into the URL's state and counters.
+    fn record(&self, index: usize, result: ProbeResult, lateness: Duration) {
+        lock(&self.lateness).observe(lateness.as_secs_f64());
+        let mut urls = lock(&self.urls);
+        let Some(url) = urls.get_mut(index) else {
+            return;
+        };
+        let s = &mut url.stats;
+        match result.failure {
+            None => s.successes += 1,
+            Some(reason) => s.failures[reason.index()] += 1,
+        }
+        s.durations.observe(result.duration.as_secs_f64());
+        self.log_change(&self.targets[index].label, &result, s);
+        url.last = Some(result);
+    }
+
+    /// Every metric from what is known now: each URL's last probe and its counters;
+    /// URLs never probed yet have no samples and are reported as not yet run.
+    fn render(&self) -> RunOutput {
+        let urls = lock(&self.urls);
         let mut m = FamilySet::new();
-        let ids = Families::declare(&mut m, self.legacy);
-        let mut targets = Vec::with_capacity(results.len());
+        let ids = Families::declare(&mut m, self.legacy, self.histogram);
+        let mut targets = Vec::with_capacity(urls.len());
         let mut down = Vec::new();
-        for ((target, r), s) in self.targets.iter().zip(results).zip(stats.iter_mut()) {
-            match r.failure {
-                None => s.successes += 1,
-                Some(reason) => {
-                    s.failures[reason.index()] += 1;
-                    down.push((target.label.as_str(), reason, r.cause.as_deref()));
-                }
+        let mut pending = 0;
+        for (target, url) in self.targets.iter().zip(urls.iter()) {
+            let Some(r) = &url.last else {
+                pending += 1;
+                targets.push(TargetReport {
+                    target: target.label.clone(),
+                    pending: true,
+                    ..TargetReport::default()
+                });
+                continue;
+            };
+            if let Some(reason) = r.failure {
+                down.push((target.label.as_str(), reason, r.cause.as_deref()));
             }
-            self.log_change(&target.label, r, s);
-            s.durations.observe(r.duration.as_secs_f64());
-            ids.url(&mut m, &self.check, &target.label, r, s);
+            ids.url(&mut m, &self.check, &target.label, r, &url.stats);
             targets.push(TargetReport {
                 target: target.label.clone(),
                 up: r.failure.is_none(),
@@ -207,11 +299,17 @@ impl HttpCheck {
                 ..TargetReport::default()
             });
         }
+        let lateness = m.family(LATENESS, LATENESS_HELP, MetricType::Histogram);
+        m.histogram(lateness, &[("check", &self.check)], &lock(&self.lateness));
         let words = |url: &str, reason: Reason, cause: Option<&str>| match cause {
             Some(cause) => format!("{url}: {}: {cause}", reason.as_str()),
             None => format!("{url}: {}", reason.as_str()),
         };
         let error = match down.as_slice() {
+            [] if pending > 0 => Some(format!(
+                "{pending} of {} URLs not probed yet",
+                self.targets.len()
+            )),
             [] => None,
             [(url, reason, cause)] => Some(words(url, *reason, *cause)),
             [(url, reason, cause), ..] => Some(format!(
@@ -222,7 +320,7 @@ impl HttpCheck {
             )),
         };
         RunOutput {
-            success: down.is_empty(),
+            success: error.is_none(),
             error,
             families: m,
             targets,
@@ -230,7 +328,7 @@ impl HttpCheck {
     }
 }
 
-impl HttpCheck {
+impl Shared {
     /// Logs a URL that went down, changed why it is down, or recovered.
     fn log_change(&self, url: &str, r: &ProbeResult, s: &mut UrlStats) {
         let cause = r.failure.map(|reason| {
@@ -271,12 +369,12 @@ struct Families {
     tls_cipher: FamilyId,
     probes: FamilyId,
     failures: FamilyId,
-    histogram: FamilyId,
+    histogram: Option<FamilyId>,
     legacy: Option<(FamilyId, FamilyId)>,
 }
 
 impl Families {
-    fn declare(m: &mut FamilySet, legacy: bool) -> Families {
+    fn declare(m: &mut FamilySet, legacy: bool, histogram: bool) -> Families {
         Families {
             up: m.family(UP, UP_HELP, MetricType::Gauge),
             duration: m.family(DURATION, DURATION_HELP, MetricType::Gauge),
@@ -293,7 +391,8 @@ impl Families {
             tls_cipher: m.family(TLS_CIPHER, TLS_CIPHER_HELP, MetricType::Gauge),
             probes: m.family(PROBES, PROBES_HELP, MetricType::Counter),
             failures: m.family(FAILURES, FAILURES_HELP, MetricType::Counter),
-            histogram: m.family(PROBE_DURATION, PROBE_DURATION_HELP, MetricType::Histogram),
+            histogram: histogram
+                .then(|| m.family(PROBE_DURATION, PROBE_DURATION_HELP, MetricType::Histogram)),
             legacy: legacy.then(|| {
                 (
                     m.family(LEGACY_UP, LEGACY_UP_HELP, MetricType::Gauge),
@@ -342,7 +441,9 @@ impl Families {
                 m.sample(self.failures, &labels, count as f64);
             }
         }
-        m.histogram(self.histogram, &labels, &s.durations);
+        if let Some(histogram) = self.histogram {
+            m.histogram(histogram, &labels, &s.durations);
+        }
         if let Some((legacy_up, legacy_ms)) = self.legacy {
             let url_only = [url];
             m.sample(legacy_up, &url_only, is_up);
@@ -392,54 +493,61 @@ impl Families {
 }
 
 impl Check for HttpCheck {
+    /// Hands the run's probes to the pool, each due at its place in the spread window,
+    /// and publishes what they found every second until the last one is in.
     fn run(&self, ctx: &RunContext) -> RunOutput {
-        let prepared = self.prober.prepare();
-        let slots: Vec<Mutex<Option<ProbeResult>>> =
-            self.targets.iter().map(|_| Mutex::new(None)).collect();
-        let next = AtomicUsize::new(0);
-        let work = || {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(target) = self.targets.get(i) else {
-                    break;
-                };
-                let result = if ctx.cancel.load(Ordering::Relaxed) {
-                    ProbeResult::not_run()
-                } else {
-                    self.prober.probe(target, ctx.deadline, &prepared)
-                };
-                *lock(&slots[i]) = Some(result);
-            }
+        let prepared = Arc::new(self.shared.prober.prepare());
+        let window = if self.spread {
+            ctx.spread
+        } else {
+            Duration::ZERO
         };
-        let workers = self.concurrency.min(self.targets.len()).max(1);
-        std::thread::scope(|scope| {
-            let mut spawned = 0;
-            for _ in 1..workers {
-                let ok = std::thread::Builder::new()
-                    .name("sonde-probe".into())
-                    .stack_size(512 << 10)
-                    .spawn_scoped(scope, work)
-                    .is_ok();
-                if !ok {
-                    break;
-                }
-                spawned += 1;
-            }
-            log::trace!(
-                "check={} probing {} URLs on {} threads",
-                self.check,
-                self.targets.len(),
-                spawned + 1
-            );
-            // The calling thread works too, so a run makes progress even when no thread
-            // can be spawned.
-            work();
-        });
-        let results: Vec<ProbeResult> = slots
-            .into_iter()
-            .map(|s| sync::into_inner(s).unwrap_or_else(ProbeResult::not_run))
+        let start = Instant::now();
+        let due = self
+            .order
+            .iter()
+            .map(|&i| start + spread::offset(self.places[i], window))
             .collect();
-        self.render(&results)
+        let shared = Arc::clone(&self.shared);
+        let order = self.order.clone();
+        let deadline = ctx.deadline;
+        let batch = Arc::new(Batch::new(
+            due,
+            Box::new(move |item, due| {
+                let index = order[item];
+                let started = Instant::now();
+                let result = shared
+                    .prober
+                    .probe(&shared.targets[index], deadline, &prepared);
+                shared.record(index, result, started.saturating_duration_since(due));
+            }),
+        ));
+        self.pool.start(Arc::clone(&batch));
+        let mut last_progress = start;
+        batch.wait(ctx.deadline + STRAGGLERS, KEEP_UP_EVERY, || {
+            if ctx.cancel.load(Ordering::Relaxed) {
+                batch.stop();
+            }
+            self.pool.keep_up(&batch);
+            let now = Instant::now();
+            if now.duration_since(last_progress) >= PROGRESS_EVERY {
+                last_progress = now;
+                (ctx.progress)(self.shared.render());
+            }
+        });
+        batch.stop();
+        self.shared.render()
+    }
+
+    /// Spread over the part of the interval that leaves a whole timeout before the next
+    /// tick, less a tenth of the interval for rendering and a late pool.
+    fn spread(&self, interval: Duration, timeout: Duration) -> Duration {
+        if !self.spread {
+            return Duration::ZERO;
+        }
+        interval
+            .saturating_sub(timeout)
+            .saturating_sub(interval / 10)
     }
 }
 

@@ -32,6 +32,7 @@ use crate::net::kube::{
 };
 use crate::net::oci::{Job, Keyring, Outcome, RegistryKeys, Status, glob_match};
 use crate::problem::Problem;
+use crate::shard::Shard;
 use crate::store::TargetReport;
 use crate::sync::lock;
 
@@ -171,6 +172,9 @@ pub struct KubernetesCheck {
     ignored: Vec<Ignored>,
     setup: RegistrySetup,
     legacy: bool,
+    /// With `--shard`, the images this replica checks (every replica reads every
+    /// workload, each checks its own images).
+    shard: Shard,
     state: Mutex<State>,
     /// Held for its drop, which stops the reflectors' threads when the check goes away
     /// (a reload that changed or removed it).
@@ -253,6 +257,7 @@ impl KubernetesCheck {
             ignored,
             setup,
             legacy: ctx.legacy_metrics,
+            shard: ctx.shard,
             state: Mutex::new(State::default()),
             _watches: watches,
         })
@@ -492,6 +497,14 @@ impl KubernetesCheck {
                 let Some(parsed) = self.unless_ignored(image) else {
                     continue;
                 };
+                // Sharded by the image as checked, so two spellings of one image are
+                // checked by one replica.
+                let key = parsed
+                    .as_ref()
+                    .map_or_else(|_| image.clone(), ToString::to_string);
+                if !self.shard.owns(&key) {
+                    continue;
+                }
                 let job = parsed.map(|r| {
                     let keyring = keyring.get_or_insert_with(|| {
                         if self.use_pull_secrets {

@@ -18,6 +18,7 @@ use serde_saphyr::Location;
 
 use crate::metrics::FamilySet;
 use crate::problem::Problem;
+use crate::shard::Shard;
 use crate::store::{CheckMeta, TargetReport};
 
 pub mod dockerhub;
@@ -27,6 +28,7 @@ pub mod kubernetes;
 pub mod module;
 pub mod probe;
 pub mod registry;
+pub mod spread;
 
 /// Static facts about a kind.
 #[derive(Debug)]
@@ -193,6 +195,8 @@ pub struct BuildContext<'a> {
     pub base_dir: &'a Path,
     /// `--ignored-images`, added to every `kubernetes_images` check.
     pub ignored_images: &'a [String],
+    /// `--shard`: a kind checks only the targets this replica owns (see `shard.rs`).
+    pub shard: Shard,
 }
 
 impl BuildContext<'_> {
@@ -248,12 +252,26 @@ impl BuildContext<'_> {
 }
 
 /// What a check needs while it runs.
-#[derive(Debug)]
 pub struct RunContext<'a> {
     /// The run must be over by then; work not finished counts as timed out.
     pub deadline: Instant,
     /// Set when the run is no longer wanted (shutdown, reload).
     pub cancel: &'a AtomicBool,
+    /// How long after its start the run may spread its targets' probes (see
+    /// [`Check::spread`]); zero runs every probe at once (`--once`, one-shot probes).
+    pub spread: Duration,
+    /// Publishes what a long run has found so far (the targets probed since its start
+    /// and the last values of the others), without counting a run.
+    pub progress: &'a (dyn Fn(RunOutput) + Sync),
+}
+
+impl std::fmt::Debug for RunContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunContext")
+            .field("deadline", &self.deadline)
+            .field("spread", &self.spread)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What one run produced.
@@ -279,4 +297,12 @@ pub struct RunOutput {
 pub trait Check: Send + Sync + 'static {
     /// Runs once; must return by `ctx.deadline` or shortly after.
     fn run(&self, ctx: &RunContext) -> RunOutput;
+
+    /// How much of each interval the check spreads its probes over, given its interval
+    /// and timeout: a run then lasts that long plus the timeout. Zero (the default) runs
+    /// every target at the tick.
+    fn spread(&self, interval: Duration, timeout: Duration) -> Duration {
+        let _ = (interval, timeout);
+        Duration::ZERO
+    }
 }

@@ -251,6 +251,8 @@ impl Module {
             legacy_metrics: false,
             base_dir,
             ignored_images: &[],
+            // /probe targets come from Prometheus, not from a sharded config.
+            shard: crate::shard::Shard::WHOLE,
         };
         let prober = Prober::build(&spec.probe, &ctx, at, &mut problems);
         let problems: Vec<Problem> = problems

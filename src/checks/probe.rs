@@ -338,6 +338,12 @@ pub struct Prepared {
     body: Option<Arc<Vec<u8>>>,
 }
 
+thread_local! {
+    /// Where a probe thread reads bodies: allocated (and zeroed) once per thread, not
+    /// once per probe, since probe threads live as long as their check.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 16 << 10]);
+}
+
 /// The outcome of one probe.
 #[derive(Debug, Clone)]
 pub struct ProbeResult {
@@ -616,6 +622,16 @@ impl Prober {
         if !self.asks_encoding {
             builder = builder.header(ureq::http::header::ACCEPT_ENCODING, "gzip");
         }
+        // Every probe measures a new connection, so say so: the server closes it (its
+        // side keeps the TIME_WAIT, not sonde's ephemeral ports), and the client skips
+        // checking whether the connection could be reused.
+        if !prepared
+            .headers
+            .iter()
+            .any(|(name, _)| name == ureq::http::header::CONNECTION)
+        {
+            builder = builder.header(ureq::http::header::CONNECTION, "close");
+        }
         if let Some(auth) = prepared
             .authorization
             .as_deref()
@@ -648,12 +664,14 @@ impl Prober {
             count: 0,
         };
         // An empty body (HEAD, 204, 304) says gzip too at times, and is no gzip stream.
-        let mut first = vec![0u8; 16 << 10];
-        let n = wire.read(&mut first).map_err(client::error_from_io)?;
-        if n == 0 {
+        let first = SCRATCH.with_borrow_mut(|scratch| {
+            let n = wire.read(scratch)?;
+            Ok::<_, std::io::Error>(scratch[..n].to_vec())
+        });
+        let first = first.map_err(client::error_from_io)?;
+        if first.is_empty() {
             return Ok(Some(Vec::new()));
         }
-        first.truncate(n);
         let raw = std::io::Cursor::new(first).chain(&mut wire);
         let mut decoded: Box<dyn Read + '_> = if gzip {
             Box::new(flate2::read::MultiGzDecoder::new(raw))
@@ -661,31 +679,32 @@ impl Prober {
             Box::new(raw)
         };
         let mut kept = Vec::new();
-        let mut chunk = [0u8; 16 << 10];
-        let outcome = loop {
-            let n = match decoded.read(&mut chunk) {
-                Ok(n) => n,
-                Err(e) => break Err(e),
-            };
-            if n == 0 {
-                break Ok(Some(std::mem::take(&mut kept)));
+        let outcome = SCRATCH.with_borrow_mut(|chunk| {
+            loop {
+                let n = match decoded.read(chunk) {
+                    Ok(n) => n,
+                    Err(e) => break Err(e),
+                };
+                if n == 0 {
+                    break Ok(Some(std::mem::take(&mut kept)));
+                }
+                result.body_size += n as u64;
+                if result.body_size > self.body_limit {
+                    result.body_size = self.body_limit;
+                    result.fail(
+                        Reason::BodyTooLarge,
+                        format!(
+                            "the body is larger than body_size_limit ({} bytes)",
+                            self.body_limit
+                        ),
+                    );
+                    break Ok(None);
+                }
+                if wants_body {
+                    kept.extend_from_slice(&chunk[..n]);
+                }
             }
-            result.body_size += n as u64;
-            if result.body_size > self.body_limit {
-                result.body_size = self.body_limit;
-                result.fail(
-                    Reason::BodyTooLarge,
-                    format!(
-                        "the body is larger than body_size_limit ({} bytes)",
-                        self.body_limit
-                    ),
-                );
-                break Ok(None);
-            }
-            if wants_body {
-                kept.extend_from_slice(&chunk[..n]);
-            }
-        };
+        });
         drop(decoded);
         result.wire_size = wire.count;
         outcome.map_err(|e| {

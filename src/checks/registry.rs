@@ -340,7 +340,11 @@ impl RegistryCheck {
     /// Validates the spec and builds the check.
     pub fn build(spec: &RegistrySpec, ctx: &BuildContext) -> Result<RegistryCheck, Vec<Problem>> {
         let mut problems = Vec::new();
-        let targets = targets(&spec.own.images, ctx, &mut problems);
+        // Every image is validated on every replica; each checks only its own.
+        let targets: Vec<Target> = targets(&spec.own.images, ctx, &mut problems)
+            .into_iter()
+            .filter(|t| ctx.shard.owns(&t.label))
+            .collect();
         let setup = RegistrySetup::build(&spec.registry, ctx)
             .map_err(|mut p| problems.append(&mut p))
             .ok();
