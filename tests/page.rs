@@ -91,23 +91,8 @@ fn hub_fixture() -> Fixture {
 struct Observed {
     /// Target label -> expected state, for every target of the config.
     expected: BTreeMap<String, &'static str>,
-    dom: String,
-    /// `document.title`, `<script>` elements, and the text of the planted URL's row.
-    title: String,
-    scripts: u64,
-    /// Everything the browser fetched besides the page itself.
-    fetched: Value,
-    planted_row_text: String,
-    planted_cause_text: String,
-    /// (scrollWidth, clientWidth) of the document at 390 and 1280 CSS pixels.
-    width_390: (u64, u64),
-    width_1280: (u64, u64),
-    /// PNG sizes of the full-page screenshots.
-    png_390: (u32, u32),
-    png_1280: (u32, u32),
-    /// The body's background in light and dark mode.
-    light_bg: String,
-    dark_bg: String,
+    /// What Chromium showed.
+    looks: Looks,
     root: HttpResponse,
     down_only: HttpResponse,
     one_check: HttpResponse,
@@ -238,15 +223,20 @@ fn expected_states(
 /// What Chromium shows of the page at `base`.
 struct Looks {
     dom: String,
+    /// `document.title`, `<script>` elements, and the text of the planted URL's row.
     title: String,
     scripts: u64,
+    /// Everything the browser fetched besides the page itself.
     fetched: Value,
     planted_row_text: String,
     planted_cause_text: String,
+    /// (scrollWidth, clientWidth) of the document at 390 and 1280 CSS pixels.
     width_390: (u64, u64),
     width_1280: (u64, u64),
+    /// PNG sizes of the full-page screenshots.
     png_390: (u32, u32),
     png_1280: (u32, u32),
+    /// The body's background in light and dark mode.
     light_bg: String,
     dark_bg: String,
 }
@@ -336,22 +326,10 @@ fn observe() -> Observed {
     sonde.wait_ready();
     wait_for_history(&sonde, 12);
 
-    let looks = look(&format!("http://{}/", sonde.addr), &planted_url);
     let get = |path: &str| sonde.get(path);
     Observed {
         expected: expected_states(&urls, &image_list),
-        dom: looks.dom,
-        title: looks.title,
-        scripts: looks.scripts,
-        fetched: looks.fetched,
-        planted_row_text: looks.planted_row_text,
-        planted_cause_text: looks.planted_cause_text,
-        width_390: looks.width_390,
-        width_1280: looks.width_1280,
-        png_390: looks.png_390,
-        png_1280: looks.png_1280,
-        light_bg: looks.light_bg,
-        dark_bg: looks.dark_bg,
+        looks: look(&format!("http://{}/", sonde.addr), &planted_url),
         root: get("/"),
         down_only: get("/?state=down"),
         one_check: get("/?check=images"),
@@ -402,10 +380,10 @@ fn as_text(text: &str) -> String {
 #[test]
 fn every_target_s_state_is_in_the_rendered_dom() {
     let o = observed();
-    let rows = rows(&o.dom);
+    let rows = rows(&o.looks.dom);
     for (target, state) in &o.expected {
         let Some((seen, row)) = rows.get(&as_text(target)) else {
-            panic!("no row for {target:?} in the DOM:\n{}", o.dom);
+            panic!("no row for {target:?} in the DOM:\n{}", o.looks.dom);
         };
         assert_eq!(seen, state, "{target}: {row}");
         let word = match *state {
@@ -425,35 +403,47 @@ fn every_target_s_state_is_in_the_rendered_dom() {
 #[test]
 fn a_script_planted_in_a_url_and_in_a_cause_does_not_run_and_shows_as_text() {
     let o = observed();
-    assert!(o.title.starts_with("sonde: "), "title {:?}", o.title);
-    assert_ne!(o.title, "pwned");
-    assert_eq!(o.scripts, 0, "no <script> element may reach the DOM");
-    assert!(!o.dom.to_ascii_lowercase().contains("<script"), "{}", o.dom);
+    assert!(
+        o.looks.title.starts_with("sonde: "),
+        "title {:?}",
+        o.looks.title
+    );
+    assert_ne!(o.looks.title, "pwned");
+    assert_eq!(o.looks.scripts, 0, "no <script> element may reach the DOM");
+    assert!(
+        !o.looks.dom.to_ascii_lowercase().contains("<script"),
+        "{}",
+        o.looks.dom
+    );
     // Shown as text: the URL in its row, the image reference in its row and in the
     // cause the reference check gives (invalid_reference quotes it).
     assert!(
-        o.planted_row_text.contains(PLANTED),
+        o.looks.planted_row_text.contains(PLANTED),
         "{}",
-        o.planted_row_text
+        o.looks.planted_row_text
     );
     assert!(
-        o.planted_row_text.contains("connect"),
+        o.looks.planted_row_text.contains("connect"),
         "{}",
-        o.planted_row_text
+        o.looks.planted_row_text
     );
     // The cause quotes the reference: `invalid registry host "<script>...<"`.
     assert!(
-        o.planted_cause_text.starts_with(PLANTED),
+        o.looks.planted_cause_text.starts_with(PLANTED),
         "{}",
-        o.planted_cause_text
+        o.looks.planted_cause_text
     );
-    let cause = o.planted_cause_text.split_once('\n').map_or("", |(_, c)| c);
+    let cause = o
+        .looks
+        .planted_cause_text
+        .split_once('\n')
+        .map_or("", |(_, c)| c);
     assert!(
         cause.contains("invalid") && cause.contains("\"<script>document.title='pwned'"),
         "{}",
-        o.planted_cause_text
+        o.looks.planted_cause_text
     );
-    assert!(o.dom.contains(&as_text(PLANTED)));
+    assert!(o.looks.dom.contains(&as_text(PLANTED)));
     // The policy stops an inline script even if one ever got through.
     assert_eq!(o.root.header("content-security-policy"), Some(CSP));
 }
@@ -464,7 +454,7 @@ fn the_page_needs_nothing_but_itself() {
     // What works in the scratch image and behind basic auth: no script, style sheet,
     // font or image from anywhere, only the document and its inline parts.
     assert_eq!(
-        o.fetched,
+        o.looks.fetched,
         serde_json::json!([]),
         "the browser fetched more than the page"
     );
@@ -483,19 +473,19 @@ fn the_page_needs_nothing_but_itself() {
 #[test]
 fn screenshots_at_1280_and_390_px_fit_their_width() {
     let o = observed();
-    assert_eq!(o.png_1280.0, 1280);
-    assert_eq!(o.png_390.0, 390);
+    assert_eq!(o.looks.png_1280.0, 1280);
+    assert_eq!(o.looks.png_390.0, 390);
     assert!(
-        o.png_390.1 > 844,
+        o.looks.png_390.1 > 844,
         "a full-page capture is taller than the phone"
     );
-    let (scroll, client) = o.width_390;
+    let (scroll, client) = o.looks.width_390;
     assert_eq!(client, 390);
     assert!(
         scroll <= client,
         "horizontal scroll at 390 px: {scroll} > {client}"
     );
-    let (scroll, client) = o.width_1280;
+    let (scroll, client) = o.looks.width_1280;
     assert!(
         scroll <= client,
         "horizontal scroll at 1280 px: {scroll} > {client}"
@@ -505,8 +495,8 @@ fn screenshots_at_1280_and_390_px_fit_their_width() {
 #[test]
 fn dark_mode_follows_prefers_color_scheme() {
     let o = observed();
-    assert_eq!(o.light_bg, "rgb(255, 255, 255)");
-    assert_eq!(o.dark_bg, "rgb(13, 17, 23)");
+    assert_eq!(o.looks.light_bg, "rgb(255, 255, 255)");
+    assert_eq!(o.looks.dark_bg, "rgb(13, 17, 23)");
 }
 
 #[test]
