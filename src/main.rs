@@ -60,27 +60,9 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Exit {
-    let raw = match cli::parse(std::env::args_os().skip(1).collect()) {
-        Ok(raw) => raw,
-        Err(e) => {
-            eprintln!("sonde: {e}");
-            return Exit::Usage;
-        }
-    };
-    if raw.help {
-        print!("{}", cli::help());
-        return Exit::Success;
-    }
-    if raw.version {
-        println!("sonde {VERSION} (revision {REVISION})");
-        return Exit::Success;
-    }
-    let settings = match settings::settings_from_args(raw) {
+    let settings = match settings() {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("sonde: {e}");
-            return Exit::Usage;
-        }
+        Err(exit) => return exit,
     };
     logger::init(settings.log_level);
     let loaded = match load_config(&settings) {
@@ -103,32 +85,7 @@ fn run() -> Exit {
         },
     };
     if settings.config_check {
-        let source = settings.config_file.as_ref().map_or_else(
-            || "the built-in default config".to_string(),
-            |p| p.display().to_string(),
-        );
-        let web_note = settings
-            .web_config_file
-            .as_ref()
-            .map_or_else(String::new, |p| {
-                format!(", web config {} is valid", p.display())
-            });
-        for p in &loaded.replaced {
-            eprintln!("sonde: warning: {p}");
-        }
-        for p in &loaded.refused {
-            eprintln!("sonde: warning: {p}; /probe refuses this module");
-        }
-        let (ready, refused) = loaded.modules.counts();
-        let modules_note = if ready + refused == 0 {
-            String::new()
-        } else {
-            format!(", {ready} probe module(s), {refused} refused")
-        };
-        println!(
-            "sonde: {source} is valid: {} check(s){modules_note}{web_note}",
-            loaded.checks.len()
-        );
+        report_config_check(&settings, &loaded);
         return Exit::Success;
     }
     if settings.once {
@@ -143,6 +100,60 @@ fn run() -> Exit {
         web,
     ));
     serve(&settings, loaded, security)
+}
+
+/// The settings from the command line and the environment; `--help` and `--version`
+/// answer here, and end the program (as does a bad flag) with the returned exit.
+fn settings() -> Result<Settings, Exit> {
+    let raw = match cli::parse(std::env::args_os().skip(1).collect()) {
+        Ok(raw) => raw,
+        Err(e) => {
+            eprintln!("sonde: {e}");
+            return Err(Exit::Usage);
+        }
+    };
+    if raw.help {
+        print!("{}", cli::help());
+        return Err(Exit::Success);
+    }
+    if raw.version {
+        println!("sonde {VERSION} (revision {REVISION})");
+        return Err(Exit::Success);
+    }
+    settings::settings_from_args(raw).map_err(|e| {
+        eprintln!("sonde: {e}");
+        Exit::Usage
+    })
+}
+
+/// `--config.check`'s answer: the warnings, then one line saying what is valid.
+fn report_config_check(settings: &Settings, loaded: &Loaded) {
+    let source = settings.config_file.as_ref().map_or_else(
+        || "the built-in default config".to_string(),
+        |p| p.display().to_string(),
+    );
+    let web_note = settings
+        .web_config_file
+        .as_ref()
+        .map_or_else(String::new, |p| {
+            format!(", web config {} is valid", p.display())
+        });
+    for p in &loaded.replaced {
+        eprintln!("sonde: warning: {p}");
+    }
+    for p in &loaded.refused {
+        eprintln!("sonde: warning: {p}; /probe refuses this module");
+    }
+    let (ready, refused) = loaded.modules.counts();
+    let modules_note = if ready + refused == 0 {
+        String::new()
+    } else {
+        format!(", {ready} probe module(s), {refused} refused")
+    };
+    println!(
+        "sonde: {source} is valid: {} check(s){modules_note}{web_note}",
+        loaded.checks.len()
+    );
 }
 
 /// The config file and the blackbox config, read.

@@ -58,83 +58,24 @@ pub struct Settings {
     pub probe_concurrency: usize,
 }
 
-/// Validates the flags (not the config file).
+/// Validates the flags (not the config file); the first bad one is the error.
 pub fn settings_from_args(raw: RawArgs) -> Result<Settings, String> {
     let listen_text = raw
         .listen_address
         .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
     let listen = parse_listen_address(&listen_text)?;
-    let telemetry_path = raw.telemetry_path.unwrap_or_else(|| "/metrics".to_string());
-    if !telemetry_path.starts_with('/') || telemetry_path.len() < 2 {
-        return Err(format!(
-            "--web.telemetry-path {telemetry_path:?} must start with / and name a path"
-        ));
-    }
-    if RESERVED_PATHS.contains(&telemetry_path.as_str()) {
-        return Err(format!(
-            "--web.telemetry-path {telemetry_path:?} is already an endpoint of sonde"
-        ));
-    }
-    let check_interval = match raw.check_interval {
-        None => None,
-        Some(text) => {
-            let d = parse_duration(&text).map_err(|e| format!("--check-interval: {e}"))?;
-            if d.is_zero() {
-                return Err("--check-interval must be greater than 0".into());
-            }
-            Some(d)
-        }
-    };
-    let ignored_images: Vec<String> = raw
-        .ignored_images
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
-    let log_level = match raw.log_level.as_deref().unwrap_or("info") {
-        "error" => LogLevel::Error,
-        "warn" => LogLevel::Warn,
-        "info" => LogLevel::Info,
-        "debug" => LogLevel::Debug,
-        "trace" => LogLevel::Trace,
-        other => {
-            return Err(format!(
-                "--log.level {other:?}: use one of error, warn, info, debug, trace"
-            ));
-        }
-    };
+    let telemetry_path = telemetry_path(raw.telemetry_path)?;
+    let check_interval = check_interval(raw.check_interval.as_deref())?;
+    let ignored_images = ignored_images(raw.ignored_images.as_deref());
+    let log_level = log_level(raw.log_level.as_deref())?;
     if let Some(url) = &raw.push_gateway {
-        if !raw.once {
-            return Err("--push.gateway works with --once only".into());
-        }
-        let valid = url
-            .parse::<ureq::http::Uri>()
-            .ok()
-            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
-        if valid.is_none() {
-            return Err(format!(
-                "--push.gateway {url:?} is not an http:// or https:// URL"
-            ));
-        }
+        check_push_gateway(url, raw.once)?;
     }
     let shard = match &raw.shard {
         None => Shard::WHOLE,
         Some(text) => Shard::parse(text, crate::push::hostname)?,
     };
-    let probe_concurrency = match raw.probe_concurrency.as_deref() {
-        None => DEFAULT_PROBE_CONCURRENCY,
-        Some(text) => match text.parse::<usize>() {
-            Ok(n) if (1..=4096).contains(&n) => n,
-            _ => {
-                return Err(format!(
-                    "--probe.concurrency {text:?}: use a number from 1 to 4096"
-                ));
-            }
-        },
-    };
+    let probe_concurrency = probe_concurrency(raw.probe_concurrency.as_deref())?;
     Ok(Settings {
         config_file: raw.config_file,
         listen,
@@ -152,6 +93,88 @@ pub fn settings_from_args(raw: RawArgs) -> Result<Settings, String> {
         blackbox_config_file: raw.blackbox_config_file,
         probe_concurrency,
     })
+}
+
+/// `--web.telemetry-path`: a path of its own, `/metrics` by default.
+fn telemetry_path(flag: Option<String>) -> Result<String, String> {
+    let path = flag.unwrap_or_else(|| "/metrics".to_string());
+    if !path.starts_with('/') || path.len() < 2 {
+        return Err(format!(
+            "--web.telemetry-path {path:?} must start with / and name a path"
+        ));
+    }
+    if RESERVED_PATHS.contains(&path.as_str()) {
+        return Err(format!(
+            "--web.telemetry-path {path:?} is already an endpoint of sonde"
+        ));
+    }
+    Ok(path)
+}
+
+/// `--check-interval`: a duration greater than 0, when given.
+fn check_interval(flag: Option<&str>) -> Result<Option<Duration>, String> {
+    let Some(text) = flag else {
+        return Ok(None);
+    };
+    let d = parse_duration(text).map_err(|e| format!("--check-interval: {e}"))?;
+    if d.is_zero() {
+        return Err("--check-interval must be greater than 0".into());
+    }
+    Ok(Some(d))
+}
+
+/// `--ignored-images`: a comma-separated list, blanks dropped.
+fn ignored_images(flag: Option<&str>) -> Vec<String> {
+    flag.unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `--log.level`, `info` by default.
+fn log_level(flag: Option<&str>) -> Result<LogLevel, String> {
+    match flag.unwrap_or("info") {
+        "error" => Ok(LogLevel::Error),
+        "warn" => Ok(LogLevel::Warn),
+        "info" => Ok(LogLevel::Info),
+        "debug" => Ok(LogLevel::Debug),
+        "trace" => Ok(LogLevel::Trace),
+        other => Err(format!(
+            "--log.level {other:?}: use one of error, warn, info, debug, trace"
+        )),
+    }
+}
+
+/// `--push.gateway`: an http(s) URL, and only with `--once`.
+fn check_push_gateway(url: &str, once: bool) -> Result<(), String> {
+    if !once {
+        return Err("--push.gateway works with --once only".into());
+    }
+    let valid = url
+        .parse::<ureq::http::Uri>()
+        .ok()
+        .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+    if valid.is_none() {
+        return Err(format!(
+            "--push.gateway {url:?} is not an http:// or https:// URL"
+        ));
+    }
+    Ok(())
+}
+
+/// `--probe.concurrency`: 1 to 4096.
+fn probe_concurrency(flag: Option<&str>) -> Result<usize, String> {
+    let Some(text) = flag else {
+        return Ok(DEFAULT_PROBE_CONCURRENCY);
+    };
+    match text.parse::<usize>() {
+        Ok(n) if (1..=4096).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "--probe.concurrency {text:?}: use a number from 1 to 4096"
+        )),
+    }
 }
 
 /// Parses `HOST:PORT`, `[v6]:PORT` or Go-style `:PORT` into addresses to try.

@@ -30,6 +30,30 @@ struct Row {
     blackbox: String,
     /// The same settings as sonde's keys, as YAML flow-mapping entries.
     sonde: String,
+    /// sonde's `up` for it: what the row means.
+    up: f64,
+}
+
+impl Row {
+    /// A row whose keys are the same for both exporters but the name of the TLS key.
+    fn new(name: &'static str, up: f64, url: String, tls: &str, other: &str) -> Row {
+        let keys = |tls_key: &str| {
+            let tls = (!tls.is_empty()).then(|| format!("{tls_key}: {{{tls}}}"));
+            let other = (!other.is_empty()).then(|| other.to_string());
+            [other, tls]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Row {
+            name,
+            url,
+            blackbox: keys("tls_config"),
+            sonde: keys("tls"),
+            up,
+        }
+    }
 }
 
 /// What one exporter said about one target.
@@ -79,86 +103,10 @@ fn show(v: &Option<impl std::fmt::Display>) -> String {
     v.as_ref().map_or("-".into(), |v| v.to_string())
 }
 
-#[test]
-fn sonde_and_blackbox_exporter_agree_on_a_matrix_of_targets() {
-    let dir = Dir::new();
-    let p = dir.path().display().to_string();
-    let web = Fixture::start(route);
-    let pinned = Fixture::start_tls(&openssl_self_signed(dir.path(), "pinned"), route);
-    let ca = TestCa::new();
-    dir.write("ca.pem", &ca.pem);
-    let expired = Fixture::start_tls(&ca.leaf((2020, 1, 1), (2021, 3, 4)), route);
-    let pki = ClientPki::new();
-    pki.client("client", "ec", "ca");
-    let mtls = pki.server(&ca.leaf((2020, 1, 1), (2040, 6, 15)), route);
-    let secure = Fixture::start_tls(&ca.leaf((2020, 1, 1), (2041, 7, 7)), route);
-    let proxy = TestProxy::start();
-    let proxy_url = proxy.url(&format!("{PROXY_USER}:{PROXY_PASSWORD}@"));
-    let https = |f: &Fixture, path: &str| format!("https://127.0.0.1:{}{path}", f.addr.port());
-    let client = format!(
-        "cert_file: {0}/client.pem, key_file: {0}/client.key",
-        pki.path().display()
-    );
-    let rows = [
-        Row {
-            name: "ok_200",
-            url: web.url("/ok"),
-            blackbox: String::new(),
-            sonde: String::new(),
-        },
-        Row {
-            name: "status_503",
-            url: web.url("/503"),
-            blackbox: String::new(),
-            sonde: String::new(),
-        },
-        Row {
-            name: "redirect",
-            url: web.url("/redirect"),
-            blackbox: String::new(),
-            sonde: String::new(),
-        },
-        Row {
-            name: "pinned_self_signed",
-            url: https(&pinned, "/ok"),
-            blackbox: format!("tls_config: {{ca_file: {p}/pinned.pem}}"),
-            sonde: format!("tls: {{ca_file: {p}/pinned.pem}}"),
-        },
-        Row {
-            name: "expired",
-            url: https(&expired, "/ok"),
-            blackbox: format!("tls_config: {{ca_file: {p}/ca.pem}}"),
-            sonde: format!("tls: {{ca_file: {p}/ca.pem}}"),
-        },
-        Row {
-            name: "client_cert_given",
-            url: https(&mtls, "/ok"),
-            blackbox: format!("tls_config: {{ca_file: {p}/ca.pem, {client}}}"),
-            sonde: format!("tls: {{ca_file: {p}/ca.pem, {client}}}"),
-        },
-        Row {
-            name: "client_cert_missing",
-            url: https(&mtls, "/ok"),
-            blackbox: format!("tls_config: {{ca_file: {p}/ca.pem}}"),
-            sonde: format!("tls: {{ca_file: {p}/ca.pem}}"),
-        },
-        Row {
-            name: "proxy_http",
-            url: web.url("/ok"),
-            blackbox: format!("proxy_url: \"{proxy_url}\""),
-            sonde: format!("proxy_url: \"{proxy_url}\""),
-        },
-        Row {
-            name: "proxy_https",
-            url: https(&secure, "/ok"),
-            blackbox: format!("proxy_url: \"{proxy_url}\", tls_config: {{ca_file: {p}/ca.pem}}"),
-            sonde: format!("proxy_url: \"{proxy_url}\", tls: {{ca_file: {p}/ca.pem}}"),
-        },
-    ];
-
-    // sonde: one check per row, all in one --once.
+/// sonde's config: one check per row, all in one `--once`.
+fn sonde_config(rows: &[Row]) -> String {
     let mut config = String::from("checks:\n");
-    for row in &rows {
+    for row in rows {
         let keys = if row.sonde.is_empty() {
             String::new()
         } else {
@@ -169,14 +117,13 @@ fn sonde_and_blackbox_exporter_agree_on_a_matrix_of_targets() {
             row.name, row.url
         ));
     }
-    let cfg = dir.write("sonde.yml", config);
-    let out = run(&["--once", "-c", cfg.to_str().unwrap()]);
-    let sonde = Exposition(String::from_utf8(out.stdout).unwrap());
-    let sonde_log = String::from_utf8_lossy(&out.stderr).into_owned();
+    config
+}
 
-    // blackbox: one module per row. IPv4 first, as every target is 127.0.0.1.
+/// blackbox's config: one module per row. IPv4 first, as every target is 127.0.0.1.
+fn blackbox_modules(rows: &[Row]) -> String {
     let mut modules = String::from("modules:\n");
-    for row in &rows {
+    for row in rows {
         let keys = if row.blackbox.is_empty() {
             String::new()
         } else {
@@ -187,19 +134,22 @@ fn sonde_and_blackbox_exporter_agree_on_a_matrix_of_targets() {
             row.name
         ));
     }
-    let bb_config = dir.write("blackbox.yml", modules);
-    let blackbox = start_blackbox_exporter(&dir, &bb_config);
+    modules
+}
 
+/// Probes every row through blackbox's `/probe` and compares with sonde's series: the
+/// table of both, and where they disagree.
+fn compare(blackbox: &Daemon, sonde: &Exposition, rows: &[Row]) -> (String, Vec<String>) {
     let mut table = String::from(
         "| target | exporter | up | status | redirects | TLS version | earliest expiry |\n|---|---|---|---|---|---|---|\n",
     );
     let mut disagreements = Vec::new();
-    for row in &rows {
+    for row in rows {
         let path = format!("/probe?target={}&module={}", percent(&row.url), row.name);
         let answer = request(blackbox.addr, "GET", &path, &[], b"");
         assert_eq!(answer.status, 200, "{}: {}", row.name, answer.text());
         let b = blackbox_seen(&answer.text());
-        let s = sonde_seen(&sonde, row.name, &row.url);
+        let s = sonde_seen(sonde, row.name, &row.url);
         for (who, seen) in [("blackbox", &b), ("sonde", &s)] {
             table.push_str(&format!(
                 "| {} | {who} | {} | {} | {} | {} | {} |\n",
@@ -228,38 +178,119 @@ fn sonde_and_blackbox_exporter_agree_on_a_matrix_of_targets() {
             differ("earliest expiry", b.earliest_expiry == s.earliest_expiry);
         }
     }
+    (table, disagreements)
+}
+
+fn https(f: &Fixture, path: &str) -> String {
+    format!("https://127.0.0.1:{}{path}", f.addr.port())
+}
+
+/// The servers of the matrix, all on 127.0.0.1, and the files both exporters read.
+struct Targets {
+    web: Fixture,
+    pinned: Fixture,
+    expired: Fixture,
+    mtls: Fixture,
+    secure: Fixture,
+    proxy: TestProxy,
+    /// Holds the client certificate and key (`client`) while the exporters run.
+    _pki: ClientPki,
+    client: String,
+    proxy_url: String,
+}
+
+impl Targets {
+    fn start(dir: &Dir) -> Targets {
+        let pinned = Fixture::start_tls(&openssl_self_signed(dir.path(), "pinned"), route);
+        let ca = TestCa::new();
+        dir.write("ca.pem", &ca.pem);
+        let pki = ClientPki::new();
+        pki.client("client", "ec", "ca");
+        let proxy = TestProxy::start();
+        let proxy_url = proxy.url(&format!("{PROXY_USER}:{PROXY_PASSWORD}@"));
+        Targets {
+            web: Fixture::start(route),
+            pinned,
+            expired: Fixture::start_tls(&ca.leaf((2020, 1, 1), (2021, 3, 4)), route),
+            mtls: pki.server(&ca.leaf((2020, 1, 1), (2040, 6, 15)), route),
+            secure: Fixture::start_tls(&ca.leaf((2020, 1, 1), (2041, 7, 7)), route),
+            proxy,
+            client: format!(
+                "cert_file: {0}/client.pem, key_file: {0}/client.key",
+                pki.path().display()
+            ),
+            _pki: pki,
+            proxy_url,
+        }
+    }
+
+    /// The rows; `p` is the directory of `ca.pem` and `pinned.pem`.
+    fn rows(&self, p: &str) -> Vec<Row> {
+        let ca_file = format!("ca_file: {p}/ca.pem");
+        let pinned_file = format!("ca_file: {p}/pinned.pem");
+        let with_client = format!("{ca_file}, {}", self.client);
+        let via_proxy = format!("proxy_url: \"{}\"", self.proxy_url);
+        let (web, mtls) = (&self.web, &self.mtls);
+        vec![
+            Row::new("ok_200", 1.0, web.url("/ok"), "", ""),
+            Row::new("status_503", 0.0, web.url("/503"), "", ""),
+            Row::new("redirect", 1.0, web.url("/redirect"), "", ""),
+            Row::new(
+                "pinned_self_signed",
+                1.0,
+                https(&self.pinned, "/ok"),
+                &pinned_file,
+                "",
+            ),
+            Row::new("expired", 0.0, https(&self.expired, "/ok"), &ca_file, ""),
+            Row::new(
+                "client_cert_given",
+                1.0,
+                https(mtls, "/ok"),
+                &with_client,
+                "",
+            ),
+            Row::new("client_cert_missing", 0.0, https(mtls, "/ok"), &ca_file, ""),
+            Row::new("proxy_http", 1.0, web.url("/ok"), "", &via_proxy),
+            Row::new(
+                "proxy_https",
+                1.0,
+                https(&self.secure, "/ok"),
+                &ca_file,
+                &via_proxy,
+            ),
+        ]
+    }
+}
+
+#[test]
+fn sonde_and_blackbox_exporter_agree_on_a_matrix_of_targets() {
+    let dir = Dir::new();
+    let targets = Targets::start(&dir);
+    let rows = targets.rows(&dir.path().display().to_string());
+    let cfg = dir.write("sonde.yml", sonde_config(&rows));
+    let out = run(&["--once", "-c", cfg.to_str().unwrap()]);
+    let sonde = Exposition(String::from_utf8(out.stdout).unwrap());
+    let sonde_log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let bb_config = dir.write("blackbox.yml", blackbox_modules(&rows));
+    let blackbox = start_blackbox_exporter(&dir, &bb_config);
+
+    let (table, disagreements) = compare(&blackbox, &sonde, &rows);
     println!("{table}");
     assert!(
         disagreements.is_empty(),
         "sonde and blackbox_exporter disagree: {disagreements:?}\n{table}\nsonde's log:\n{sonde_log}"
     );
     // The rows mean what they say: each exporter saw what was meant.
-    let up = |name: &str| {
-        sonde_seen(
-            &sonde,
-            name,
-            &rows.iter().find(|r| r.name == name).unwrap().url,
-        )
-        .up
-    };
-    for (name, expected) in [
-        ("ok_200", 1.0),
-        ("status_503", 0.0),
-        ("redirect", 1.0),
-        ("pinned_self_signed", 1.0),
-        ("expired", 0.0),
-        ("client_cert_given", 1.0),
-        ("client_cert_missing", 0.0),
-        ("proxy_http", 1.0),
-        ("proxy_https", 1.0),
-    ] {
-        assert_eq!(up(name), Some(expected), "{name}\n{table}");
+    for row in &rows {
+        let up = sonde_seen(&sonde, row.name, &row.url).up;
+        assert_eq!(up, Some(row.up), "{}\n{table}", row.name);
     }
     // Both exporters' proxied probes reached the proxy: the absolute form for the
     // http target, CONNECT for the https one.
-    let through = proxy.seen();
-    let absolute = format!("GET {} HTTP/1.1", web.url("/ok"));
-    let connect = format!("CONNECT 127.0.0.1:{} HTTP/1.1", secure.addr.port());
+    let through = targets.proxy.seen();
+    let absolute = format!("GET {} HTTP/1.1", targets.web.url("/ok"));
+    let connect = format!("CONNECT 127.0.0.1:{} HTTP/1.1", targets.secure.addr.port());
     for line in [absolute, connect] {
         assert_eq!(
             through.iter().filter(|l| **l == line).count(),
@@ -268,7 +299,7 @@ fn sonde_and_blackbox_exporter_agree_on_a_matrix_of_targets() {
         );
     }
     // Where only sonde speaks: an expired certificate's expiry (blackbox #1119).
-    let expired_row = sonde_seen(&sonde, "expired", &https(&expired, "/ok"));
+    let expired_row = sonde_seen(&sonde, "expired", &https(&targets.expired, "/ok"));
     assert_eq!(
         expired_row.earliest_expiry,
         Some(unix_day(2021, 3, 4) as f64)

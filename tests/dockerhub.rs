@@ -1244,69 +1244,72 @@ fn next_links_off_the_api_host_and_endless_listings_are_not_followed() {
     assert_eq!(m.value(&success("hub")), Some(0.0));
 }
 
+/// Keys of a dockerhub check (after its name and kind) and a part of the error each
+/// must give.
+const CONFIG_MISTAKES: [(&str, &str); 14] = [
+    (
+        "organizations: []",
+        "list at least one Docker Hub organization in `organizations` or one namespace/name in `repositories`",
+    ),
+    (
+        "updated_within: 1d",
+        "list at least one Docker Hub organization",
+    ),
+    (
+        "repositories: [nginx]",
+        "repository \"nginx\" is not namespace/name (an official image is library/nginx)",
+    ),
+    (
+        "repositories: [a/b/c]",
+        "repository \"a/b/c\" is not namespace/name",
+    ),
+    (
+        "repositories: [acme/app, acme/app]",
+        "repository \"acme/app\" is listed twice",
+    ),
+    (
+        "organizations: [acme]\n    repositories: [Acme/app]",
+        "repository \"Acme/app\" is already listed through organization \"Acme\"",
+    ),
+    (
+        "organizations: [a/b]",
+        "organization \"a/b\" is not a Docker Hub namespace",
+    ),
+    (
+        "organizations: [amazon, amazon]",
+        "organization \"amazon\" is listed twice",
+    ),
+    (
+        "organizations: [x]\n    api_url: hub.docker.com",
+        "must start with http:// or https://",
+    ),
+    (
+        "organizations: [x]\n    updated_within: 0s",
+        "updated_within must be greater than 0",
+    ),
+    (
+        "organizations: [x]\n    username: me",
+        "username needs token_file",
+    ),
+    (
+        "organizations: [x]\n    username: me\n    token_file: missing",
+        "cannot read the token file",
+    ),
+    (
+        "organizations: [x]\n    username: me\n    token_file: empty-token",
+        "is empty",
+    ),
+    (
+        "organizations: [x]\n    organisations: [y]",
+        "unknown field `organisations`",
+    ),
+];
+
 #[test]
 fn config_mistakes_are_reported_with_their_location() {
     let dir = Dir::new();
     dir.write("empty-token", "\n");
-    let cases: [(&str, &str); 14] = [
-        (
-            "organizations: []",
-            "list at least one Docker Hub organization in `organizations` or one namespace/name in `repositories`",
-        ),
-        (
-            "updated_within: 1d",
-            "list at least one Docker Hub organization",
-        ),
-        (
-            "repositories: [nginx]",
-            "repository \"nginx\" is not namespace/name (an official image is library/nginx)",
-        ),
-        (
-            "repositories: [a/b/c]",
-            "repository \"a/b/c\" is not namespace/name",
-        ),
-        (
-            "repositories: [acme/app, acme/app]",
-            "repository \"acme/app\" is listed twice",
-        ),
-        (
-            "organizations: [acme]\n    repositories: [Acme/app]",
-            "repository \"Acme/app\" is already listed through organization \"Acme\"",
-        ),
-        (
-            "organizations: [a/b]",
-            "organization \"a/b\" is not a Docker Hub namespace",
-        ),
-        (
-            "organizations: [amazon, amazon]",
-            "organization \"amazon\" is listed twice",
-        ),
-        (
-            "organizations: [x]\n    api_url: hub.docker.com",
-            "must start with http:// or https://",
-        ),
-        (
-            "organizations: [x]\n    updated_within: 0s",
-            "updated_within must be greater than 0",
-        ),
-        (
-            "organizations: [x]\n    username: me",
-            "username needs token_file",
-        ),
-        (
-            "organizations: [x]\n    username: me\n    token_file: missing",
-            "cannot read the token file",
-        ),
-        (
-            "organizations: [x]\n    username: me\n    token_file: empty-token",
-            "is empty",
-        ),
-        (
-            "organizations: [x]\n    organisations: [y]",
-            "unknown field `organisations`",
-        ),
-    ];
-    for (keys, message) in cases {
+    for (keys, message) in CONFIG_MISTAKES {
         let path = dir.write(
             "sonde.yml",
             format!("checks:\n  - name: hub\n    kind: dockerhub\n    {keys}\n"),
@@ -1334,11 +1337,9 @@ fn config_mistakes_are_reported_with_their_location() {
     );
 }
 
-/// Single repositories beside an organization: one request each, the same series with
-/// the namespace as `organization`; a private one read with the token; one that does not
-/// exist fails the run and has no series; one that fails keeps its last values.
-#[test]
-fn single_repositories_are_read_one_request_each_with_the_same_metrics() {
+/// Docker Hub with the organization amazon (3 repositories), two repositories of
+/// library and a private one of acme.
+fn hub_with_single_repositories() -> Hub {
     let hub = Hub::start();
     hub.add("amazon", many(3, 1_700_000_000.0));
     hub.add(
@@ -1350,6 +1351,24 @@ fn single_repositories_are_read_one_request_each_with_the_same_metrics() {
     );
     hub.add("acme", vec![repo("internal", 42, 0, Some(1_700_000_500.0))]);
     hub.namespace("acme", |ns| ns.private = true);
+    hub
+}
+
+/// The requests for single repositories, with their answers' status.
+fn single_repository_hits(hub: &Hub) -> Vec<String> {
+    hub.hits()
+        .iter()
+        .filter(|h| h.path.contains("/repositories/"))
+        .map(|h| format!("{} {}", h.path, h.status))
+        .collect()
+}
+
+/// Single repositories beside an organization: one request each, the same series with
+/// the namespace as `organization`; a private one read with the token; one that does not
+/// exist fails the run and has no series; one that fails keeps its last values.
+#[test]
+fn single_repositories_are_read_one_request_each_with_the_same_metrics() {
+    let hub = hub_with_single_repositories();
     let dir = Dir::new();
     dir.write("hub-token", format!("{SECRET}\n"));
     let config = format!(
@@ -1402,14 +1421,8 @@ fn single_repositories_are_read_one_request_each_with_the_same_metrics() {
             && stderr.contains("no repository library/gone on Docker Hub"),
         "{stderr}"
     );
-    let singles: Vec<String> = hub
-        .hits()
-        .iter()
-        .filter(|h| h.path.contains("/repositories/"))
-        .map(|h| format!("{} {}", h.path, h.status))
-        .collect();
     assert_eq!(
-        singles,
+        single_repository_hits(&hub),
         [
             "/v2/namespaces/library/repositories/nginx 200",
             "/v2/namespaces/acme/repositories/internal 200",

@@ -548,10 +548,20 @@ impl Registry {
     }
 }
 
+/// One workload of the golden cluster: resource, namespace, name, its container and
+/// image, its init containers, its pull secrets.
+type WorkloadRow<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    (&'a str, &'a str),
+    &'a [(&'a str, &'a str)],
+    &'a [&'a str],
+);
+
 /// A cluster of a few workloads of every kind whose images live in the registry `r`:
 /// present, absent, behind a pull secret, ignored and invalid. Deployments come in
 /// pages of 2, so the list is continued (and restarted once on the fixture's 410).
-/// It is long because it is data: one entry per workload, nothing to factor out.
 fn cluster(r: &str, app_digest: &str) -> Cluster {
     let app = format!("{r}/team/app:v1");
     let migrate = format!("{r}/team/migrate:v1");
@@ -562,62 +572,54 @@ fn cluster(r: &str, app_digest: &str) -> Cluster {
         page_size: 2,
         ..Cluster::default()
     };
-    cluster.items.insert(
-        "deployments".into(),
-        vec![
-            workload(
-                "deployments",
-                "team-a",
-                "web",
-                pod_spec(&[("web", &app)], &[("migrate", &migrate)], &[], None),
-                1,
-            ),
-            workload(
-                "deployments",
-                "team-a",
-                "legacy",
-                pod_spec(&[("old", "registry.local/legacy/old:v1")], &[], &[], None),
-                2,
-            ),
-            workload(
-                "deployments",
-                "team-b",
-                "api",
-                pod_spec(&[("api", &secret)], &[], &["regcred"], None),
-                3,
-            ),
-        ],
-    );
-    cluster.items.insert(
-        "statefulsets".into(),
-        vec![workload(
-            "statefulsets",
+    let workloads: [WorkloadRow; 6] = [
+        (
+            "deployments",
             "team-a",
-            "db",
-            pod_spec(&[("db", &base)], &[], &[], None),
-            4,
-        )],
-    );
-    cluster.items.insert(
-        "daemonsets".into(),
-        vec![workload(
+            "web",
+            ("web", &app),
+            &[("migrate", &migrate)],
+            &[],
+        ),
+        (
+            "deployments",
+            "team-a",
+            "legacy",
+            ("old", "registry.local/legacy/old:v1"),
+            &[],
+            &[],
+        ),
+        (
+            "deployments",
+            "team-b",
+            "api",
+            ("api", &secret),
+            &[],
+            &["regcred"],
+        ),
+        ("statefulsets", "team-a", "db", ("db", &base), &[], &[]),
+        (
             "daemonsets",
             "team-b",
             "agent",
-            pod_spec(&[("agent", "Bad/Image:v1")], &[], &[], None),
-            5,
-        )],
-    );
-    cluster.items.insert(
-        "cronjobs".into(),
-        vec![workload(
+            ("agent", "Bad/Image:v1"),
+            &[],
+            &[],
+        ),
+        (
             "cronjobs",
             "team-b",
             "report",
-            pod_spec(&[("report", &pinned)], &[], &[], None),
-            6,
-        )],
-    );
+            ("report", &pinned),
+            &[],
+            &[],
+        ),
+    ];
+    for (n, (resource, ns, name, container, init, secrets)) in workloads.into_iter().enumerate() {
+        let spec = pod_spec(&[container], init, secrets, None);
+        let item = workload(resource, ns, name, spec, n + 1);
+        cluster.items.entry(resource.into()).or_default().push(item);
+    }
     let auth = images::base64(format!("{PULL_USER}:{PULL_PASSWORD}").as_bytes());
     cluster.secrets.insert(
         ("team-b".into(), "regcred".into()),

@@ -142,9 +142,9 @@ fn pins() -> &'static PinRun {
     shared(&PINS, run_pins)
 }
 
-/// Serves every certificate case and runs one sonde over all of them.
-fn run_pins() -> PinRun {
-    let dir = Dir::new();
+/// A certificate made by `openssl req -x509`, checked to say CA:TRUE (else the pin
+/// test would prove nothing).
+fn openssl_ca_true(dir: &Dir) -> Leaf {
     let ca_true = openssl_self_signed(dir.path(), "ca-true");
     let text = Command::new("openssl")
         .args(["x509", "-noout", "-text", "-in", "ca-true.pem"])
@@ -155,6 +155,13 @@ fn run_pins() -> PinRun {
         String::from_utf8_lossy(&text.stdout).contains("CA:TRUE"),
         "openssl req -x509 should write CA:TRUE; the pin test would prove nothing"
     );
+    ca_true
+}
+
+/// Serves every certificate case and runs one sonde over all of them.
+fn run_pins() -> PinRun {
+    let dir = Dir::new();
+    let ca_true = openssl_ca_true(&dir);
     let non_ca = plain_self_signed(&["localhost", "127.0.0.1"], (2020, 1, 1), (2044, 4, 4));
     let expired_pin = plain_self_signed(&["localhost", "127.0.0.1"], (2020, 1, 1), (2021, 3, 4));
     let ca = TestCa::new();
@@ -166,58 +173,37 @@ fn run_pins() -> PinRun {
     dir.write("ca.pem", &ca.pem);
     let v12_13: &[&'static rustls::SupportedProtocolVersion] =
         &[&rustls::version::TLS13, &rustls::version::TLS12];
-    // (check, server, pin, host of the URL, more tls keys)
-    let servers = [
+    // (check, certificate served, pin, host of the URL, more tls keys)
+    let cases = [
         (
             "pinned_ca_true",
-            tls_server(&ca_true, v12_13, &[]),
+            &ca_true,
             "ca-true-pin.pem",
             "localhost",
             "",
         ),
-        (
-            "pinned_non_ca",
-            tls_server(&non_ca, v12_13, &[]),
-            "non-ca-pin.pem",
-            "localhost",
-            "",
-        ),
-        (
-            "wrong_pin",
-            tls_server(&ca_true, v12_13, &[]),
-            "non-ca-pin.pem",
-            "localhost",
-            "",
-        ),
+        ("pinned_non_ca", &non_ca, "non-ca-pin.pem", "localhost", ""),
+        ("wrong_pin", &ca_true, "non-ca-pin.pem", "localhost", ""),
         (
             "expired_pin",
-            tls_server(&expired_pin, v12_13, &[]),
+            &expired_pin,
             "expired-pin.pem",
             "localhost",
             "",
         ),
-        (
-            "expired",
-            tls_server(&expired, v12_13, &[]),
-            "ca.pem",
-            "localhost",
-            "",
-        ),
-        (
-            "wrong_name",
-            tls_server(&localhost_only, v12_13, &[]),
-            "ca.pem",
-            "127.0.0.1",
-            "",
-        ),
+        ("expired", &expired, "ca.pem", "localhost", ""),
+        ("wrong_name", &localhost_only, "ca.pem", "127.0.0.1", ""),
         (
             "pinned_wrong_name",
-            tls_server(&non_ca, v12_13, &[]),
+            &non_ca,
             "non-ca-pin.pem",
             "localhost",
             ", server_name: other.test",
         ),
     ];
+    let servers = cases.map(|(name, cert, pin, host, more)| {
+        (name, tls_server(cert, v12_13, &[]), pin, host, more)
+    });
     let mut config = String::from("checks:\n");
     let mut urls = std::collections::HashMap::new();
     for (name, server, pin, host, more) in &servers {

@@ -1002,22 +1002,10 @@ fn sonde_once_with(dir: &Dir, sysfs: &Path, checks: &str) -> (Option<i32>, Strin
     )
 }
 
-/// Excluded chips and sensors are left out, and no file of theirs is opened: not their
-/// values, not a FIFO planted among them, not even their directory. A run without
-/// filters on the same tree shows the watch does see those opens.
-#[test]
-fn chip_and_sensor_filters_leave_out_what_they_exclude_without_opening_it() {
-    let (dir, sysfs) = copy_tree("amd_laptop");
-    let devices = sysfs.join("devices/pci0000:00");
-    let dgpu = devices.join("0000:00:01.1/0000:01:00.0/0000:02:00.0/0000:03:00.0");
-    let dgpu_hwmon = dgpu.join("hwmon/hwmon3");
-    let nvme_hwmon = devices.join("0000:00:02.4/0000:02:00.0/nvme/nvme0/hwmon1");
-    // Opening a FIFO for reading blocks until a writer comes: a filter that opened it
-    // would hang the run (bounded by the timeout below) instead of passing.
-    mkfifo(&dgpu_hwmon.join("temp9_input"));
-    mkfifo(&dgpu.join("temp8_input"));
-    let watch = OpenWatch::new(&[dgpu_hwmon.clone(), dgpu.clone(), nvme_hwmon.clone()]);
-    let checks = format!(
+/// Two checks that filter the amd_laptop tree: `hw` leaves out the discrete GPU, the
+/// power supplies and two NVMe sensors; `cpu` keeps only temp1 of the PCI chips.
+fn filtered_checks() -> String {
+    format!(
         "checks:
   - name: hw
     kind: hwmon
@@ -1033,19 +1021,62 @@ fn chip_and_sensor_filters_leave_out_what_they_exclude_without_opening_it() {
     exclude_chips: [\"{NVME}\"]
     include_sensors: [\".*/temp1\"]
 "
+    )
+}
+
+/// The values of `label` over the series of `check` (and of `chip`, when given).
+fn label_values(parsed: &Parsed, check: &str, chip: Option<&str>, label: &str) -> BTreeSet<String> {
+    parsed
+        .series
+        .iter()
+        .filter(|s| s.labels.get("check").map(String::as_str) == Some(check))
+        .filter(|s| chip.is_none() || s.labels.get("chip").map(String::as_str) == chip)
+        .filter_map(|s| s.labels.get(label).cloned())
+        .collect()
+}
+
+/// Nothing under the excluded chip `dgpu` was opened, and of the NVMe chip only
+/// temp1's files, not those of the excluded temp2 and temp3.
+fn assert_nothing_excluded_opened(opened: &BTreeSet<PathBuf>, dgpu: &Path, nvme_hwmon: &Path) {
+    let touched: Vec<&PathBuf> = opened.iter().filter(|p| p.starts_with(dgpu)).collect();
+    assert!(
+        touched.is_empty(),
+        "opened in the excluded chip: {touched:?}"
     );
-    let (code, text) = sonde_once_with(&dir, &sysfs, &checks);
+    let nvme_opened: BTreeSet<String> = opened
+        .iter()
+        .filter(|p| p.parent() == Some(nvme_hwmon))
+        .filter_map(|p| p.file_name()?.to_str().map(String::from))
+        .collect();
+    assert!(nvme_opened.contains("temp1_input"), "{nvme_opened:?}");
+    assert!(
+        !nvme_opened
+            .iter()
+            .any(|f| f.starts_with("temp2") || f.starts_with("temp3")),
+        "excluded sensors were opened: {nvme_opened:?}"
+    );
+}
+
+/// Excluded chips and sensors are left out, and no file of theirs is opened: not their
+/// values, not a FIFO planted among them, not even their directory. A run without
+/// filters on the same tree shows the watch does see those opens.
+#[test]
+fn chip_and_sensor_filters_leave_out_what_they_exclude_without_opening_it() {
+    let (dir, sysfs) = copy_tree("amd_laptop");
+    let devices = sysfs.join("devices/pci0000:00");
+    let dgpu = devices.join("0000:00:01.1/0000:01:00.0/0000:02:00.0/0000:03:00.0");
+    let dgpu_hwmon = dgpu.join("hwmon/hwmon3");
+    let nvme_hwmon = devices.join("0000:00:02.4/0000:02:00.0/nvme/nvme0/hwmon1");
+    // Opening a FIFO for reading blocks until a writer comes: a filter that opened it
+    // would hang the run (bounded by the timeout below) instead of passing.
+    mkfifo(&dgpu_hwmon.join("temp9_input"));
+    mkfifo(&dgpu.join("temp8_input"));
+    let watch = OpenWatch::new(&[dgpu_hwmon.clone(), dgpu.clone(), nvme_hwmon.clone()]);
+    let (code, text) = sonde_once_with(&dir, &sysfs, &filtered_checks());
     assert_eq!(code, Some(0), "{text}");
     let opened = watch.opened();
     let parsed = Parsed::new(&text);
-    let chips = |check: &str| -> BTreeSet<String> {
-        parsed
-            .series
-            .iter()
-            .filter(|s| s.labels.get("check").map(String::as_str) == Some(check))
-            .filter_map(|s| s.labels.get("chip").cloned())
-            .collect()
-    };
+    let chips = |check: &str| label_values(&parsed, check, None, "chip");
     assert_eq!(
         chips("hw"),
         [
@@ -1064,15 +1095,7 @@ fn chip_and_sensor_filters_leave_out_what_they_exclude_without_opening_it() {
         BTreeSet::from(["pci0000:00_0000:00:18_3".to_string()]),
         "{text}"
     );
-    let sensors = |check: &str, chip: &str| -> BTreeSet<String> {
-        parsed
-            .series
-            .iter()
-            .filter(|s| s.labels.get("check").map(String::as_str) == Some(check))
-            .filter(|s| s.labels.get("chip").map(String::as_str) == Some(chip))
-            .filter_map(|s| s.labels.get("sensor").cloned())
-            .collect()
-    };
+    let sensors = |check: &str, chip: &str| label_values(&parsed, check, Some(chip), "sensor");
     assert_eq!(sensors("hw", NVME), BTreeSet::from(["temp1".to_string()]));
     assert_eq!(
         sensors("cpu", "pci0000:00_0000:00:18_3"),
@@ -1087,23 +1110,7 @@ fn chip_and_sensor_filters_leave_out_what_they_exclude_without_opening_it() {
             )
             .is_some()
     );
-    let touched: Vec<&PathBuf> = opened.iter().filter(|p| p.starts_with(&dgpu)).collect();
-    assert!(
-        touched.is_empty(),
-        "opened in the excluded chip: {touched:?}"
-    );
-    let nvme_opened: BTreeSet<String> = opened
-        .iter()
-        .filter(|p| p.parent() == Some(nvme_hwmon.as_path()))
-        .filter_map(|p| p.file_name()?.to_str().map(String::from))
-        .collect();
-    assert!(nvme_opened.contains("temp1_input"), "{nvme_opened:?}");
-    assert!(
-        !nvme_opened
-            .iter()
-            .any(|f| f.starts_with("temp2") || f.starts_with("temp3")),
-        "excluded sensors were opened: {nvme_opened:?}"
-    );
+    assert_nothing_excluded_opened(&opened, &dgpu, &nvme_hwmon);
     // Without filters the same watch sees the chip's files opened (the FIFOs are still
     // skipped, as they always are).
     let (code, text) = sonde_once_with(

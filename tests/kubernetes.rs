@@ -1536,27 +1536,13 @@ fn kube_check(name: &str, h: &str, keys: &str) -> String {
     )
 }
 
-/// Mutual TLS from a kubeconfig: the client certificate and key inline (`-data`) or as
-/// files relative to the kubeconfig, the server's CA inline or as a file. A context
-/// without a certificate is refused by the server.
-#[test]
-fn a_kubeconfig_with_a_client_certificate_reaches_a_mutual_tls_api_server() {
-    let registry = small_registry();
-    let h = registry.addr.to_string();
-    let dir = Dir::new();
-    client_certificate(&dir);
-    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
-    assert!(read("sonde.key").contains("BEGIN RSA PRIVATE KEY"));
-    let ca = TestCa::new();
-    let api = start_api_mtls(&ca, one_deployment(&h), &read("client-ca.pem"));
-    dir.write("kube/certs/sonde.crt", read("sonde.crt"));
-    dir.write("kube/certs/sonde.key", read("sonde.key"));
-    dir.write("kube/certs/ca.pem", &ca.ca_pem);
+/// A kubeconfig with three contexts on the API server at `server`: `inline` (CA,
+/// certificate and key as `-data`, the current one), `files` (the same as files under
+/// `certs/`, namespace prod) and `anonymous` (a user without a certificate).
+fn mtls_kubeconfig(server: &str, ca_pem: &str, crt: &str, key: &str) -> String {
     let b64 = |text: &str| images::base64(text.as_bytes());
-    dir.write(
-        "kube/config",
-        format!(
-            "apiVersion: v1
+    format!(
+        "apiVersion: v1
 kind: Config
 current-context: inline
 clusters:
@@ -1587,12 +1573,35 @@ contexts:
 - name: anonymous
   context: {{cluster: inline, user: nobody}}
 ",
-            server = api.server.url(),
-            ca = b64(&ca.ca_pem),
-            crt = b64(&read("sonde.crt")),
-            key = b64(&read("sonde.key")),
-        ),
+        ca = b64(ca_pem),
+        crt = b64(crt),
+        key = b64(key),
+    )
+}
+
+/// Mutual TLS from a kubeconfig: the client certificate and key inline (`-data`) or as
+/// files relative to the kubeconfig, the server's CA inline or as a file. A context
+/// without a certificate is refused by the server.
+#[test]
+fn a_kubeconfig_with_a_client_certificate_reaches_a_mutual_tls_api_server() {
+    let registry = small_registry();
+    let h = registry.addr.to_string();
+    let dir = Dir::new();
+    client_certificate(&dir);
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+    assert!(read("sonde.key").contains("BEGIN RSA PRIVATE KEY"));
+    let ca = TestCa::new();
+    let api = start_api_mtls(&ca, one_deployment(&h), &read("client-ca.pem"));
+    dir.write("kube/certs/sonde.crt", read("sonde.crt"));
+    dir.write("kube/certs/sonde.key", read("sonde.key"));
+    dir.write("kube/certs/ca.pem", &ca.ca_pem);
+    let kubeconfig = mtls_kubeconfig(
+        &api.server.url(),
+        &ca.ca_pem,
+        &read("sonde.crt"),
+        &read("sonde.key"),
     );
+    dir.write("kube/config", kubeconfig);
     let checks = [
         kube_check("inline", &h, "    kubeconfig: kube/config\n"),
         kube_check(

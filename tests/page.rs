@@ -91,23 +91,8 @@ fn hub_fixture() -> Fixture {
 struct Observed {
     /// Target label -> expected state, for every target of the config.
     expected: BTreeMap<String, &'static str>,
-    dom: String,
-    /// `document.title`, `<script>` elements, and the text of the planted URL's row.
-    title: String,
-    scripts: u64,
-    /// Everything the browser fetched besides the page itself.
-    fetched: Value,
-    planted_row_text: String,
-    planted_cause_text: String,
-    /// (scrollWidth, clientWidth) of the document at 390 and 1280 CSS pixels.
-    width_390: (u64, u64),
-    width_1280: (u64, u64),
-    /// PNG sizes of the full-page screenshots.
-    png_390: (u32, u32),
-    png_1280: (u32, u32),
-    /// The body's background in light and dark mode.
-    light_bg: String,
-    dark_bg: String,
+    /// What Chromium showed.
+    looks: Looks,
     root: HttpResponse,
     down_only: HttpResponse,
     one_check: HttpResponse,
@@ -124,12 +109,20 @@ fn observed() -> &'static Observed {
     common::shared(&OBSERVED, observe)
 }
 
-/// Starts every target, runs sonde until each URL has a dozen results, and looks.
-///
-/// One long function on purpose: it is the scenario the tests share, read top to
-/// bottom (targets, config, sonde, Chromium), and every value it gathers is plain data.
-fn observe() -> Observed {
-    let dir = Dir::new();
+/// The servers sonde watches in the shared scenario, held while sonde runs.
+struct World {
+    site: Fixture,
+    soon: Fixture,
+    urgent: Fixture,
+    registry: images::Registry,
+    hub: Fixture,
+    api: images::kube::ApiServer,
+}
+
+/// Starts every target: a website, two TLS sites whose certificates expire soon, a
+/// registry with one image, Docker Hub, and a cluster with one Deployment whose
+/// sidecar's image is missing.
+fn start_world(dir: &Dir) -> World {
     let ca = common::TestCa::new();
     dir.write("ca.pem", &ca.pem);
     let (api_calls, flaky_calls) = (AtomicUsize::new(0), AtomicUsize::new(0));
@@ -147,14 +140,10 @@ fn observe() -> Observed {
         "/flaky" => Reply::status(200, "ok"),
         _ => Reply::status(404, "not found"),
     });
-    let soon = tls_site(&ca, 10);
-    let urgent = tls_site(&ca, 2);
     let storage = dir.path().join("storage");
     let registry = images::Registry::start(dir.path(), "registry", &storage, "", "");
     let host = registry.host();
     registry.push_image("team/app", "v1", false, "app");
-    let hub = hub_fixture();
-    // A cluster with one Deployment whose sidecar's image is missing.
     let kube_ca = images::TestCa::new();
     dir.write("kube-ca.pem", &kube_ca.ca_pem);
     dir.write("kube-token", "page-token");
@@ -173,28 +162,29 @@ fn observe() -> Observed {
     };
     let shop = images::kube::workload("deployments", "shop", "web", spec, 1);
     cluster.items.insert("deployments".into(), vec![shop]);
-    let api = images::kube::start_api(&kube_ca, cluster, "page-token");
-    let hwmon = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hwmon/intel_desktop");
+    World {
+        site,
+        soon: tls_site(&ca, 10),
+        urgent: tls_site(&ca, 2),
+        registry,
+        hub: hub_fixture(),
+        api: images::kube::start_api(&kube_ca, cluster, "page-token"),
+    }
+}
 
-    let planted_url = format!("http://127.0.0.1:{}/#{PLANTED}", closed_port());
-    let urls = [
-        (site.url("/"), "up"),
-        (site.url("/api"), "up"),
-        (soon.https_url("/"), "up"),
-        (urgent.https_url("/"), "up"),
-        (site.url("/gone"), "down"),
-        (planted_url.clone(), "down"),
-    ];
-    let image_list = [
-        (format!("{host}/team/app:v1"), "up"),
-        (format!("{host}/team/app:v404"), "down"),
-        (PLANTED.to_string(), "down"),
-    ];
+/// sonde.yml: one check of every kind, on `urls` and `image_list`.
+fn scenario_config(
+    world: &World,
+    urls: &[(String, &str)],
+    image_list: &[(String, &str)],
+) -> String {
+    let host = world.registry.host();
+    let hwmon = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hwmon/intel_desktop");
     let quoted = |list: &[(String, &str)]| {
         let items: Vec<String> = list.iter().map(|(u, _)| format!("{:?}", u)).collect();
         items.join(", ")
     };
-    let config = format!(
+    format!(
         "checks:\n\
          \x20 - name: websites\n    kind: http\n    interval: 1s\n    timeout: 900ms\n    tls: {{ca_file: ca.pem}}\n    urls: [{}]\n\
          \x20 - name: flaky\n    kind: http\n    interval: 1s\n    urls: [{:?}]\n\
@@ -202,20 +192,22 @@ fn observe() -> Observed {
          \x20 - name: sensors\n    kind: hwmon\n    interval: 2s\n    sysfs_path: {:?}\n\
          \x20 - name: hub\n    kind: dockerhub\n    interval: 5s\n    api_url: {:?}\n    organizations: [acme]\n\
          \x20 - name: cluster\n    kind: kubernetes_images\n    interval: 2s\n    api_server: \"https://{}\"\n    bearer_token_file: kube-token\n    ca_file: kube-ca.pem\n    workload_kinds: [deployment]\n    plain_http_registries: [{host:?}]\n",
-        quoted(&urls),
-        site.url("/flaky"),
-        quoted(&image_list),
+        quoted(urls),
+        world.site.url("/flaky"),
+        quoted(image_list),
         hwmon.display().to_string(),
-        hub.url(""),
-        api.server.addr,
-    );
-    dir.write("sonde.yml", &config);
-    let sonde = Sonde::start_in(dir, &[]);
-    sonde.wait_ready();
-    wait_for_history(&sonde, 12);
+        world.hub.url(""),
+        world.api.server.addr,
+    )
+}
 
+/// The state every target of the scenario must show.
+fn expected_states(
+    urls: &[(String, &'static str)],
+    image_list: &[(String, &'static str)],
+) -> BTreeMap<String, &'static str> {
     let mut expected: BTreeMap<String, &'static str> = BTreeMap::new();
-    for (target, state) in urls.iter().chain(&image_list) {
+    for (target, state) in urls.iter().chain(image_list) {
         expected.insert(target.clone(), state);
     }
     expected.insert("platform_coretemp_0 temp1".into(), "up");
@@ -225,10 +217,35 @@ fn observe() -> Observed {
     }
     expected.insert("deployment/shop/web app".into(), "up");
     expected.insert("deployment/shop/web sidecar".into(), "down");
+    expected
+}
 
-    let base = format!("http://{}/", sonde.addr);
+/// What Chromium shows of the page at `base`.
+struct Looks {
+    dom: String,
+    /// `document.title`, `<script>` elements, and the text of the planted URL's row.
+    title: String,
+    scripts: u64,
+    /// Everything the browser fetched besides the page itself.
+    fetched: Value,
+    planted_row_text: String,
+    planted_cause_text: String,
+    /// (scrollWidth, clientWidth) of the document at 390 and 1280 CSS pixels.
+    width_390: (u64, u64),
+    width_1280: (u64, u64),
+    /// PNG sizes of the full-page screenshots.
+    png_390: (u32, u32),
+    png_1280: (u32, u32),
+    /// The body's background in light and dark mode.
+    light_bg: String,
+    dark_bg: String,
+}
+
+/// Loads the page in Chromium at 1280 and 390 CSS pixels, light and dark, and reads
+/// what the tests look at; the screenshots are saved.
+fn look(base: &str, planted_url: &str) -> Looks {
     let profile = Dir::new();
-    let dom = browser::dump_dom(profile.path(), &base, &[]);
+    let dom = browser::dump_dom(profile.path(), base, &[]);
     // DevTools loads keep the page from refreshing itself mid-measurement.
     let still = format!("{base}?refresh=600");
     let mut b = browser::Browser::start(profile.path());
@@ -250,11 +267,7 @@ fn observe() -> Observed {
             serde_json::to_string(target).unwrap()
         )
     };
-    let planted_row_text = b
-        .eval(&row_text(&planted_url))
-        .as_str()
-        .unwrap()
-        .to_string();
+    let planted_row_text = b.eval(&row_text(planted_url)).as_str().unwrap().to_string();
     let planted_cause_text = b.eval(&row_text(PLANTED)).as_str().unwrap().to_string();
     let widths = "[document.documentElement.scrollWidth, document.documentElement.clientWidth]";
     let pair = |v: Value| (v[0].as_u64().unwrap(), v[1].as_u64().unwrap());
@@ -273,10 +286,7 @@ fn observe() -> Observed {
     let png_390 = browser::png_size(&png);
     save_screenshot("status-page-390.png", &png);
     drop(b);
-
-    let get = |path: &str| sonde.get(path);
-    Observed {
-        expected,
+    Looks {
         dom,
         title,
         scripts,
@@ -289,6 +299,37 @@ fn observe() -> Observed {
         png_1280,
         light_bg: light_bg.as_str().unwrap_or_default().into(),
         dark_bg: dark_bg.as_str().unwrap_or_default().into(),
+    }
+}
+
+/// Starts every target, runs sonde until each URL has a dozen results, and looks.
+fn observe() -> Observed {
+    let dir = Dir::new();
+    let world = start_world(&dir);
+    let host = world.registry.host();
+    let planted_url = format!("http://127.0.0.1:{}/#{PLANTED}", closed_port());
+    let urls = [
+        (world.site.url("/"), "up"),
+        (world.site.url("/api"), "up"),
+        (world.soon.https_url("/"), "up"),
+        (world.urgent.https_url("/"), "up"),
+        (world.site.url("/gone"), "down"),
+        (planted_url.clone(), "down"),
+    ];
+    let image_list = [
+        (format!("{host}/team/app:v1"), "up"),
+        (format!("{host}/team/app:v404"), "down"),
+        (PLANTED.to_string(), "down"),
+    ];
+    dir.write("sonde.yml", scenario_config(&world, &urls, &image_list));
+    let sonde = Sonde::start_in(dir, &[]);
+    sonde.wait_ready();
+    wait_for_history(&sonde, 12);
+
+    let get = |path: &str| sonde.get(path);
+    Observed {
+        expected: expected_states(&urls, &image_list),
+        looks: look(&format!("http://{}/", sonde.addr), &planted_url),
         root: get("/"),
         down_only: get("/?state=down"),
         one_check: get("/?check=images"),
@@ -339,10 +380,10 @@ fn as_text(text: &str) -> String {
 #[test]
 fn every_target_s_state_is_in_the_rendered_dom() {
     let o = observed();
-    let rows = rows(&o.dom);
+    let rows = rows(&o.looks.dom);
     for (target, state) in &o.expected {
         let Some((seen, row)) = rows.get(&as_text(target)) else {
-            panic!("no row for {target:?} in the DOM:\n{}", o.dom);
+            panic!("no row for {target:?} in the DOM:\n{}", o.looks.dom);
         };
         assert_eq!(seen, state, "{target}: {row}");
         let word = match *state {
@@ -362,35 +403,47 @@ fn every_target_s_state_is_in_the_rendered_dom() {
 #[test]
 fn a_script_planted_in_a_url_and_in_a_cause_does_not_run_and_shows_as_text() {
     let o = observed();
-    assert!(o.title.starts_with("sonde: "), "title {:?}", o.title);
-    assert_ne!(o.title, "pwned");
-    assert_eq!(o.scripts, 0, "no <script> element may reach the DOM");
-    assert!(!o.dom.to_ascii_lowercase().contains("<script"), "{}", o.dom);
+    assert!(
+        o.looks.title.starts_with("sonde: "),
+        "title {:?}",
+        o.looks.title
+    );
+    assert_ne!(o.looks.title, "pwned");
+    assert_eq!(o.looks.scripts, 0, "no <script> element may reach the DOM");
+    assert!(
+        !o.looks.dom.to_ascii_lowercase().contains("<script"),
+        "{}",
+        o.looks.dom
+    );
     // Shown as text: the URL in its row, the image reference in its row and in the
     // cause the reference check gives (invalid_reference quotes it).
     assert!(
-        o.planted_row_text.contains(PLANTED),
+        o.looks.planted_row_text.contains(PLANTED),
         "{}",
-        o.planted_row_text
+        o.looks.planted_row_text
     );
     assert!(
-        o.planted_row_text.contains("connect"),
+        o.looks.planted_row_text.contains("connect"),
         "{}",
-        o.planted_row_text
+        o.looks.planted_row_text
     );
     // The cause quotes the reference: `invalid registry host "<script>...<"`.
     assert!(
-        o.planted_cause_text.starts_with(PLANTED),
+        o.looks.planted_cause_text.starts_with(PLANTED),
         "{}",
-        o.planted_cause_text
+        o.looks.planted_cause_text
     );
-    let cause = o.planted_cause_text.split_once('\n').map_or("", |(_, c)| c);
+    let cause = o
+        .looks
+        .planted_cause_text
+        .split_once('\n')
+        .map_or("", |(_, c)| c);
     assert!(
         cause.contains("invalid") && cause.contains("\"<script>document.title='pwned'"),
         "{}",
-        o.planted_cause_text
+        o.looks.planted_cause_text
     );
-    assert!(o.dom.contains(&as_text(PLANTED)));
+    assert!(o.looks.dom.contains(&as_text(PLANTED)));
     // The policy stops an inline script even if one ever got through.
     assert_eq!(o.root.header("content-security-policy"), Some(CSP));
 }
@@ -401,7 +454,7 @@ fn the_page_needs_nothing_but_itself() {
     // What works in the scratch image and behind basic auth: no script, style sheet,
     // font or image from anywhere, only the document and its inline parts.
     assert_eq!(
-        o.fetched,
+        o.looks.fetched,
         serde_json::json!([]),
         "the browser fetched more than the page"
     );
@@ -420,19 +473,19 @@ fn the_page_needs_nothing_but_itself() {
 #[test]
 fn screenshots_at_1280_and_390_px_fit_their_width() {
     let o = observed();
-    assert_eq!(o.png_1280.0, 1280);
-    assert_eq!(o.png_390.0, 390);
+    assert_eq!(o.looks.png_1280.0, 1280);
+    assert_eq!(o.looks.png_390.0, 390);
     assert!(
-        o.png_390.1 > 844,
+        o.looks.png_390.1 > 844,
         "a full-page capture is taller than the phone"
     );
-    let (scroll, client) = o.width_390;
+    let (scroll, client) = o.looks.width_390;
     assert_eq!(client, 390);
     assert!(
         scroll <= client,
         "horizontal scroll at 390 px: {scroll} > {client}"
     );
-    let (scroll, client) = o.width_1280;
+    let (scroll, client) = o.looks.width_1280;
     assert!(
         scroll <= client,
         "horizontal scroll at 1280 px: {scroll} > {client}"
@@ -442,8 +495,8 @@ fn screenshots_at_1280_and_390_px_fit_their_width() {
 #[test]
 fn dark_mode_follows_prefers_color_scheme() {
     let o = observed();
-    assert_eq!(o.light_bg, "rgb(255, 255, 255)");
-    assert_eq!(o.dark_bg, "rgb(13, 17, 23)");
+    assert_eq!(o.looks.light_bg, "rgb(255, 255, 255)");
+    assert_eq!(o.looks.dark_bg, "rgb(13, 17, 23)");
 }
 
 #[test]
@@ -480,16 +533,26 @@ fn the_summary_counts_targets_and_names_the_next_certificate_to_expire() {
     );
 }
 
+/// The cells of the root page's row of target `t` (as written in the config).
+fn row_of<'a>(rows: &'a BTreeMap<String, (String, String)>, t: &str) -> &'a String {
+    &rows
+        .get(&as_text(t))
+        .unwrap_or_else(|| panic!("no row {t}"))
+        .1
+}
+
+/// The one target of the config ending with `suffix`.
+fn target_ending(o: &'static Observed, suffix: &str) -> &'static str {
+    o.expected
+        .keys()
+        .find(|k| k.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no target ends with {suffix}"))
+}
+
 #[test]
-fn each_kind_shows_what_a_person_looks_for() {
+fn each_kind_shows_what_a_person_looks_for_http() {
     let o = observed();
     let rows = rows(&o.root.text());
-    let row = |t: &str| {
-        &rows
-            .get(&as_text(t))
-            .unwrap_or_else(|| panic!("no row {t}"))
-            .1
-    };
     // http: status code, latency, a sparkline, certificate days marked under 14 and 3.
     let certs: Vec<&String> = o
         .expected
@@ -500,7 +563,7 @@ fn each_kind_shows_what_a_person_looks_for() {
     let marks: Vec<&str> = certs
         .iter()
         .map(|c| {
-            let r = row(c);
+            let r = row_of(&rows, c);
             assert!(r.contains("data-l=\"Code\">200<"), "{r}");
             assert!(r.contains(" ms</td>"), "{r}");
             assert!(r.contains("<svg class=\"sp\""), "{r}");
@@ -517,53 +580,53 @@ fn each_kind_shows_what_a_person_looks_for() {
         marks.contains(&"urgent") && marks.contains(&"soon"),
         "{marks:?}"
     );
-    let gone = row(o.expected.keys().find(|k| k.ends_with("/gone")).unwrap());
+    let gone = row_of(&rows, target_ending(o, "/gone"));
     assert!(
         gone.contains("data-l=\"Code\">404<") && gone.contains("status_code"),
         "{gone}"
     );
+}
+
+#[test]
+fn each_kind_shows_what_a_person_looks_for_images_and_containers() {
+    let o = observed();
+    let rows = rows(&o.root.text());
     // Images: the status word, and why.
-    let present = row(o
-        .expected
-        .keys()
-        .find(|k| k.ends_with("/team/app:v1"))
-        .unwrap());
+    let present = row_of(&rows, target_ending(o, "/team/app:v1"));
     assert!(present.contains("✓ available"), "{present}");
-    let absent = row(o
-        .expected
-        .keys()
-        .find(|k| k.ends_with("/team/app:v404"))
-        .unwrap());
+    let absent = row_of(&rows, target_ending(o, "/team/app:v404"));
     assert!(
         absent.contains("✗ absent") && absent.contains("HTTP 404"),
         "{absent}"
     );
     // Containers: the workload and container, the image under them, the status.
-    let sidecar = row("deployment/shop/web sidecar");
+    let sidecar = row_of(&rows, "deployment/shop/web sidecar");
     assert!(sidecar.contains("✗ absent"), "{sidecar}");
     let page = o.root.text();
     assert!(
         page.contains(&format!(
             "deployment/shop/web sidecar<div class=\"sub\">{}/team/proxy:v2</div>",
-            o.expected
-                .keys()
-                .find(|k| k.ends_with("/team/app:v1"))
-                .unwrap()
-                .trim_end_matches("/team/app:v1")
+            target_ending(o, "/team/app:v1").trim_end_matches("/team/app:v1")
         )),
         "{page}"
     );
+}
+
+#[test]
+fn each_kind_shows_what_a_person_looks_for_sensors_and_docker_hub() {
+    let o = observed();
+    let rows = rows(&o.root.text());
     // Sensors: value against max and crit, in their unit; a set alarm is down.
-    let temp1 = row("platform_coretemp_0 temp1");
+    let temp1 = row_of(&rows, "platform_coretemp_0 temp1");
     assert!(
         temp1.contains(">38 °C<") && temp1.contains(">80 °C<") && temp1.contains(">100 °C<"),
         "{temp1}"
     );
-    assert!(row("platform_coretemp_0 temp5").contains("crit_alarm"));
+    assert!(row_of(&rows, "platform_coretemp_0 temp5").contains("crit_alarm"));
     assert_eq!(rows["platform_coretemp_0 temp5"].0, "down");
     // A non-critical alarm (an unused input under its min) is a note, not a failure.
     assert_eq!(rows["nct6793 in5"].0, "up");
-    assert!(row("nct6793 in5").contains("the chip sets in5_alarm"));
+    assert!(row_of(&rows, "nct6793 in5").contains("the chip sets in5_alarm"));
     // Docker Hub: by pulls, most first, with separators.
     let page = o.root.text();
     let hub = page.split("id=\"check-hub\"").nth(1).unwrap();
@@ -572,7 +635,7 @@ fn each_kind_shows_what_a_person_looks_for() {
         .map(|r| hub.find(&format!(">{r}<")).unwrap())
         .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
-    assert!(row("acme/api").contains(">1,234,567<"));
+    assert!(row_of(&rows, "acme/api").contains(">1,234,567<"));
 }
 
 #[test]

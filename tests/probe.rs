@@ -136,20 +136,26 @@ fn probe(addr: SocketAddr, module: &str, target: &str) -> (BTreeMap<String, f64>
     (samples(&answer.text()), started.elapsed())
 }
 
-#[test]
-fn sonde_and_blackbox_exporter_answer_probe_alike() {
-    let dir = Dir::new();
-    let web = Fixture::start(route);
-    let pinned = Fixture::start_tls(&openssl_self_signed(dir.path(), "pinned"), route);
-    let ca = TestCa::new();
-    let expired = Fixture::start_tls(&ca.leaf((2020, 1, 1), (2021, 3, 4)), route);
-    dir.write(
-        "trust.pem",
-        format!("{}{}", ca.pem, read(dir.path(), "pinned.pem")),
-    );
-    let bb_config = dir.write("blackbox.yml", blackbox_yml(&dir));
+/// The series both exporters must agree on, wherever either exports them.
+const COMPARED: [&str; 10] = [
+    "probe_success",
+    "probe_http_status_code",
+    "probe_http_redirects",
+    "probe_http_ssl",
+    "probe_failed_due_to_regex",
+    "probe_http_content_length",
+    "probe_http_uncompressed_body_length",
+    "probe_http_version",
+    "probe_ip_protocol",
+    "probe_ip_addr_hash",
+];
+
+const EXPIRY: &str = "probe_ssl_earliest_cert_expiry";
+
+/// The pairs of the matrix: every fixture's route under the modules of [`blackbox_yml`].
+fn pairs(web: &Fixture, pinned: &Fixture, expired: &Fixture) -> Vec<Pair> {
     let https = |f: &Fixture, path: &str| format!("https://127.0.0.1:{}{path}", f.addr.port());
-    let pairs = [
+    [
         ("ok_200", "http_2xx", web.url("/ok"), 1.0),
         ("status_404_wanted", "http_404", web.url("/missing"), 1.0),
         ("status_404", "http_2xx", web.url("/missing"), 0.0),
@@ -170,119 +176,131 @@ fn sonde_and_blackbox_exporter_answer_probe_alike() {
             0.0,
         ),
         ("hang", "http_2xx", web.url("/hang"), 0.0),
-        ("pinned_tls", "https_pinned", https(&pinned, "/ok"), 1.0),
-        ("expired_tls", "https_pinned", https(&expired, "/ok"), 0.0),
+        ("pinned_tls", "https_pinned", https(pinned, "/ok"), 1.0),
+        ("expired_tls", "https_pinned", https(expired, "/ok"), 0.0),
         ("not_ssl", "https_pinned", web.url("/ok"), 0.0),
         ("body_regex_match", "http_ready", web.url("/ready"), 1.0),
         ("body_regex_miss", "http_ready", web.url("/ok"), 0.0),
         ("no_scheme", "http_2xx", web.addr.to_string() + "/ok", 1.0),
     ]
+    .into_iter()
     .map(|(name, module, target, success)| Pair {
         name,
         module,
         target,
         success,
-    });
+    })
+    .collect()
+}
+
+/// Where sonde's answer `s` to `pair` differs from blackbox's `b`, each named by the
+/// pair: metric names, the [`COMPARED`] values, the expiry (within a second), and
+/// whether it came to what the pair means.
+fn differences(pair: &Pair, b: &BTreeMap<String, f64>, s: &BTreeMap<String, f64>) -> Vec<String> {
+    let mut out = Vec::new();
+    let (b_names, s_names) = (names(b), names(s));
+    // What sonde adds: why it failed, and the expiry of a certificate whose
+    // handshake failed (blackbox exports no TLS series then).
+    let mut allowed_extra = BTreeSet::from(["probe_failure_reason".to_string()]);
+    if !b_names.contains(EXPIRY) {
+        allowed_extra.insert(EXPIRY.to_string());
+    }
+    let only_b: Vec<&String> = b_names.difference(&s_names).collect();
+    let only_s: Vec<&String> = s_names
+        .difference(&b_names)
+        .filter(|n| !allowed_extra.contains(*n))
+        .collect();
+    if !only_b.is_empty() || !only_s.is_empty() {
+        out.push(format!(
+            "{}: names only blackbox has {only_b:?}, only sonde has {only_s:?}",
+            pair.name
+        ));
+    }
+    for name in COMPARED {
+        if b.get(name) != s.get(name) {
+            out.push(format!(
+                "{}: {name} blackbox {} sonde {}",
+                pair.name,
+                show(b.get(name)),
+                show(s.get(name))
+            ));
+        }
+    }
+    if let (Some(bv), sv) = (b.get(EXPIRY), s.get(EXPIRY))
+        && sv.is_none_or(|sv| (sv - bv).abs() > 1.0)
+    {
+        out.push(format!(
+            "{}: {EXPIRY} blackbox {bv} sonde {}",
+            pair.name,
+            show(sv)
+        ));
+    }
+    if s.get("probe_success") != Some(&pair.success) {
+        out.push(format!(
+            "{}: probe_success is {}, meant {}",
+            pair.name,
+            show(s.get("probe_success")),
+            pair.success
+        ));
+    }
+    out
+}
+
+const TABLE_HEAD: &str = "| pair | module | exporter | success | status | redirects | ssl | regex | content length | body length | version | earliest expiry | seconds | names only here |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+
+/// One exporter's line of the printed table.
+fn table_line(
+    pair: &Pair,
+    who: &str,
+    m: &BTreeMap<String, f64>,
+    took: Duration,
+    extra: &str,
+) -> String {
+    let v = |n: &str| show(m.get(n));
+    format!(
+        "| {} | {} | {who} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {extra} |\n",
+        pair.name,
+        pair.module,
+        v("probe_success"),
+        v("probe_http_status_code"),
+        v("probe_http_redirects"),
+        v("probe_http_ssl"),
+        v("probe_failed_due_to_regex"),
+        v("probe_http_content_length"),
+        v("probe_http_uncompressed_body_length"),
+        v("probe_http_version"),
+        v(EXPIRY),
+        took.as_secs_f64(),
+    )
+}
+
+#[test]
+fn sonde_and_blackbox_exporter_answer_probe_alike() {
+    let dir = Dir::new();
+    let web = Fixture::start(route);
+    let pinned = Fixture::start_tls(&openssl_self_signed(dir.path(), "pinned"), route);
+    let ca = TestCa::new();
+    let expired = Fixture::start_tls(&ca.leaf((2020, 1, 1), (2021, 3, 4)), route);
+    dir.write(
+        "trust.pem",
+        format!("{}{}", ca.pem, read(dir.path(), "pinned.pem")),
+    );
+    let bb_config = dir.write("blackbox.yml", blackbox_yml(&dir));
+    let pairs = pairs(&web, &pinned, &expired);
 
     let blackbox = start_blackbox_exporter(&dir, &bb_config);
     let bb_arg = bb_config.display().to_string();
     let sonde = Sonde::start_in(Dir::new(), &["--blackbox.config.file", &bb_arg]);
 
-    let compared = [
-        "probe_success",
-        "probe_http_status_code",
-        "probe_http_redirects",
-        "probe_http_ssl",
-        "probe_failed_due_to_regex",
-        "probe_http_content_length",
-        "probe_http_uncompressed_body_length",
-        "probe_http_version",
-        "probe_ip_protocol",
-        "probe_ip_addr_hash",
-    ];
-    let mut table = String::from(
-        "| pair | module | exporter | success | status | redirects | ssl | regex | content length | body length | version | earliest expiry | seconds | names only here |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-    );
+    let mut table = String::from(TABLE_HEAD);
     let mut disagreements = Vec::new();
     for pair in &pairs {
         let (b, b_took) = probe(blackbox.addr, pair.module, &pair.target);
         let (s, s_took) = probe(sonde.addr, pair.module, &pair.target);
-        let (b_names, s_names) = (names(&b), names(&s));
-        // What sonde adds: why it failed, and the expiry of a certificate whose
-        // handshake failed (blackbox exports no TLS series then).
-        let mut allowed_extra = BTreeSet::from(["probe_failure_reason".to_string()]);
-        if !b_names.contains("probe_ssl_earliest_cert_expiry") {
-            allowed_extra.insert("probe_ssl_earliest_cert_expiry".to_string());
-        }
-        let only_b: Vec<&String> = b_names.difference(&s_names).collect();
-        let only_s: Vec<&String> = s_names
-            .difference(&b_names)
-            .filter(|n| !allowed_extra.contains(*n))
-            .collect();
-        if !only_b.is_empty() || !only_s.is_empty() {
-            disagreements.push(format!(
-                "{}: names only blackbox has {only_b:?}, only sonde has {only_s:?}",
-                pair.name
-            ));
-        }
-        for name in compared {
-            if b.get(name) != s.get(name) {
-                disagreements.push(format!(
-                    "{}: {name} blackbox {} sonde {}",
-                    pair.name,
-                    show(b.get(name)),
-                    show(s.get(name))
-                ));
-            }
-        }
-        let expiry = "probe_ssl_earliest_cert_expiry";
-        if let (Some(bv), sv) = (b.get(expiry), s.get(expiry))
-            && sv.is_none_or(|sv| (sv - bv).abs() > 1.0)
-        {
-            disagreements.push(format!(
-                "{}: {expiry} blackbox {bv} sonde {}",
-                pair.name,
-                show(sv)
-            ));
-        }
-        if s.get("probe_success") != Some(&pair.success) {
-            disagreements.push(format!(
-                "{}: probe_success is {}, meant {}",
-                pair.name,
-                show(s.get("probe_success")),
-                pair.success
-            ));
-        }
-        for (who, m, took, extra) in [
-            ("blackbox", &b, b_took, String::new()),
-            (
-                "sonde",
-                &s,
-                s_took,
-                s_names
-                    .difference(&b_names)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-        ] {
-            let v = |n: &str| show(m.get(n));
-            table.push_str(&format!(
-                "| {} | {} | {who} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {extra} |\n",
-                pair.name,
-                pair.module,
-                v("probe_success"),
-                v("probe_http_status_code"),
-                v("probe_http_redirects"),
-                v("probe_http_ssl"),
-                v("probe_failed_due_to_regex"),
-                v("probe_http_content_length"),
-                v("probe_http_uncompressed_body_length"),
-                v("probe_http_version"),
-                v(expiry),
-                took.as_secs_f64(),
-            ));
-        }
+        disagreements.extend(differences(pair, &b, &s));
+        let extra: Vec<String> = names(&s).difference(&names(&b)).cloned().collect();
+        table.push_str(&table_line(pair, "blackbox", &b, b_took, ""));
+        table.push_str(&table_line(pair, "sonde", &s, s_took, &extra.join(" ")));
     }
     println!("{table}");
     assert!(
@@ -292,11 +310,9 @@ fn sonde_and_blackbox_exporter_answer_probe_alike() {
         sonde.log()
     );
     // Where only sonde speaks: the expired certificate's NotAfter, and why it failed.
-    let (s, _) = probe(sonde.addr, "https_pinned", &https(&expired, "/ok"));
-    assert_eq!(
-        s.get("probe_ssl_earliest_cert_expiry"),
-        Some(&(unix_day(2021, 3, 4) as f64))
-    );
+    let expired_url = format!("https://127.0.0.1:{}/ok", expired.addr.port());
+    let (s, _) = probe(sonde.addr, "https_pinned", &expired_url);
+    assert_eq!(s.get(EXPIRY), Some(&(unix_day(2021, 3, 4) as f64)));
     assert_eq!(s.get("probe_failure_reason{reason=\"tls\"}"), Some(&1.0));
     // Both bounded the hanging target by the module's timeout.
     let (s, took) = probe(sonde.addr, "http_2xx", &web.url("/hang"));
@@ -380,6 +396,13 @@ fn a_one_second_scrape_timeout_bounds_a_hanging_probe_to_half_a_second() {
     assert_eq!(s.get("probe_success"), Some(&0.0));
 }
 
+/// The `debug=true` answer of a probe of `target` with `module`, which must be a 200.
+fn debug_text(sonde: &Sonde, module: &str, target: &str) -> String {
+    let debug = sonde.get(&format!("{}&debug=true", probe_path(module, target)));
+    assert_eq!(debug.status, 200, "{module} {target}");
+    debug.text()
+}
+
 #[test]
 fn modules_of_sondes_config_run_and_debug_tells_the_story_without_secrets() {
     let web = Fixture::start(route);
@@ -414,12 +437,7 @@ fn modules_of_sondes_config_run_and_debug_tells_the_story_without_secrets() {
         ok.text()
     );
     assert_eq!(promtool_check_metrics(&ok.text()), "");
-    let debug = sonde.get(&format!(
-        "{}&debug=true",
-        probe_path("api", &web.url("/post"))
-    ));
-    assert_eq!(debug.status, 200);
-    let text = debug.text();
+    let text = debug_text(&sonde, "api", &web.url("/post"));
     for part in [
         "Logs for the probe:\n",
         "msg=\"Beginning probe\" probe=http timeout_seconds=5",
@@ -436,24 +454,16 @@ fn modules_of_sondes_config_run_and_debug_tells_the_story_without_secrets() {
         assert!(text.contains(part), "{part:?} in\n{text}");
     }
     assert!(!text.contains("k-123"), "{text}");
-    let debug = sonde.get(&format!(
-        "{}&debug=true",
-        probe_path("inline", &web.url("/missing"))
-    ));
-    let text = debug.text();
+    let text = debug_text(&sonde, "inline", &web.url("/missing"));
     assert!(text.contains("Authorization: \"<hidden>\""), "{text}");
     assert!(!text.contains("t0ken-inline"), "{text}");
     assert!(text.contains("\nprobe_success 1\n"), "{text}");
-    let failed = sonde.get(&format!(
-        "{}&debug=true",
-        probe_path("api", &web.url("/503"))
-    ));
+    let failed = debug_text(&sonde, "api", &web.url("/503"));
     assert!(
-        failed.text().contains(
+        failed.contains(
             "level=error msg=\"Probe failed\" reason=status_code cause=\"status 503 is not 2xx\""
         ),
-        "{}",
-        failed.text()
+        "{failed}"
     );
     let m = sonde.metrics();
     assert_eq!(
@@ -526,9 +536,8 @@ fn bad_requests_are_answered_400_in_one_line() {
     );
 }
 
-#[test]
-fn config_check_names_refused_modules_and_errors_with_their_place() {
-    let dir = Dir::new();
+/// A blackbox config with one module sonde runs and two it refuses.
+fn refusing_blackbox_yml(dir: &Dir) -> String {
     let bb = dir.write(
         "blackbox.yml",
         "modules:
@@ -543,7 +552,13 @@ fn config_check_names_refused_modules_and_errors_with_their_place() {
       valid_status_code: [200]
 ",
     );
-    let bb = bb.to_str().unwrap();
+    bb.to_str().unwrap().to_string()
+}
+
+#[test]
+fn config_check_names_refused_modules_with_their_place() {
+    let dir = Dir::new();
+    let bb = &refusing_blackbox_yml(&dir);
     let out = run(&["--config.check", "--blackbox.config.file", bb]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -567,6 +582,11 @@ fn config_check_names_refused_modules_and_errors_with_their_place() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+#[test]
+fn config_check_names_errors_of_sondes_own_modules_with_their_place() {
+    let dir = Dir::new();
     // sonde's own modules are config: a problem is an error, with its place.
     let cfg = dir.write(
         "sonde.yml",
@@ -601,6 +621,12 @@ fn config_check_names_refused_modules_and_errors_with_their_place() {
         )),
         "{stderr}"
     );
+}
+
+#[test]
+fn config_check_says_when_a_blackbox_module_replaces_one_of_sondes() {
+    let dir = Dir::new();
+    let bb = &refusing_blackbox_yml(&dir);
     // A name in both files: the blackbox file's module replaces sonde's, and says so.
     let both = dir.write("both.yml", "modules:\n  http_2xx: {timeout: 5s}\n");
     let out = run(&[
@@ -619,6 +645,10 @@ fn config_check_names_refused_modules_and_errors_with_their_place() {
         )),
         "{stderr}"
     );
+}
+
+#[test]
+fn config_check_refuses_a_missing_blackbox_config_and_bad_probe_flags() {
     for (args, want) in [
         (
             vec!["--blackbox.config.file", "/nonexistent/blackbox.yml"],

@@ -305,12 +305,9 @@ fn proxy_from_environment_honours_https_proxy_http_proxy_and_no_proxy() {
     assert!(!stderr.contains(PROXY_PASSWORD));
 }
 
-/// The proxy keys are the shared connection keys: a dockerhub check and registry
-/// checks (plain http, and https with Basic auth to the real registry) use them too.
-#[test]
-fn dockerhub_and_registry_checks_go_through_the_same_proxy() {
-    let proxy = TestProxy::start();
-    let hub = Fixture::start(|req| match req.path.split('?').next() {
+/// Docker Hub's API with one repository of `acme`.
+fn acme_hub() -> Fixture {
+    Fixture::start(|req| match req.path.split('?').next() {
         Some("/v2/namespaces/acme/repositories") => Reply::Http {
             status: 200,
             headers: vec![("Content-Type".into(), "application/json".into())],
@@ -328,31 +325,19 @@ fn dockerhub_and_registry_checks_go_through_the_same_proxy() {
             .into_bytes(),
         },
         _ => Reply::status(404, "{\"message\":\"object not found\"}"),
-    });
-    let dir = Dir::new();
-    let plain = images::Registry::start(
-        dir.path(),
-        "plain-proxied",
-        &dir.path().join("plain"),
-        "",
-        "",
-    );
-    plain.push_image("team/app", "v1", false, "app");
-    let ca = images::TestCa::new();
-    let secure_dir = dir.path().join("secure");
-    std::fs::create_dir_all(&secure_dir).unwrap();
-    let secure = images::secure_registry(&secure_dir, &ca, "puller", "pull-s3cret", |r| {
-        r.push_image("team/api", "v2", true, "api");
-    });
-    let plain_host = format!("registry.sonde.test:{}", plain.addr.port());
-    let secure_host = format!("secure.sonde.test:{}", secure.addr.port());
-    dir.write("ca.pem", &ca.ca_pem);
-    dir.write(
-        "docker-config.json",
-        images::docker_config(&secure_host, "puller", "pull-s3cret"),
-    );
-    let with_pw = proxy.url(&format!("{PROXY_USER}:{PROXY_PASSWORD}@"));
-    let config = format!(
+    })
+}
+
+/// Checks of the dockerhub and registry kinds through the proxy at `with_pw`, and one
+/// registry check through it with the `wrong` password.
+fn proxied_config(
+    hub_port: u16,
+    with_pw: &str,
+    wrong: &str,
+    plain_host: &str,
+    secure_host: &str,
+) -> String {
+    format!(
         "checks:
   - name: hub
     kind: dockerhub
@@ -371,9 +356,54 @@ fn dockerhub_and_registry_checks_go_through_the_same_proxy() {
     proxy_url: \"{wrong}\"
     tls: {{ca_file: ca.pem, server_name: localhost}}
     images: [\"{secure_host}/team/api:v2\"]
-",
-        hub_port = hub.addr.port(),
-        wrong = proxy.url(&format!("{PROXY_USER}:wrong@")),
+"
+    )
+}
+
+/// Two real registries reached through the proxy: a plain one with `team/app:v1`, and
+/// one over TLS with Basic auth (`ca.pem`, `docker-config.json` in `dir`) with
+/// `team/api:v2`.
+fn proxied_registries(dir: &Dir) -> (images::Registry, images::Registry) {
+    let plain = images::Registry::start(
+        dir.path(),
+        "plain-proxied",
+        &dir.path().join("plain"),
+        "",
+        "",
+    );
+    plain.push_image("team/app", "v1", false, "app");
+    let ca = images::TestCa::new();
+    let secure_dir = dir.path().join("secure");
+    std::fs::create_dir_all(&secure_dir).unwrap();
+    let secure = images::secure_registry(&secure_dir, &ca, "puller", "pull-s3cret", |r| {
+        r.push_image("team/api", "v2", true, "api");
+    });
+    let secure_host = format!("secure.sonde.test:{}", secure.addr.port());
+    dir.write("ca.pem", &ca.ca_pem);
+    dir.write(
+        "docker-config.json",
+        images::docker_config(&secure_host, "puller", "pull-s3cret"),
+    );
+    (plain, secure)
+}
+
+/// The proxy keys are the shared connection keys: a dockerhub check and registry
+/// checks (plain http, and https with Basic auth to the real registry) use them too.
+#[test]
+fn dockerhub_and_registry_checks_go_through_the_same_proxy() {
+    let proxy = TestProxy::start();
+    let hub = acme_hub();
+    let dir = Dir::new();
+    let (plain, secure) = proxied_registries(&dir);
+    let plain_host = format!("registry.sonde.test:{}", plain.addr.port());
+    let secure_host = format!("secure.sonde.test:{}", secure.addr.port());
+    let with_pw = proxy.url(&format!("{PROXY_USER}:{PROXY_PASSWORD}@"));
+    let config = proxied_config(
+        hub.addr.port(),
+        &with_pw,
+        &proxy.url(&format!("{PROXY_USER}:wrong@")),
+        &plain_host,
+        &secure_host,
     );
     let (m, stderr) = once_with_env(&dir, &config, &[]);
     assert_eq!(

@@ -711,6 +711,29 @@ fn retries(m: &str, check: &str, host: &str) -> Option<f64> {
     ))
 }
 
+/// Two registry checks over plain HTTP to `hosts`: `retrying` (default retries) on
+/// `retrying_images`, and `no-retries` (`retries: 0`) on `once_image`.
+fn retry_config(hosts: &[String], retrying_images: &[String], once_image: &str) -> String {
+    let plain: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
+    let quoted: Vec<String> = retrying_images.iter().map(|i| format!("\"{i}\"")).collect();
+    format!(
+        "checks:
+  - name: retrying
+    kind: registry
+    timeout: 20s
+    plain_http_registries: [{plain}]
+    images: [{}]
+  - name: no-retries
+    kind: registry
+    retries: 0
+    plain_http_registries: [{plain}]
+    images: [\"{once_image}\"]
+",
+        quoted.join(", "),
+        plain = plain.join(", "),
+    )
+}
+
 /// 5xx and refused connections are tried again (`retries`, default 2) with backoff; a
 /// refusal (401, 403, 404, 429) never is; `retries: 0` asks once.
 #[test]
@@ -742,31 +765,12 @@ fn server_errors_and_failed_connections_are_retried_but_refusals_are_not() {
         h(&once),
         refused.clone(),
     ];
-    let plain: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
     let image = |host: &str| format!("{host}/team/app:v1");
     let dir = Dir::new();
-    let config = format!(
-        "checks:
-  - name: retrying
-    kind: registry
-    timeout: 20s
-    plain_http_registries: [{plain}]
-    images: [\"{}\", \"{}\", \"{}\", \"{}\", \"{}\", \"{}\"]
-  - name: no-retries
-    kind: registry
-    retries: 0
-    plain_http_registries: [{plain}]
-    images: [\"{}\"]
-",
-        image(&hosts[0]),
-        image(&hosts[1]),
-        image(&hosts[2]),
-        image(&hosts[3]),
-        image(&hosts[4]),
-        image(&refused),
-        image(&hosts[5]),
-        plain = plain.join(", "),
-    );
+    let retrying = [
+        &hosts[0], &hosts[1], &hosts[2], &hosts[3], &hosts[4], &refused,
+    ];
+    let config = retry_config(&hosts, &retrying.map(|h| image(h)), &image(&hosts[5]));
     let (code, out, err) = run_once(&dir, &config);
     assert_eq!(code, 1, "{err}");
     assert_lines(

@@ -13,28 +13,34 @@
 //! A list that fails keeps the workloads it had, and an image not reached keeps its last
 //! status, so one bad run does not make series vanish. With `legacy_metrics`, the series
 //! of k8s-image-existence-exporter are exported as well.
+//!
+//! This file is spec -> build -> run -> render; the reflectors are in `follow.rs`, the
+//! choice of images and credentials in `plan.rs` and what is kept between runs in
+//! `state.rs` (under `kubernetes/`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use crate::problem::Spanned;
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::Location;
 
-use super::registry::{Current, RegistrySetup, image_report, image_samples, summarize};
+use super::registry::{RegistrySetup, image_report, image_samples, summarize};
 use super::{BuildContext, Check, KindSpec, LegacyClaim, RunContext, RunOutput};
 use crate::metrics::{FamilyId, FamilySet, MetricType};
-use crate::net::image_ref::ImageRef;
-use crate::net::kube::{
-    self, Disabled, PullSecrets, Reflector, Watches, Workload, WorkloadKind, decode_namespace,
-    decode_workload,
-};
-use crate::net::oci::{Job, Keyring, Outcome, RegistryKeys, Status, glob_match};
+use crate::net::kube::{self, Disabled, Watches, Workload, WorkloadKind};
+use crate::net::oci::{Outcome, RegistryKeys, Status};
 use crate::problem::Problem;
-use crate::shard::Shard;
 use crate::store::TargetReport;
 use crate::sync::lock;
+
+mod follow;
+mod plan;
+mod state;
+
+use follow::Followed;
+use plan::{Ignored, Plan, Planner};
+use state::State;
 
 const AVAILABLE: &str = "sonde_kubernetes_image_available";
 const AVAILABLE_HELP: &str = "1 if the container's image exists in its registry, 0 if the registry says it does not; no sample while that cannot be determined.";
@@ -120,40 +126,6 @@ impl KindSpec for KubernetesSpec {
     }
 }
 
-/// One entry of `ignored_images` / `--ignored-images`.
-#[derive(Clone, Debug)]
-struct Ignored {
-    pattern: String,
-    /// The pattern normalised as a reference, when it has no `*` and parses.
-    normalised: Option<String>,
-}
-
-impl Ignored {
-    fn new(pattern: &str) -> Ignored {
-        let normalised = if pattern.contains('*') {
-            None
-        } else {
-            ImageRef::parse(pattern).ok().map(|r| r.to_string())
-        };
-        Ignored {
-            pattern: pattern.to_string(),
-            normalised,
-        }
-    }
-
-    /// Whether `raw` (its normalised form `full`) is ignored: an exact or glob match of
-    /// either form.
-    fn matches(&self, raw: &str, full: Option<&str>) -> bool {
-        if self.pattern.contains('*') {
-            glob_match(self.pattern.as_bytes(), raw.as_bytes())
-                || full.is_some_and(|f| glob_match(self.pattern.as_bytes(), f.as_bytes()))
-        } else {
-            self.pattern == raw
-                || full.is_some_and(|f| f == self.pattern || Some(f) == self.normalised.as_deref())
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------
 // Building
 
@@ -163,22 +135,13 @@ pub struct KubernetesCheck {
     check: String,
     api: Arc<kube::Client>,
     kinds: Vec<WorkloadKind>,
-    /// One reflector per kind and scope (a listed namespace, or the whole cluster).
-    reflectors: Vec<Reflector<Workload>>,
-    /// With `namespace_selector`: the matching namespaces, and those listed beside it.
-    selected: Option<(Reflector<String>, Vec<String>)>,
-    use_pull_secrets: bool,
+    /// The workloads' reflectors; dropped with the check, which stops their threads.
+    followed: Followed,
     skip_disabled: bool,
-    ignored: Vec<Ignored>,
+    planner: Planner,
     setup: RegistrySetup,
     legacy: bool,
-    /// With `--shard`, the images this replica checks (every replica reads every
-    /// workload, each checks its own images).
-    shard: Shard,
     state: Mutex<State>,
-    /// Held for its drop, which stops the reflectors' threads when the check goes away
-    /// (a reload that changed or removed it).
-    _watches: Watches,
 }
 
 impl KubernetesCheck {
@@ -224,42 +187,28 @@ impl KubernetesCheck {
         else {
             return Err(problems);
         };
-        let include_init = keys.include_init_containers;
         let selector = keys.namespace_selector.as_ref().map(|s| s.value.clone());
-        // With a selector, workloads are followed cluster-wide and kept when their
-        // namespace is selected or listed: one stream per kind, whatever the namespaces.
-        let scopes: Vec<Option<&str>> = if namespaces.is_empty() || selector.is_some() {
-            vec![None]
-        } else {
-            namespaces.iter().map(|n| Some(n.as_str())).collect()
-        };
-        let mut reflectors = Vec::new();
-        for &kind in &kinds {
-            for scope in &scopes {
-                let decode: kube::Decode<Workload> =
-                    Arc::new(move |object| decode_workload(kind, include_init, object));
-                reflectors.push(watches.reflector(kind.resource_in(*scope), decode));
-            }
-        }
-        let selected = selector.map(|selector| {
-            let decode: kube::Decode<String> = Arc::new(decode_namespace);
-            let reflector = watches.reflector(kube::namespaces_matching(&selector), decode);
-            (reflector, namespaces.clone())
-        });
+        let followed = Followed::start(
+            watches,
+            &kinds,
+            namespaces,
+            selector,
+            keys.include_init_containers,
+        );
         Ok(KubernetesCheck {
             check: ctx.meta.name.clone(),
             api,
             kinds,
-            reflectors,
-            selected,
-            use_pull_secrets: keys.use_pull_secrets,
+            followed,
             skip_disabled: keys.skip_disabled,
-            ignored,
+            planner: Planner {
+                use_pull_secrets: keys.use_pull_secrets,
+                ignored,
+                shard: ctx.shard,
+            },
             setup,
             legacy: ctx.legacy_metrics,
-            shard: ctx.shard,
             state: Mutex::new(State::default()),
-            _watches: watches,
         })
     }
 }
@@ -338,37 +287,11 @@ fn ignored_images(
 // ---------------------------------------------------------------------------------
 // Running
 
-/// What a check remembers between runs.
-#[derive(Debug, Default)]
-struct State {
-    /// Latest status per checked image (with its credentials).
-    statuses: HashMap<Job, Current>,
-    /// Latest determined answer per checked image, for the legacy metric.
-    determined: HashMap<Job, bool>,
-    rechecks: u64,
-    errors: u64,
-}
-
-/// One container image to report.
-struct Entry {
-    workload: usize,
-    container: usize,
-    /// The job that checks it, or why the reference is invalid.
-    job: Result<usize, String>,
-}
-
-/// What a run checks: the distinct jobs, and every container image that maps to one.
-#[derive(Default)]
-struct Plan {
-    jobs: Vec<Job>,
-    entries: Vec<Entry>,
-}
-
 impl Check for KubernetesCheck {
     fn run(&self, ctx: &RunContext) -> RunOutput {
         let mut state = lock(&self.state);
         self.api.reread_token();
-        let (found, list_errors) = self.workloads(ctx.deadline);
+        let (found, list_errors) = self.followed.workloads(&self.check, ctx.deadline);
         let mut skipped: BTreeMap<Disabled, usize> = BTreeMap::new();
         let checked: Vec<Workload> = found
             .iter()
@@ -381,7 +304,9 @@ impl Check for KubernetesCheck {
             })
             .cloned()
             .collect();
-        let plan = self.plan(&checked, ctx.deadline);
+        let plan = self
+            .planner
+            .plan(&self.check, &self.api, &self.setup, &checked, ctx.deadline);
         log::debug!(
             "check={} msg=\"workloads read\" workloads={} skipped={} containers={} distinct_images={}",
             self.check,
@@ -415,52 +340,6 @@ impl Check for KubernetesCheck {
 }
 
 impl KubernetesCheck {
-    /// The workloads every reflector holds now (in a selected or listed namespace, with
-    /// a selector), sorted by kind, namespace and name, and the errors of lists that
-    /// failed (whose last good workloads are still in).
-    fn workloads(&self, deadline: Instant) -> (Vec<Workload>, Vec<String>) {
-        let mut list_errors = Vec::new();
-        let allowed: Option<HashSet<String>> = self.selected.as_ref().map(|(r, listed)| {
-            let view = r.view(deadline);
-            list_errors.extend(view.error);
-            view.items
-                .into_iter()
-                .chain(listed.iter().cloned())
-                .collect()
-        });
-        let mut workloads: Vec<Workload> = Vec::new();
-        for reflector in &self.reflectors {
-            let view = reflector.view(deadline);
-            list_errors.extend(view.error);
-            workloads.extend(
-                view.items
-                    .into_iter()
-                    .filter(|w| allowed.as_ref().is_none_or(|a| a.contains(&w.namespace))),
-            );
-        }
-        workloads
-            .sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
-        workloads
-            .dedup_by(|a, b| a.kind == b.kind && a.namespace == b.namespace && a.name == b.name);
-        let counts = self
-            .reflectors
-            .iter()
-            .fold(kube::Counts::default(), |sum, r| {
-                let c = r.counts();
-                kube::Counts {
-                    lists: sum.lists + c.lists,
-                    watches: sum.watches + c.watches,
-                }
-            });
-        log::debug!(
-            "check={} msg=\"requests to the API server so far\" lists={} watches={}",
-            self.check,
-            counts.lists,
-            counts.watches
-        );
-        (workloads, list_errors)
-    }
-
     /// `sonde_kubernetes_workloads` (every workload found, skipped ones included) and
     /// `sonde_kubernetes_images_skipped`.
     fn render_found(
@@ -481,70 +360,6 @@ impl KubernetesCheck {
             let labels = [("check", self.check.as_str()), ("reason", reason.as_str())];
             m.sample(id, &labels, n as f64);
         }
-    }
-
-    /// The images to check: every container's that is not ignored, with the
-    /// credential its pods would use.
-    fn plan(&self, workloads: &[Workload], deadline: Instant) -> Plan {
-        let docker = self.setup.docker_keyring(&self.check);
-        let mut secrets = PullSecrets::new(&self.api, deadline);
-        let mut plan = Plan::default();
-        let mut job_index: HashMap<Job, usize> = HashMap::new();
-        for (wi, w) in workloads.iter().enumerate() {
-            // Fetched for the first image that needs it, at most once per workload.
-            let mut keyring: Option<Keyring> = None;
-            for (ci, (_, image)) in w.containers.iter().enumerate() {
-                let Some(parsed) = self.unless_ignored(image) else {
-                    continue;
-                };
-                // Sharded by the image as checked, so two spellings of one image are
-                // checked by one replica.
-                let key = parsed
-                    .as_ref()
-                    .map_or_else(|_| image.clone(), ToString::to_string);
-                if !self.shard.owns(&key) {
-                    continue;
-                }
-                let job = parsed.map(|r| {
-                    let keyring = keyring.get_or_insert_with(|| {
-                        if self.use_pull_secrets {
-                            secrets.keyring_for(w)
-                        } else {
-                            Keyring::default()
-                        }
-                    });
-                    let keyring: &Keyring = keyring;
-                    let job = self.setup.job(&r, &|at| {
-                        keyring.lookup(at).or_else(|| docker.lookup(at)).cloned()
-                    });
-                    *job_index.entry(job.clone()).or_insert_with(|| {
-                        plan.jobs.push(job);
-                        plan.jobs.len() - 1
-                    })
-                });
-                plan.entries.push(Entry {
-                    workload: wi,
-                    container: ci,
-                    job,
-                });
-            }
-        }
-        plan
-    }
-
-    /// A container's image parsed, or `None` when `ignored_images` excludes it.
-    fn unless_ignored(&self, image: &str) -> Option<Result<ImageRef, String>> {
-        let parsed = if image.is_empty() {
-            Err("the container has no image".to_string())
-        } else {
-            ImageRef::parse(image)
-        };
-        let full = parsed.as_ref().ok().map(ToString::to_string);
-        let ignored = self
-            .ignored
-            .iter()
-            .any(|i| i.matches(image, full.as_deref()));
-        (!ignored).then_some(parsed)
     }
 
     /// The run's metrics, and its error about images; one report per container image
@@ -634,113 +449,9 @@ impl KubernetesCheck {
     }
 }
 
-impl State {
-    /// Remembers what this run learned; forgets images no workload uses any more.
-    fn remember(&mut self, plan: &Plan, workloads: &[Workload], outcomes: &[Option<Outcome>]) {
-        let mut statuses = HashMap::new();
-        let mut determined = HashMap::new();
-        for (job, outcome) in plan.jobs.iter().zip(outcomes) {
-            let current = match outcome {
-                Some(o) => {
-                    if o.status.determined().is_none() {
-                        self.errors += 1;
-                    }
-                    Some(Current {
-                        status: o.status,
-                        source: o.source.clone(),
-                    })
-                }
-                None => self.statuses.get(job).cloned(),
-            };
-            if let Some(s) = current {
-                statuses.insert(job.clone(), s);
-            }
-            let answer = outcome
-                .as_ref()
-                .and_then(|o| o.status.determined())
-                .or_else(|| self.determined.get(job).copied());
-            if let Some(a) = answer {
-                determined.insert(job.clone(), a);
-            }
-        }
-        let invalid: HashSet<&str> = plan
-            .entries
-            .iter()
-            .filter(|e| e.job.is_err())
-            .map(|e| workloads[e.workload].containers[e.container].1.as_str())
-            .collect();
-        self.errors += invalid.len() as u64;
-        self.statuses = statuses;
-        self.determined = determined;
-        self.rechecks += 1;
-    }
-
-    /// An entry's current status, last determined answer and this run's detail.
-    fn report(
-        &self,
-        e: &Entry,
-        plan: &Plan,
-        outcomes: &[Option<Outcome>],
-    ) -> (Option<Current>, Option<bool>, Option<String>) {
-        match &e.job {
-            Err(why) => {
-                let invalid = Current {
-                    status: Status::InvalidReference,
-                    source: String::new(),
-                };
-                (Some(invalid), None, Some(why.clone()))
-            }
-            Ok(j) => {
-                let job = &plan.jobs[*j];
-                (
-                    self.statuses.get(job).cloned(),
-                    self.determined.get(job).copied(),
-                    outcomes[*j].as_ref().map(|o| o.detail.clone()),
-                )
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ignored_images_match_raw_normalised_and_globs() {
-        let cases = [
-            ("nginx:1.11", "nginx:1.11", true),
-            ("nginx:1.11", "docker.io/library/nginx:1.11", true),
-            ("docker.io/library/nginx:1.11", "nginx:1.11", true),
-            ("nginx:1.11", "nginx:1.12", false),
-            ("nginx", "nginx:latest", true),
-            (
-                "registry.local/legacy/*",
-                "registry.local/legacy/app:v1",
-                true,
-            ),
-            (
-                "registry.local/legacy/*",
-                "registry.local/legacy/team/app",
-                true,
-            ),
-            (
-                "registry.local/legacy/*",
-                "registry.local/current/app:v1",
-                false,
-            ),
-            ("docker.io/library/*", "busybox", true),
-            ("Not A Ref", "Not A Ref", true),
-        ];
-        for (pattern, image, expected) in cases {
-            let full = ImageRef::parse(image).ok().map(|r| r.to_string());
-            assert_eq!(
-                Ignored::new(pattern).matches(image, full.as_deref()),
-                expected,
-                "{pattern} vs {image}"
-            );
-        }
-    }
 
     #[test]
     fn unknown_keys_are_listed_with_the_shared_ones() {

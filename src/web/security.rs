@@ -132,72 +132,14 @@ pub fn load(path: &Path) -> Result<WebSettings, Problem> {
         p
     };
     let watched_config = (path.to_path_buf(), stamp(path));
-    let bytes = read_capped(path, MAX_WEB_CONFIG_BYTES)
-        .map_err(|e| Problem::plain(format!("{name}: cannot read the web config: {e}")))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| Problem::plain(format!("{name}: the web config is not UTF-8")))?;
-    let content: String = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .collect::<String>();
-    let empty = content.trim().is_empty();
-    let doc: WebConfigDoc = if empty {
-        WebConfigDoc::default()
-    } else {
-        serde_saphyr::from_str(&text).map_err(|e| with_file(yaml_problem_in(&text, &e, None)))?
-    };
-    // `{}` alone is a file that is empty on purpose.
-    let all_off = content.trim() == "{}";
+    let (doc, empty, all_off) = read_doc(path, &name)?;
     let base = path
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let mut watched = vec![watched_config];
-    let (tls, said_tls) = match &doc.tls_server_config {
-        None => (None, if all_off { Said::Off } else { Said::Nothing }),
-        Some(section) => match &section.value {
-            None => {
-                return Err(with_file(Problem::at(
-                    section.referenced,
-                    None,
-                    "tls_server_config has no value: give cert_file and key_file, or write `tls_server_config: {}` to serve plain HTTP",
-                )));
-            }
-            Some(t) if t.is_empty() => (None, Said::Off),
-            Some(t) => (
-                Some(build_tls(t, section, &base, &mut watched).map_err(with_file)?),
-                Said::On,
-            ),
-        },
-    };
-    let (users, said_users) = match doc.basic_auth_users {
-        None => (
-            BTreeMap::new(),
-            if all_off { Said::Off } else { Said::Nothing },
-        ),
-        Some(section) => match section.value {
-            None => {
-                return Err(with_file(Problem::at(
-                    section.referenced,
-                    None,
-                    "basic_auth_users has no value: list user: bcrypt-hash pairs, or write `basic_auth_users: {}` for no authentication",
-                )));
-            }
-            Some(users) if users.is_empty() => (users, Said::Off),
-            Some(users) => (users, Said::On),
-        },
-    };
-    for (user, hash) in &users {
-        if !(hash.starts_with("$2a$")
-            || hash.starts_with("$2b$")
-            || hash.starts_with("$2y$")
-            || hash.starts_with("$2x$"))
-            || bcrypt_cost(hash).is_none()
-        {
-            return Err(with_file(Problem::plain(format!(
-                "basic_auth_users: the hash of user {user:?} is not a bcrypt hash ($2y$10$...)"
-            ))));
-        }
-    }
+    let (tls, said_tls) =
+        tls_section(&doc.tls_server_config, all_off, &base, &mut watched).map_err(with_file)?;
+    let (users, said_users) = users_section(doc.basic_auth_users, all_off).map_err(with_file)?;
     let headers = response_headers(
         doc.http_server_config
             .map(|h| h.headers)
@@ -213,6 +155,90 @@ pub fn load(path: &Path) -> Result<WebSettings, Problem> {
         empty,
         watched,
     })
+}
+
+/// The file parsed, whether it is empty (comments aside), and whether it is `{}` alone:
+/// a file that is empty on purpose.
+fn read_doc(path: &Path, name: &str) -> Result<(WebConfigDoc, bool, bool), Problem> {
+    let bytes = read_capped(path, MAX_WEB_CONFIG_BYTES)
+        .map_err(|e| Problem::plain(format!("{name}: cannot read the web config: {e}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Problem::plain(format!("{name}: the web config is not UTF-8")))?;
+    let content: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<String>();
+    let empty = content.trim().is_empty();
+    let doc: WebConfigDoc = if empty {
+        WebConfigDoc::default()
+    } else {
+        serde_saphyr::from_str(&text).map_err(|e| {
+            let mut p = yaml_problem_in(&text, &e, None);
+            p.file = Some(name.to_string());
+            p
+        })?
+    };
+    Ok((doc, empty, content.trim() == "{}"))
+}
+
+/// `tls_server_config`: absent, off on purpose (`{}`), or TLS built from its files
+/// (which join `watched`).
+fn tls_section(
+    section: &Option<Spanned<Option<TlsServerDoc>>>,
+    all_off: bool,
+    base: &Path,
+    watched: &mut Vec<(PathBuf, Stamp)>,
+) -> Result<(Option<Arc<ServerConfig>>, Said), Problem> {
+    let Some(section) = section else {
+        return Ok((None, if all_off { Said::Off } else { Said::Nothing }));
+    };
+    match &section.value {
+        None => Err(Problem::at(
+            section.referenced,
+            None,
+            "tls_server_config has no value: give cert_file and key_file, or write `tls_server_config: {}` to serve plain HTTP",
+        )),
+        Some(t) if t.is_empty() => Ok((None, Said::Off)),
+        Some(t) => Ok((Some(build_tls(t, section, base, watched)?), Said::On)),
+    }
+}
+
+/// `basic_auth_users`: absent, off on purpose (`{}`), or users whose hashes are all
+/// bcrypt hashes.
+fn users_section(
+    section: Option<Spanned<Option<BTreeMap<String, String>>>>,
+    all_off: bool,
+) -> Result<(BTreeMap<String, String>, Said), Problem> {
+    let (users, said) = match section {
+        None => (
+            BTreeMap::new(),
+            if all_off { Said::Off } else { Said::Nothing },
+        ),
+        Some(section) => match section.value {
+            None => {
+                return Err(Problem::at(
+                    section.referenced,
+                    None,
+                    "basic_auth_users has no value: list user: bcrypt-hash pairs, or write `basic_auth_users: {}` for no authentication",
+                ));
+            }
+            Some(users) if users.is_empty() => (users, Said::Off),
+            Some(users) => (users, Said::On),
+        },
+    };
+    for (user, hash) in &users {
+        if !(hash.starts_with("$2a$")
+            || hash.starts_with("$2b$")
+            || hash.starts_with("$2y$")
+            || hash.starts_with("$2x$"))
+            || bcrypt_cost(hash).is_none()
+        {
+            return Err(Problem::plain(format!(
+                "basic_auth_users: the hash of user {user:?} is not a bcrypt hash ($2y$10$...)"
+            )));
+        }
+    }
+    Ok((users, said))
 }
 
 /// `http_server_config.headers`, checked against exporter-toolkit's list; names are

@@ -279,16 +279,21 @@ pub fn start_api_mtls(ca: &TestCa, cluster: Cluster, client_ca_pem: &str) -> Api
     start_with(ca, cluster, "", Some(client_ca_pem))
 }
 
-fn start_with(ca: &TestCa, cluster: Cluster, token: &str, client_ca: Option<&str>) -> ApiServer {
+/// The server's TLS config, and how it authenticates clients: the bearer `token`, or
+/// with `client_ca` a client certificate issued by that CA.
+fn server_tls(
+    ca: &TestCa,
+    token: &Arc<Mutex<String>>,
+    client_ca: Option<&str>,
+) -> (Arc<rustls::ServerConfig>, Auth) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .unwrap();
-    let token = Arc::new(Mutex::new(token.to_string()));
     let (builder, auth) = match client_ca {
         None => (
             builder.with_no_client_auth(),
-            Auth::Token(Arc::clone(&token)),
+            Auth::Token(Arc::clone(token)),
         ),
         Some(pem) => {
             let mut roots = rustls::RootCertStore::empty();
@@ -312,6 +317,12 @@ fn start_with(ca: &TestCa, cluster: Cluster, token: &str, client_ca: Option<&str
             .with_single_cert(ca.leaf.chain.clone(), ca.leaf.key.clone_key())
             .unwrap(),
     );
+    (config, auth)
+}
+
+/// The server's state at start: every object gets the version it was "written" at; a
+/// list shows the latest.
+fn first_state(cluster: Cluster) -> State {
     let mut state = State {
         cluster,
         version: 0,
@@ -322,7 +333,6 @@ fn start_with(ca: &TestCa, cluster: Cluster, token: &str, client_ca: Option<&str
         bookmarks: 0,
         open: 0,
     };
-    // Every object gets the version it was "written" at; a list shows the latest.
     let mut version = 1000;
     for items in state.cluster.items.values_mut() {
         for item in items.iter_mut() {
@@ -332,6 +342,13 @@ fn start_with(ca: &TestCa, cluster: Cluster, token: &str, client_ca: Option<&str
     }
     state.version = version;
     state.oldest = version;
+    state
+}
+
+fn start_with(ca: &TestCa, cluster: Cluster, token: &str, client_ca: Option<&str>) -> ApiServer {
+    let token = Arc::new(Mutex::new(token.to_string()));
+    let (config, auth) = server_tls(ca, &token, client_ca);
+    let state = first_state(cluster);
     let live = Arc::new(Live {
         state: Mutex::new(state),
         changed: Condvar::new(),
@@ -724,38 +741,8 @@ impl Server {
         }
         loop {
             if events.is_empty() {
-                let since = cursor;
-                for change in state.changes.iter().filter(|ch| ch.version > since) {
-                    cursor = change.version;
-                    if change.resource != c.resource {
-                        continue;
-                    }
-                    let now = wanted(&change.object, c, selector.as_deref());
-                    let was = change
-                        .before
-                        .as_ref()
-                        .is_some_and(|b| wanted(b, c, selector.as_deref()));
-                    // With a selector, an object entering or leaving the selection is
-                    // ADDED or DELETED for the watch, as the API server's watch cache
-                    // tells it.
-                    let kind = match (change.kind, was, now) {
-                        ("MODIFIED", false, true) => "ADDED",
-                        ("MODIFIED", true, false) => "DELETED",
-                        (kind, _, true) => kind,
-                        _ => continue,
-                    };
-                    events.push(json!({"type": kind, "object": change.object}));
-                }
-                if state.bookmarks != marks {
-                    marks = state.bookmarks;
-                    if bookmarks {
-                        cursor = cursor.max(state.version);
-                        events.push(json!({"type": "BOOKMARK", "object": {
-                            "kind": list_kind(&c.resource).trim_end_matches("List"),
-                            "apiVersion": if c.group.is_empty() { "v1".to_string() } else { format!("{}/v1", c.group) },
-                            "metadata": {"resourceVersion": state.version.to_string(), "creationTimestamp": null}}}));
-                    }
-                }
+                let watch = (selector.as_deref(), bookmarks);
+                events = pending_events(&state, c, watch, &mut cursor, &mut marks);
                 if state.expiries != expiries {
                     events.push(gone(state.oldest));
                 }
@@ -801,6 +788,51 @@ impl Server {
             let _ = out.write_all(b"0\r\n\r\n").and_then(|_| out.flush());
         }
     }
+}
+
+/// What a watch of `c` (with its label selector, and whether it asked for bookmarks)
+/// has not sent yet: the changes after `cursor` that concern its selection, and a
+/// bookmark when one was made since `marks`; both move on past what is returned.
+fn pending_events(
+    state: &State,
+    c: &Collection,
+    (selector, bookmarks): (Option<&str>, bool),
+    cursor: &mut u64,
+    marks: &mut u64,
+) -> Vec<Value> {
+    let mut events = Vec::new();
+    let since = *cursor;
+    for change in state.changes.iter().filter(|ch| ch.version > since) {
+        *cursor = change.version;
+        if change.resource != c.resource {
+            continue;
+        }
+        let now = wanted(&change.object, c, selector);
+        let was = change
+            .before
+            .as_ref()
+            .is_some_and(|b| wanted(b, c, selector));
+        // With a selector, an object entering or leaving the selection is ADDED or
+        // DELETED for the watch, as the API server's watch cache tells it.
+        let kind = match (change.kind, was, now) {
+            ("MODIFIED", false, true) => "ADDED",
+            ("MODIFIED", true, false) => "DELETED",
+            (kind, _, true) => kind,
+            _ => continue,
+        };
+        events.push(json!({"type": kind, "object": change.object}));
+    }
+    if state.bookmarks != *marks {
+        *marks = state.bookmarks;
+        if bookmarks {
+            *cursor = (*cursor).max(state.version);
+            events.push(json!({"type": "BOOKMARK", "object": {
+                "kind": list_kind(&c.resource).trim_end_matches("List"),
+                "apiVersion": if c.group.is_empty() { "v1".to_string() } else { format!("{}/v1", c.group) },
+                "metadata": {"resourceVersion": state.version.to_string(), "creationTimestamp": null}}}));
+        }
+    }
+    events
 }
 
 fn list_kind(resource: &str) -> &'static str {
