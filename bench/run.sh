@@ -10,23 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-declare -A needs=(
-  [nginx]=nginx
-  [prometheus-blackbox-exporter]=prometheus-blackbox-exporter
-  [openssl]=openssl
-  [musl-gcc]=musl-tools
-)
-missing=()
-for program in "${!needs[@]}"; do
-  command -v "$program" >/dev/null 2>&1 || missing+=("${needs[$program]}")
-done
-if ((${#missing[@]})); then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "bench: installing ${missing[*]}" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+source scripts/needs.sh
+install_missing bench nginx=nginx prometheus-blackbox-exporter=prometheus-blackbox-exporter \
+  openssl=openssl musl-gcc=musl-tools
 # Debian starts the packaged services; the benchmark runs its own on 127.0.0.1.
 TARGET=x86_64-unknown-linux-musl
 rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET"

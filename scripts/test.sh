@@ -9,35 +9,24 @@ cd "$(dirname "$0")/.."
 # musl-gcc (ring's C code), file, dpkg-deb, systemd-analyze, shellcheck (for actionlint),
 # unshare and npm (the Prometheus operator schemas); tests/page.rs needs chromium (the
 # status page in a real headless browser).
-declare -A needs=(
-  [promtool]=prometheus
-  [prometheus-pushgateway]=prometheus-pushgateway
-  [prometheus-node-exporter]=prometheus-node-exporter
-  [prometheus-blackbox-exporter]=prometheus-blackbox-exporter
-  [openssl]=openssl
-  [prlimit]=util-linux
-  [docker-registry]=docker-registry
-  [htpasswd]=apache2-utils
-  [musl-gcc]=musl-tools
-  [file]=file
-  [dpkg-deb]=dpkg
-  [systemd-analyze]=systemd
-  [shellcheck]=shellcheck
-  [unshare]=util-linux
-  [npm]=npm
-  [chromium]=chromium
-)
-missing=()
-for program in "${!needs[@]}"; do
-  command -v "$program" >/dev/null 2>&1 || missing+=("${needs[$program]}")
-done
-if ((${#missing[@]})); then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "test.sh: installing ${missing[*]}" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+source scripts/needs.sh
+install_missing test.sh \
+  promtool=prometheus \
+  prometheus-pushgateway=prometheus-pushgateway \
+  prometheus-node-exporter=prometheus-node-exporter \
+  prometheus-blackbox-exporter=prometheus-blackbox-exporter \
+  openssl=openssl \
+  prlimit=util-linux \
+  docker-registry=docker-registry \
+  htpasswd=apache2-utils \
+  musl-gcc=musl-tools \
+  file=file \
+  dpkg-deb=dpkg \
+  systemd-analyze=systemd \
+  shellcheck=shellcheck \
+  unshare=util-linux \
+  npm=npm \
+  chromium=chromium
 
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
