@@ -110,16 +110,28 @@ class Processes:
             self.stop(proc)
 
 
+def make_certificates(work):
+    """A CA (ca.crt, the clients' trust) and a P-256 server certificate it signed for
+    127.0.0.1 (tls.crt, tls.key): the chain a real site presents, which every client
+    verifies in full on each handshake."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=work)
+    curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *curve, "-days", "30", "-subj", "/CN=sonde bench CA",
+            "-keyout", "ca.key", "-out", "ca.crt")
+    openssl("req", "-new", *curve, "-subj", "/CN=127.0.0.1", "-keyout", "tls.key", "-out", "tls.csr")
+    (work / "san.ext").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    openssl("x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "30", "-extfile", "san.ext", "-out", "tls.crt")
+
+
 def start_nginx(procs, work):
-    """nginx on 127.0.0.1 serving a small page over http and https (self-signed)."""
+    """nginx on 127.0.0.1 serving a small page over http and https (a CA-signed
+    certificate)."""
     root = work / "www"
     root.mkdir()
     (root / "index.html").write_text("<html><body>" + "sonde bench " * 40 + "</body></html>\n")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-days", "30", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(work / "tls.key"), "-out", str(work / "tls.crt")],
-        check=True, capture_output=True)
+    make_certificates(work)
     http_port, https_port = free_port(), free_port()
     conf = work / "nginx.conf"
     conf.write_text(f"""
@@ -140,6 +152,8 @@ http {{
   server {{
     listen 127.0.0.1:{http_port};
     listen 127.0.0.1:{https_port} ssl;
+    # nginx 1.22 (Debian 12) offers only up to TLS 1.2 unless told; sites speak 1.3.
+    ssl_protocols TLSv1.2 TLSv1.3;
     ssl_certificate {work}/tls.crt;
     ssl_certificate_key {work}/tls.key;
     root {root};
@@ -184,6 +198,18 @@ def sonde_cpu_per_probe(procs, sonde, work, urls, seconds, tls_ca=None):
     return (cpu_after - cpu_before) / probes, probes, rss, threads
 
 
+def floor_cpu_per_request(floor, port, rate, count, ca=None, together=1):
+    """CPU per request of bench/floor.rs: connect, (TLS handshake,) GET, read, close at
+    the same rate as sonde probes, with nothing else around it."""
+    argv = [floor, "--port", str(port), "--rate", str(rate), "--count", str(count),
+            "--together", str(together)] + (["--ca", str(ca)] if ca else [])
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=count / rate * 3 + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"floor failed: {out.stderr.strip()}")
+    fields = out.stdout.split()
+    return float(fields[fields.index("cpu_per_request_us") + 1]) / 1e6
+
+
 def blackbox_cpu_per_probe(procs, work, urls, seconds, module):
     """CPU of blackbox_exporter per probe, driven through /probe at the same rate sonde
     probes (every URL once a second), by as many client threads as needed."""
@@ -198,7 +224,7 @@ def blackbox_cpu_per_probe(procs, work, urls, seconds, module):
     timeout: 1s
     http:
       tls_config:
-        ca_file: {work}/tls.crt
+        ca_file: {work}/ca.crt
 """)
     proc = procs.start("blackbox", ["prometheus-blackbox-exporter", f"--config.file={config}",
                                     f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"])
@@ -344,6 +370,18 @@ class Report:
             print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
 
 
+def floor_rows(report, floor, port, rate, count, s_cpu, b_cpu, ca):
+    """The floor under a CPU-per-probe row: a bare client doing only the request, one at
+    a time as sonde's threads do, and (plain http) ten at once on one poller."""
+    alone = floor_cpu_per_request(floor, port, rate, count, ca)
+    report.add("  floor: bare client, same libraries, one request at a time", f"{alone * 1e6:.0f} µs",
+               f"blackbox 1/{b_cpu / alone:.1f}", f"sonde {s_cpu / alone:.2f}× floor", "", None)
+    if ca is None:
+        grouped = floor_cpu_per_request(floor, port, rate, count, ca, together=10)
+        report.add("  floor: bare client, 10 requests at once on one poller", f"{grouped * 1e6:.0f} µs",
+                   f"blackbox 1/{b_cpu / grouped:.1f}", "", "", None)
+
+
 def machine_line():
     cpu = "unknown CPU"
     for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
@@ -360,6 +398,7 @@ def machine_line():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sonde", required=True, help="the sonde binary to measure")
+    parser.add_argument("--floor", required=True, help="bench/floor.rs, built (the floor under a probe)")
     parser.add_argument("--quick", action="store_true", help="short runs (CI)")
     args = parser.parse_args()
     quick = args.quick
@@ -381,15 +420,17 @@ def main():
         report.add(f"CPU per http probe ({urls_count} URLs/s, {s_n:.0f} vs {b_n} probes)",
                    f"{s_cpu * 1e6:.0f} µs", f"blackbox {b_cpu * 1e6:.0f} µs", f"1/{b_cpu / s_cpu:.1f}",
                    "≤ 40 µs and ≤ 1/8", s_cpu <= 40e-6 and s_cpu * 8 <= b_cpu)
+        floor_rows(report, args.floor, http_port, urls_count, int(s_n), s_cpu, b_cpu, None)
         report.add("RSS while probing http", f"{s_rss:.1f} MB ({s_threads} threads)",
                    f"blackbox {b_rss:.1f} MB", f"{s_rss / b_rss:.2f}", "", None)
 
         s_cpu, s_n, s_rss, _ = sonde_cpu_per_probe(procs, args.sonde, work, https_urls, seconds,
-                                                   tls_ca=work / "tls.crt")
+                                                   tls_ca=work / "ca.crt")
         b_cpu, b_n, b_rss = blackbox_cpu_per_probe(procs, work, https_urls, seconds, "https_2xx")
-        report.add(f"CPU per https probe (full handshake; {s_n:.0f} vs {b_n} probes)",
+        report.add(f"CPU per https probe (TLS 1.3, full handshake; {s_n:.0f} vs {b_n} probes)",
                    f"{s_cpu * 1e6:.0f} µs", f"blackbox {b_cpu * 1e6:.0f} µs", f"1/{b_cpu / s_cpu:.1f}",
                    "≤ 1/4", s_cpu * 4 <= b_cpu)
+        floor_rows(report, args.floor, https_port, urls_count, int(s_n), s_cpu, b_cpu, work / "ca.crt")
 
         # About 28 series per URL: 10k and 200k series.
         for target_series, scrapes in ([(10_000, 50)] if quick else [(10_000, 200), (200_000, 30)]):

@@ -16,5 +16,6 @@ install_missing bench nginx=nginx prometheus-blackbox-exporter=prometheus-blackb
 # Debian starts the packaged services; the benchmark runs its own on 127.0.0.1.
 TARGET=x86_64-unknown-linux-musl
 rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET"
-cargo build --release --locked --target "$TARGET" --quiet
-exec python3 bench/bench.py --sonde "${CARGO_TARGET_DIR:-target}/$TARGET/release/sonde" "$@"
+cargo build --release --locked --target "$TARGET" --quiet --bin sonde --example floor
+OUT="${CARGO_TARGET_DIR:-target}/$TARGET/release"
+exec python3 bench/bench.py --sonde "$OUT/sonde" --floor "$OUT/examples/floor" "$@"

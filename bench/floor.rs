@@ -1,0 +1,241 @@
+//! The floor under CPU per probe: the least a prober can spend on this machine.
+//!
+//! It does what a probe of a local page must do and nothing else: connect, (for https)
+//! a full TLS handshake with the same library and crypto sonde uses (rustls, ring),
+//! send one GET, read the whole answer, close, at a fixed rate, and prints the CPU it
+//! spent per request. bench/bench.py runs it beside sonde at the same rate, so the
+//! table says how far above the floor sonde is, and how far below it any goal lies.
+//!
+//! `--together K` starts K requests at once on non-blocking sockets driven by one
+//! poller (plain http only): what an event-loop prober that groups its probes could
+//! reach, since here most of a lone request's CPU goes to the kernel putting the CPU
+//! to sleep and waking it up again.
+//!
+//! Usage: floor --port P [--ca FILE] [--rate N] [--count N] [--together K]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use polling::{Event, Events, Poller};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+
+/// The most a response may be; the bench page is a few hundred bytes.
+const MAX_BODY: usize = 1 << 20;
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+struct Args {
+    port: u16,
+    ca: Option<String>,
+    rate: u32,
+    count: u32,
+    together: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        port: 0,
+        ca: None,
+        rate: 200,
+        count: 2000,
+        together: 1,
+    };
+    let mut raw = std::env::args().skip(1);
+    while let Some(flag) = raw.next() {
+        let value = raw.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let bad = |e: std::num::ParseIntError| format!("{flag} {value}: {e}");
+        match flag.as_str() {
+            "--port" => args.port = value.parse().map_err(bad)?,
+            "--ca" => args.ca = Some(value),
+            "--rate" => args.rate = value.parse().map_err(bad)?,
+            "--count" => args.count = value.parse().map_err(bad)?,
+            "--together" => args.together = value.parse().map_err(bad)?,
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    if args.port == 0 || args.rate == 0 || args.together == 0 {
+        return Err("--port, --rate and --together must be above 0".into());
+    }
+    if args.ca.is_some() && args.together > 1 {
+        return Err("--together is for plain http only".into());
+    }
+    Ok(args)
+}
+
+/// User + system CPU of this process so far, as /proc/self/stat counts it (the way the
+/// bench measures sonde and blackbox_exporter).
+fn cpu_seconds() -> Result<f64, String> {
+    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|e| e.to_string())?;
+    let after_name = stat.rsplit_once(')').ok_or("no ) in /proc/self/stat")?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<f64, String> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .ok_or_else(|| format!("field {i}"))
+    };
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok((ticks(11)? + ticks(12)?) / per_second)
+}
+
+fn request(port: u16, i: u32) -> String {
+    format!("GET /index.html?u={i} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")
+}
+
+/// Reads until the server closes (the request asked it to), at most [`MAX_BODY`].
+fn read_all(stream: &mut impl Read) -> Result<usize, String> {
+    let mut buf = [0u8; 16 << 10];
+    let mut total = 0;
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => total += n,
+            Err(e) => return Err(e.to_string()),
+        }
+        if total > MAX_BODY {
+            return Err("answer over 1 MiB".into());
+        }
+    }
+}
+
+fn tls_config(ca: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{ca}: {e}"))? {
+        roots
+            .add(cert.map_err(|e| format!("{ca}: {e}"))?)
+            .map_err(|e| e.to_string())?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // A full handshake each time, as sonde and blackbox_exporter do: a resumed session
+    // skips the certificate and its verification.
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+/// One request at a time on a blocking socket, as a thread-per-probe prober does.
+fn one(addr: SocketAddr, i: u32, tls: Option<&Arc<rustls::ClientConfig>>) -> Result<usize, String> {
+    let mut tcp = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let req = request(addr.port(), i);
+    match tls {
+        None => {
+            tcp.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+            read_all(&mut tcp)
+        }
+        Some(config) => {
+            let name = ServerName::IpAddress(addr.ip().into());
+            let conn = rustls::ClientConnection::new(Arc::clone(config), name)
+                .map_err(|e| e.to_string())?;
+            let mut stream = rustls::StreamOwned::new(conn, tcp);
+            stream
+                .write_all(req.as_bytes())
+                .map_err(|e| e.to_string())?;
+            read_all(&mut stream)
+        }
+    }
+}
+
+/// A group of requests at once, on non-blocking sockets and one poller.
+fn group(poller: &Poller, addr: SocketAddr, first: u32, k: usize) -> Result<usize, String> {
+    let mut live: Vec<Option<(TcpStream, bool)>> = Vec::with_capacity(k);
+    for key in 0..k {
+        let tcp = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| e.to_string())?;
+        tcp.set_nonblocking(true).map_err(|e| e.to_string())?;
+        // SAFETY: the socket stays registered only while `live` owns it (deleted below).
+        unsafe { poller.add(&tcp, Event::writable(key)) }.map_err(|e| e.to_string())?;
+        live.push(Some((tcp, false)));
+    }
+    let (mut left, mut total) = (k, 0);
+    let mut events = Events::new();
+    let mut buf = [0u8; 16 << 10];
+    while left > 0 {
+        events.clear();
+        poller
+            .wait(&mut events, Some(TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        if events.is_empty() {
+            return Err("no answer in time".into());
+        }
+        for ev in events.iter() {
+            let Some((tcp, sent)) = live.get_mut(ev.key).and_then(Option::as_mut) else {
+                continue;
+            };
+            if !*sent {
+                let req = request(addr.port(), first + ev.key as u32);
+                (&*tcp)
+                    .write_all(req.as_bytes())
+                    .map_err(|e| e.to_string())?;
+                *sent = true;
+                poller
+                    .modify(&*tcp, Event::readable(ev.key))
+                    .map_err(|e| e.to_string())?;
+                continue;
+            }
+            let mut closed = false;
+            loop {
+                match (&*tcp).read(&mut buf) {
+                    Ok(0) => {
+                        closed = true;
+                        break;
+                    }
+                    Ok(n) => total += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            if closed {
+                poller.delete(&*tcp).map_err(|e| e.to_string())?;
+                live[ev.key] = None;
+                left -= 1;
+            } else {
+                poller
+                    .modify(&*tcp, Event::readable(ev.key))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    Ok(total)
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let tls = args.ca.as_deref().map(tls_config).transpose()?;
+    let poller = Poller::new().map_err(|e| e.to_string())?;
+    let every = Duration::from_secs(1) / args.rate * args.together as u32;
+    let (start, cpu_before) = (Instant::now(), cpu_seconds()?);
+    let (mut done, mut bytes, mut slot) = (0u32, 0usize, 0u32);
+    while done < args.count {
+        let next = start + every * slot;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        bytes += if args.together == 1 {
+            one(addr, done, tls.as_ref())?
+        } else {
+            group(&poller, addr, done, args.together)?
+        };
+        done += args.together as u32;
+        slot += 1;
+    }
+    let cpu = cpu_seconds()? - cpu_before;
+    println!(
+        "cpu_per_request_us {:.1} requests {done} bytes {bytes}",
+        cpu / f64::from(done) * 1e6
+    );
+    Ok(())
+}
+
+fn main() {
+    if let Err(e) = parse_args().and_then(|args| run(&args)) {
+        eprintln!("floor: {e}");
+        std::process::exit(1);
+    }
+}
