@@ -372,14 +372,13 @@ class Report:
 
 def floor_rows(report, floor, port, rate, count, s_cpu, b_cpu, ca):
     """The floor under a CPU-per-probe row: a bare client doing only the request, one at
-    a time as sonde's threads do, and (plain http) ten at once on one poller."""
+    a time as sonde's threads do, and ten at once on one poller (an event loop)."""
     alone = floor_cpu_per_request(floor, port, rate, count, ca)
     report.add("  floor: bare client, same libraries, one request at a time", f"{alone * 1e6:.0f} µs",
                f"blackbox 1/{b_cpu / alone:.1f}", f"sonde {s_cpu / alone:.2f}× floor", "", None)
-    if ca is None:
-        grouped = floor_cpu_per_request(floor, port, rate, count, ca, together=10)
-        report.add("  floor: bare client, 10 requests at once on one poller", f"{grouped * 1e6:.0f} µs",
-                   f"blackbox 1/{b_cpu / grouped:.1f}", "", "", None)
+    grouped = floor_cpu_per_request(floor, port, rate, count, ca, together=10)
+    report.add("  floor: bare client, 10 requests at once on one poller", f"{grouped * 1e6:.0f} µs",
+               f"blackbox 1/{b_cpu / grouped:.1f}", "", "", None)
 
 
 def machine_line():

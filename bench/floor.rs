@@ -7,9 +7,9 @@
 //! table says how far above the floor sonde is, and how far below it any goal lies.
 //!
 //! `--together K` starts K requests at once on non-blocking sockets driven by one
-//! poller (plain http only): what an event-loop prober that groups its probes could
-//! reach, since here most of a lone request's CPU goes to the kernel putting the CPU
-//! to sleep and waking it up again.
+//! poller: what an event-loop prober that groups its probes could reach, since here
+//! most of a lone request's CPU goes to the kernel putting the CPU to sleep and waking
+//! it up again.
 //!
 //! Usage: floor --port P [--ca FILE] [--rate N] [--count N] [--together K]
 
@@ -57,9 +57,6 @@ fn parse_args() -> Result<Args, String> {
     }
     if args.port == 0 || args.rate == 0 || args.together == 0 {
         return Err("--port, --rate and --together must be above 0".into());
-    }
-    if args.ca.is_some() && args.together > 1 {
-        return Err("--together is for plain http only".into());
     }
     Ok(args)
 }
@@ -145,62 +142,148 @@ fn one(addr: SocketAddr, i: u32, tls: Option<&Arc<rustls::ClientConfig>>) -> Res
     }
 }
 
-/// A group of requests at once, on non-blocking sockets and one poller.
-fn group(poller: &Poller, addr: SocketAddr, first: u32, k: usize) -> Result<usize, String> {
-    let mut live: Vec<Option<(TcpStream, bool)>> = Vec::with_capacity(k);
-    for key in 0..k {
-        let tcp = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| e.to_string())?;
-        tcp.set_nonblocking(true).map_err(|e| e.to_string())?;
-        // SAFETY: the socket stays registered only while `live` owns it (deleted below).
-        unsafe { poller.add(&tcp, Event::writable(key)) }.map_err(|e| e.to_string())?;
-        live.push(Some((tcp, false)));
+/// One request of a group, on a non-blocking socket.
+struct Open {
+    tcp: TcpStream,
+    tls: Option<rustls::ClientConnection>,
+}
+
+fn io(e: std::io::Error) -> String {
+    e.to_string()
+}
+
+fn would_block(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock
+}
+
+/// Reads what the socket has; true once the answer is complete (the server closed).
+fn drain_plain(tcp: &TcpStream, buf: &mut [u8], total: &mut usize) -> Result<bool, String> {
+    loop {
+        match (&*tcp).read(buf) {
+            Ok(0) => return Ok(true),
+            Ok(n) => *total += n,
+            Err(e) if would_block(&e) => return Ok(false),
+            Err(e) => return Err(io(e)),
+        }
     }
-    let (mut left, mut total) = (k, 0);
+}
+
+/// Moves a TLS connection on as far as the socket allows; true once the answer is
+/// complete (close_notify or the server closed).
+fn drive_tls(
+    tcp: &TcpStream,
+    conn: &mut rustls::ClientConnection,
+    buf: &mut [u8],
+    total: &mut usize,
+) -> Result<bool, String> {
+    loop {
+        while conn.wants_write() {
+            match conn.write_tls(&mut &*tcp) {
+                Ok(_) => {}
+                Err(e) if would_block(&e) => break,
+                Err(e) => return Err(io(e)),
+            }
+        }
+        match conn.read_tls(&mut &*tcp) {
+            Ok(0) => return Ok(true),
+            Ok(_) => {
+                conn.process_new_packets().map_err(|e| e.to_string())?;
+            }
+            Err(e) if would_block(&e) => return Ok(false),
+            Err(e) => return Err(io(e)),
+        }
+        loop {
+            match conn.reader().read(buf) {
+                Ok(0) => return Ok(true),
+                Ok(n) => *total += n,
+                Err(e) if would_block(&e) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(true),
+                Err(e) => return Err(io(e)),
+            }
+        }
+    }
+}
+
+impl Open {
+    fn start(
+        addr: SocketAddr,
+        i: u32,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+    ) -> Result<Open, String> {
+        let tcp = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(io)?;
+        tcp.set_nodelay(true).map_err(io)?;
+        tcp.set_nonblocking(true).map_err(io)?;
+        let req = request(addr.port(), i);
+        let tls = match tls {
+            None => {
+                // A fresh local connection takes a few dozen bytes at once.
+                (&tcp).write_all(req.as_bytes()).map_err(io)?;
+                None
+            }
+            Some(config) => {
+                let name = ServerName::IpAddress(addr.ip().into());
+                let mut conn = rustls::ClientConnection::new(Arc::clone(config), name)
+                    .map_err(|e| e.to_string())?;
+                // Held until the handshake is done, then sent.
+                conn.writer().write_all(req.as_bytes()).map_err(io)?;
+                Some(conn)
+            }
+        };
+        Ok(Open { tcp, tls })
+    }
+
+    fn advance(&mut self, buf: &mut [u8], total: &mut usize) -> Result<bool, String> {
+        match &mut self.tls {
+            None => drain_plain(&self.tcp, buf, total),
+            Some(conn) => drive_tls(&self.tcp, conn, buf, total),
+        }
+    }
+
+    fn interest(&self, key: usize) -> Event {
+        match &self.tls {
+            Some(conn) if conn.wants_write() => Event::all(key),
+            _ => Event::readable(key),
+        }
+    }
+}
+
+/// A group of requests at once, on non-blocking sockets and one poller.
+fn group(
+    poller: &Poller,
+    addr: SocketAddr,
+    first: u32,
+    k: usize,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<usize, String> {
+    let (mut total, mut buf) = (0, [0u8; 16 << 10]);
+    let mut live: Vec<Option<Open>> = Vec::with_capacity(k);
+    for key in 0..k {
+        let mut open = Open::start(addr, first + key as u32, tls)?;
+        open.advance(&mut buf, &mut total)?;
+        // SAFETY: the socket stays registered only while `live` owns it (deleted below).
+        unsafe { poller.add(&open.tcp, open.interest(key)) }.map_err(io)?;
+        live.push(Some(open));
+    }
+    let mut left = k;
     let mut events = Events::new();
-    let mut buf = [0u8; 16 << 10];
     while left > 0 {
         events.clear();
-        poller
-            .wait(&mut events, Some(TIMEOUT))
-            .map_err(|e| e.to_string())?;
+        poller.wait(&mut events, Some(TIMEOUT)).map_err(io)?;
         if events.is_empty() {
             return Err("no answer in time".into());
         }
         for ev in events.iter() {
-            let Some((tcp, sent)) = live.get_mut(ev.key).and_then(Option::as_mut) else {
+            let Some(open) = live.get_mut(ev.key).and_then(Option::as_mut) else {
                 continue;
             };
-            if !*sent {
-                let req = request(addr.port(), first + ev.key as u32);
-                (&*tcp)
-                    .write_all(req.as_bytes())
-                    .map_err(|e| e.to_string())?;
-                *sent = true;
-                poller
-                    .modify(&*tcp, Event::readable(ev.key))
-                    .map_err(|e| e.to_string())?;
-                continue;
-            }
-            let mut closed = false;
-            loop {
-                match (&*tcp).read(&mut buf) {
-                    Ok(0) => {
-                        closed = true;
-                        break;
-                    }
-                    Ok(n) => total += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
-            if closed {
-                poller.delete(&*tcp).map_err(|e| e.to_string())?;
+            if open.advance(&mut buf, &mut total)? {
+                poller.delete(&open.tcp).map_err(io)?;
                 live[ev.key] = None;
                 left -= 1;
             } else {
                 poller
-                    .modify(&*tcp, Event::readable(ev.key))
-                    .map_err(|e| e.to_string())?;
+                    .modify(&open.tcp, open.interest(ev.key))
+                    .map_err(io)?;
             }
         }
     }
@@ -220,7 +303,7 @@ fn run(args: &Args) -> Result<(), String> {
         bytes += if args.together == 1 {
             one(addr, done, tls.as_ref())?
         } else {
-            group(&poller, addr, done, args.together)?
+            group(&poller, addr, done, args.together, tls.as_ref())?
         };
         done += args.together as u32;
         slot += 1;
