@@ -3,6 +3,11 @@
 blackbox_exporter (driven through its /probe, as Prometheus drives it), scrape latency
 against nginx serving the same bytes, idle RSS, start-up time and binary size.
 
+Under each CPU-per-probe row, the floor: bench/floor.rs doing only the request (connect,
+TLS with sonde's libraries, GET, read, close) at the same rate, one at a time as sonde's
+threads do and ten at once on one poller, so the table says how much of a probe's CPU
+is sonde's and how much any prober would pay on this machine.
+
 Every figure is measured here and now, against a peer started in the same run, so the
 ratios hold on whatever machine runs this. Times are noisy on a shared machine: this is a
 report with goals (PASS/FAIL), not a test gate. Run it through bench/run.sh, which builds

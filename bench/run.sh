@@ -3,7 +3,8 @@
 # scrape latency against nginx serving the same bytes, RSS, start-up time, binary size.
 #   bash bench/run.sh           the full run (a few minutes), figures for the README
 #   bash bench/run.sh --quick   every measurement briefly (CI runs this so it cannot rot)
-# Builds the static musl release binary (what sonde ships) and installs what is missing
+# Builds the static musl release binary (what sonde ships) and bench/floor.rs (the floor
+# under CPU per probe), and installs what is missing
 # (Debian packages nginx, prometheus-blackbox-exporter, openssl, musl-tools), as the test
 # command does. Prints a table of figures, ratios and PASS/FAIL against each goal; the
 # exit code does not depend on the goals (times are noisy on a shared machine).

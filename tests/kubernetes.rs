@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use common::{Dir, Fixture, Reply, SeenRequest, Sonde};
+use common::{Dir, Fixture, Reply, SeenRequest, Sonde, openssl};
 use images::TestCa;
 use images::kube::*;
 use serde_json::{Value, json};
@@ -1405,26 +1405,12 @@ fn a_namespace_selector_follows_namespaces_as_their_labels_change() {
 // ---------------------------------------------------------------------------------
 // kubeconfig
 
-/// Runs openssl (Debian package openssl) in `dir`.
-fn openssl(dir: &Dir, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir.path())
-        .output()
-        .expect("openssl (Debian package openssl) must be installed; scripts/test.sh installs it");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A client CA and a certificate for sonde signed by it, made with openssl as kubeadm
 /// makes a user's (an RSA key in PKCS#1, `RSA PRIVATE KEY`; client-auth usage), in
 /// `dir`: `client-ca.pem`, `sonde.crt`, `sonde.key`.
 fn client_certificate(dir: &Dir) {
     openssl(
-        dir,
+        dir.path(),
         &[
             "req",
             "-x509",
@@ -1442,11 +1428,11 @@ fn client_certificate(dir: &Dir) {
         ],
     );
     openssl(
-        dir,
+        dir.path(),
         &["genrsa", "-traditional", "-out", "sonde.key", "2048"],
     );
     openssl(
-        dir,
+        dir.path(),
         &[
             "req",
             "-new",
@@ -1463,7 +1449,7 @@ fn client_certificate(dir: &Dir) {
         "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
     );
     openssl(
-        dir,
+        dir.path(),
         &[
             "x509",
             "-req",

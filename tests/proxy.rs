@@ -33,6 +33,57 @@ fn reason(check: &str, url: &str, reason: &str) -> String {
     format!("sonde_http_failures_total{{check=\"{check}\",url=\"{url}\",reason=\"{reason}\"}}")
 }
 
+/// Asserts that `series` is 1 in `m`, showing `context` (stderr, the exposition) if not.
+fn assert_one(m: &Exposition, series: &str, context: &str) {
+    assert_eq!(m.value(series), Some(1.0), "{series}\n{context}");
+}
+
+/// Asserts that no secret shows in any of `texts` (logs, expositions).
+fn assert_no_secret(texts: &[&str], secrets: &[&str]) {
+    for secret in secrets {
+        assert!(!texts.iter().any(|t| t.contains(secret)), "{secret} leaked");
+    }
+}
+
+/// The proxy and what stands behind it: a plain and a TLS fixture (its CA in `ca`),
+/// and the URLs the checks here probe through the proxy (`http`, `https`) or past it
+/// (`bypass`).
+struct Site {
+    proxy: TestProxy,
+    ca: TestCa,
+    web: Fixture,
+    secure: Fixture,
+    http: String,
+    https: String,
+    bypass: String,
+}
+
+impl Site {
+    fn start() -> Site {
+        let proxy = TestProxy::start();
+        let ca = TestCa::new();
+        let web = Fixture::start(route);
+        let secure = Fixture::start_tls(
+            &ca.leaf_for(&["web.sonde.test"], (2020, 1, 1), (2040, 1, 1)),
+            route,
+        );
+        Site {
+            http: format!("http://web.sonde.test:{}/ok", web.addr.port()),
+            https: format!("https://web.sonde.test:{}/ok", secure.addr.port()),
+            bypass: format!("http://bypass.localhost:{}/ok", web.addr.port()),
+            proxy,
+            ca,
+            web,
+            secure,
+        }
+    }
+
+    /// The proxy's URL with `user_info` (`user:password@`, `user@` or empty).
+    fn proxy_url(&self, user_info: &str) -> String {
+        self.proxy.url(user_info)
+    }
+}
+
 /// Runs `sonde --once` on `config` with only the given proxy variables set.
 fn once_with_env(dir: &Dir, config: &str, env: &[(&str, &str)]) -> (Exposition, String) {
     let cfg = dir.write("sonde.yml", config);
@@ -77,27 +128,19 @@ static PROXY_RUN: OnceLock<Result<ProxyRun, String>> = OnceLock::new();
 /// One `--once` over every explicit `proxy_url` case.
 fn proxy_run() -> &'static ProxyRun {
     shared(&PROXY_RUN, || {
-        let proxy = TestProxy::start();
-        let ca = TestCa::new();
-        let web = Fixture::start(route);
-        let secure = Fixture::start_tls(
-            &ca.leaf_for(&["web.sonde.test"], (2020, 1, 1), (2040, 1, 1)),
-            route,
-        );
+        let site = Site::start();
         let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let http = format!("http://web.sonde.test:{}/ok", web.addr.port());
-        let https = format!("https://web.sonde.test:{}/ok", secure.addr.port());
-        let bypass = format!("http://bypass.localhost:{}/ok", web.addr.port());
-        let with_pw = proxy.url(&format!("{PROXY_USER}:{PROXY_PASSWORD}@"));
-        let user_only = proxy.url(&format!("{PROXY_USER}@"));
-        let wrong = proxy.url(&format!("{PROXY_USER}:wrong@"));
+        let (http, https, bypass) = (&site.http, &site.https, &site.bypass);
+        let with_pw = site.proxy_url(&format!("{PROXY_USER}:{PROXY_PASSWORD}@"));
+        let user_only = site.proxy_url(&format!("{PROXY_USER}@"));
+        let wrong = site.proxy_url(&format!("{PROXY_USER}:wrong@"));
         let dead = format!("http://127.0.0.1:{dead_port}");
         let dir = Dir::new();
-        dir.write("ca.pem", &ca.pem);
+        dir.write("ca.pem", &site.ca.pem);
         dir.write("proxy-pw", format!("{PROXY_PASSWORD}\n"));
         let config = format!(
             "checks:
@@ -110,16 +153,15 @@ fn proxy_run() -> &'static ProxyRun {
 "
         );
         let (m, stderr) = once_with_env(&dir, &config, &[]);
-        let target_seen = web.seen().into_iter().map(|r| r.path).collect();
         ProxyRun {
             m,
             stderr,
-            seen: proxy.seen(),
-            target_seen,
-            http,
-            https,
-            bypass,
-            proxy: format!("http://127.0.0.1:{}", proxy.server.addr.port()),
+            seen: site.proxy.seen(),
+            target_seen: site.web.seen().into_iter().map(|r| r.path).collect(),
+            proxy: format!("http://127.0.0.1:{}", site.proxy.server.addr.port()),
+            http: site.http,
+            https: site.https,
+            bypass: site.bypass,
             dead,
         }
     })
@@ -132,12 +174,7 @@ fn http_and_https_targets_go_through_proxy_url_with_basic_auth() {
     let r = proxy_run();
     for check in ["inline", "pw_file"] {
         for url in [&r.http, &r.https] {
-            assert_eq!(
-                r.m.value(&series("sonde_http_up", check, url)),
-                Some(1.0),
-                "{check} {url}: {}",
-                r.stderr
-            );
+            assert_one(&r.m, &series("sonde_http_up", check, url), &r.stderr);
         }
     }
     let port = |url: &str| {
@@ -169,13 +206,11 @@ fn http_and_https_targets_go_through_proxy_url_with_basic_auth() {
         r.m.value(&series("sonde_http_ip_protocol", "inline", &r.https)),
         Some(4.0)
     );
-    assert_eq!(
-        r.m.value(&format!(
-            "sonde_http_tls_version_info{{check=\"inline\",url=\"{}\",version=\"TLS 1.3\"}}",
-            r.https
-        )),
-        Some(1.0)
+    let version = format!(
+        "sonde_http_tls_version_info{{check=\"inline\",url=\"{}\",version=\"TLS 1.3\"}}",
+        r.https
     );
+    assert_one(&r.m, &version, &r.m.0);
 }
 
 /// A proxy that refuses the credentials: the CONNECT is a `proxy` failure that says
@@ -183,61 +218,39 @@ fn http_and_https_targets_go_through_proxy_url_with_basic_auth() {
 #[test]
 fn a_proxy_that_refuses_the_credentials_is_named_in_the_cause() {
     let r = proxy_run();
-    assert_eq!(
-        r.m.value(&reason("wrong_pw", &r.https, "proxy")),
-        Some(1.0),
-        "{}",
-        r.m.0
-    );
+    assert_one(&r.m, &reason("wrong_pw", &r.https, "proxy"), &r.m.0);
     assert_eq!(
         r.m.value(&series("sonde_http_status_code", "wrong_pw", &r.http)),
         Some(407.0)
     );
-    assert_eq!(
-        r.m.value(&reason("wrong_pw", &r.http, "status_code")),
-        Some(1.0)
-    );
+    assert_one(&r.m, &reason("wrong_pw", &r.http, "status_code"), &r.m.0);
     let port = r.https.rsplit(':').next().unwrap().trim_end_matches("/ok");
     let words = format!(
         "the proxy {} answered 407 Proxy Authentication Required to CONNECT web.sonde.test:{port}",
         r.proxy
     );
     assert!(r.stderr.contains(&words), "{words}\n{}", r.stderr);
-    for secret in [
-        PROXY_PASSWORD,
-        "wrong@",
-        &base64(format!("{PROXY_USER}:{PROXY_PASSWORD}").as_bytes()),
-    ] {
-        assert!(
-            !r.stderr.contains(secret) && !r.m.0.contains(secret),
-            "{secret} leaked"
-        );
-    }
+    let basic = base64(format!("{PROXY_USER}:{PROXY_PASSWORD}").as_bytes());
+    assert_no_secret(&[&r.stderr, &r.m.0], &[PROXY_PASSWORD, "wrong@", &basic]);
 }
 
 #[test]
 fn no_proxy_hosts_go_direct_and_the_rest_needs_the_proxy() {
     let r = proxy_run();
-    assert_eq!(
-        r.m.value(&series("sonde_http_up", "bypassed", &r.bypass)),
-        Some(1.0),
-        "{}",
-        r.stderr
+    assert_one(
+        &r.m,
+        &series("sonde_http_up", "bypassed", &r.bypass),
+        &r.stderr,
     );
     assert!(!r.seen.iter().any(|l| l.contains("bypass")), "{:?}", r.seen);
     // Without a proxy the name does not resolve: the checks above did go through it.
-    assert_eq!(r.m.value(&reason("direct", &r.http, "dns")), Some(1.0));
+    assert_one(&r.m, &reason("direct", &r.http, "dns"), &r.m.0);
 }
 
 #[test]
 fn a_proxy_that_is_not_there_is_a_proxy_failure() {
     let r = proxy_run();
-    assert_eq!(
-        r.m.value(&reason("dead", &r.http, "proxy")),
-        Some(1.0),
-        "{}",
-        r.m.0
-    );
+    assert_one(&r.m, &reason("dead", &r.http, "proxy"), &r.m.0);
     let words = format!(
         "cannot connect to the proxy at {} (connection refused)",
         r.dead.trim_start_matches("http://")
@@ -250,26 +263,18 @@ fn a_proxy_that_is_not_there_is_a_proxy_failure() {
 /// environment is ignored.
 #[test]
 fn proxy_from_environment_honours_https_proxy_http_proxy_and_no_proxy() {
-    let proxy = TestProxy::start();
-    let ca = TestCa::new();
-    let web = Fixture::start(route);
-    let secure = Fixture::start_tls(
-        &ca.leaf_for(&["web.sonde.test"], (2020, 1, 1), (2040, 1, 1)),
-        route,
-    );
-    let http = format!("http://web.sonde.test:{}/ok", web.addr.port());
-    let https = format!("https://web.sonde.test:{}/ok", secure.addr.port());
-    let bypass = format!("http://bypass.localhost:{}/ok", web.addr.port());
-    let loopback = web.url("/ok");
+    let site = Site::start();
+    let (http, https, bypass) = (&site.http, &site.https, &site.bypass);
+    let loopback = site.web.url("/ok");
     let dir = Dir::new();
-    dir.write("ca.pem", &ca.pem);
+    dir.write("ca.pem", &site.ca.pem);
     let config = format!(
         "checks:
   - {{name: env, kind: http, proxy_from_environment: true, tls: {{ca_file: ca.pem}}, urls: [\"{http}\", \"{https}\", \"{bypass}\", \"{loopback}\"]}}
   - {{name: ignored, kind: http, urls: [\"{http}\"]}}
 "
     );
-    let proxy_url = proxy.url(&format!("{PROXY_USER}:{PROXY_PASSWORD}@"));
+    let proxy_url = site.proxy_url(&format!("{PROXY_USER}:{PROXY_PASSWORD}@"));
     let (m, stderr) = once_with_env(
         &dir,
         &config,
@@ -279,30 +284,21 @@ fn proxy_from_environment_honours_https_proxy_http_proxy_and_no_proxy() {
             ("NO_PROXY", "example.org, bypass.localhost"),
         ],
     );
-    for url in [&http, &https, &bypass, &loopback] {
-        assert_eq!(
-            m.value(&series("sonde_http_up", "env", url)),
-            Some(1.0),
-            "{url}: {stderr}"
-        );
+    for url in [http, https, bypass, &loopback] {
+        assert_one(&m, &series("sonde_http_up", "env", url), &stderr);
     }
-    assert_eq!(
-        m.value(&reason("ignored", &http, "dns")),
-        Some(1.0),
-        "{}",
-        m.0
-    );
-    let seen = proxy.seen();
+    assert_one(&m, &reason("ignored", http, "dns"), &m.0);
+    let seen = site.proxy.seen();
     assert_eq!(seen.len(), 2, "only the two *.sonde.test targets: {seen:?}");
     assert!(seen.contains(&format!("GET {http} HTTP/1.1")), "{seen:?}");
     assert!(
         seen.contains(&format!(
             "CONNECT web.sonde.test:{} HTTP/1.1",
-            secure.addr.port()
+            site.secure.addr.port()
         )),
         "{seen:?}"
     );
-    assert!(!stderr.contains(PROXY_PASSWORD));
+    assert_no_secret(&[&stderr, &m.0], &[PROXY_PASSWORD]);
 }
 
 /// Docker Hub's API with one repository of `acme`.
@@ -413,35 +409,21 @@ fn dockerhub_and_registry_checks_go_through_the_same_proxy() {
         Some(1234.0),
         "{stderr}"
     );
-    let status = |image: &str, s: &str| {
-        m.value(&format!(
-            "sonde_image_check_status{{check=\"images\",image=\"{image}\",status=\"{s}\"}}"
-        ))
-    };
-    assert_eq!(
-        status(&format!("{plain_host}/team/app:v1"), "available"),
-        Some(1.0),
-        "{stderr}\n{}",
-        m.0
-    );
-    assert_eq!(
-        status(&format!("{plain_host}/team/app:v404"), "absent"),
-        Some(1.0)
-    );
-    assert_eq!(
-        status(&format!("{secure_host}/team/api:v2"), "available"),
-        Some(1.0),
-        "{stderr}"
-    );
+    for (image, status) in [
+        (format!("{plain_host}/team/app:v1"), "available"),
+        (format!("{plain_host}/team/app:v404"), "absent"),
+        (format!("{secure_host}/team/api:v2"), "available"),
+    ] {
+        let series = format!(
+            "sonde_image_check_status{{check=\"images\",image=\"{image}\",status=\"{status}\"}}"
+        );
+        assert_one(&m, &series, &format!("{stderr}\n{}", m.0));
+    }
     // A proxy that refuses makes the registry unreachable, and the log says why.
-    assert_eq!(
-        m.value(&format!(
-            "sonde_image_check_status{{check=\"refused\",image=\"{secure_host}/team/api:v2\",status=\"unreachable\"}}"
-        )),
-        Some(1.0),
-        "{}",
-        m.0
+    let refused = format!(
+        "sonde_image_check_status{{check=\"refused\",image=\"{secure_host}/team/api:v2\",status=\"unreachable\"}}"
     );
+    assert_one(&m, &refused, &m.0);
     assert!(
         stderr.contains(&format!(
             "answered 407 Proxy Authentication Required to CONNECT {secure_host}"
@@ -462,11 +444,6 @@ fn dockerhub_and_registry_checks_go_through_the_same_proxy() {
             "{expected} not in {seen:?}"
         );
     }
-    for secret in [PROXY_PASSWORD, "pull-s3cret"] {
-        assert!(
-            !stderr.contains(secret) && !m.0.contains(secret),
-            "{secret} leaked"
-        );
-    }
+    assert_no_secret(&[&stderr, &m.0], &[PROXY_PASSWORD, "pull-s3cret"]);
     drop((plain, secure));
 }

@@ -6,7 +6,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -258,55 +257,16 @@ fn an_expired_certificate_replaced_on_disk_is_picked_up() {
 /// Makes a key with `openssl <genkey>` (PEM with `label`) and a self-signed certificate
 /// for it, and asserts that sonde serves HTTPS with them.
 fn serves_https_with_an_openssl_key(kind: &str, genkey: &[&str], label: &str) {
-    let has_openssl = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        has_openssl,
-        "openssl is needed to make RSA (PKCS#1) and EC (SEC1) keys"
-    );
     let dir = Dir::new();
-    let ok = Command::new("openssl")
-        .args(genkey)
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        ok.status.success(),
-        "{kind}: {}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    openssl(dir.path(), genkey);
     let key = std::fs::read_to_string(dir.path().join("tls.key")).unwrap();
     assert!(key.contains(label), "{kind}: {key}");
-    let ok = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            "tls.key",
-            "-out",
-            "tls.crt",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args([
-            "-addext",
-            "subjectAltName=DNS:localhost",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-        ])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        ok.status.success(),
-        "{kind}: {}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    #[rustfmt::skip]
+    openssl(dir.path(), &[
+        "req", "-x509", "-new", "-key", "tls.key", "-out", "tls.crt", "-days", "30",
+        "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+        "-addext", "basicConstraints=critical,CA:FALSE",
+    ]);
     let cert = std::fs::read_to_string(dir.path().join("tls.crt")).unwrap();
     let sonde = start_with_web_config(
         dir,

@@ -974,3 +974,17 @@ pub fn base64url(data: &[u8]) -> String {
         .replace('+', "-")
         .replace('/', "_")
 }
+
+/// Runs openssl in `dir`; panics with its stderr when it fails.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (Debian package openssl) must be installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+pub use crate::common::openssl;
 use crate::common::{
     Daemon, Dir, Fixture, Leaf, RawServer, Reply, SeenRequest, base64, read_request,
 };
@@ -39,20 +40,6 @@ pub fn start_blackbox_exporter(dir: &Dir, config: &Path) -> Daemon {
         "/-/healthy",
         Some(&dir.path().join("blackbox.log")),
     )
-}
-
-/// Runs openssl in `dir`; panics with its stderr when it fails.
-pub fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl (Debian package openssl) must be installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 pub fn read(dir: &Path, name: &str) -> String {
