@@ -207,6 +207,8 @@ impl Open {
         i: u32,
         tls: Option<&Arc<rustls::ClientConfig>>,
     ) -> Result<Open, String> {
+        // Connected before it turns non-blocking: on loopback the handshake is done
+        // within the call, so waiting for it on the poller would only add a round.
         let tcp = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(io)?;
         tcp.set_nodelay(true).map_err(io)?;
         tcp.set_nonblocking(true).map_err(io)?;
