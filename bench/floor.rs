@@ -116,14 +116,14 @@ fn tls_config(ca: &str) -> Result<Arc<rustls::ClientConfig>, String> {
 
 /// One request at a time on a blocking socket, as a thread-per-probe prober does.
 fn one(addr: SocketAddr, i: u32, tls: Option<&Arc<rustls::ClientConfig>>) -> Result<usize, String> {
-    let mut tcp = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut tcp = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(io)?;
+    tcp.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
+    tcp.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
+    tcp.set_nodelay(true).map_err(io)?;
     let req = request(addr.port(), i);
     match tls {
         None => {
-            tcp.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+            tcp.write_all(req.as_bytes()).map_err(io)?;
             read_all(&mut tcp)
         }
         Some(config) => {
@@ -131,9 +131,7 @@ fn one(addr: SocketAddr, i: u32, tls: Option<&Arc<rustls::ClientConfig>>) -> Res
             let conn = rustls::ClientConnection::new(Arc::clone(config), name)
                 .map_err(|e| e.to_string())?;
             let mut stream = rustls::StreamOwned::new(conn, tcp);
-            stream
-                .write_all(req.as_bytes())
-                .map_err(|e| e.to_string())?;
+            stream.write_all(req.as_bytes()).map_err(io)?;
             read_all(&mut stream)
         }
     }
@@ -143,6 +141,8 @@ fn one(addr: SocketAddr, i: u32, tls: Option<&Arc<rustls::ClientConfig>>) -> Res
 struct Open {
     tcp: TcpStream,
     tls: Option<rustls::ClientConnection>,
+    /// Bytes of the answer so far.
+    got: usize,
 }
 
 fn io(e: std::io::Error) -> String {
@@ -228,14 +228,20 @@ impl Open {
                 Some(conn)
             }
         };
-        Ok(Open { tcp, tls })
+        Ok(Open { tcp, tls, got: 0 })
     }
 
-    fn advance(&mut self, buf: &mut [u8], total: &mut usize) -> Result<bool, String> {
-        match &mut self.tls {
-            None => drain_plain(&self.tcp, buf, total),
-            Some(conn) => drive_tls(&self.tcp, conn, buf, total),
+    /// Moves the request on; true once its answer is complete, an error past
+    /// [`MAX_BODY`].
+    fn advance(&mut self, buf: &mut [u8]) -> Result<bool, String> {
+        let done = match &mut self.tls {
+            None => drain_plain(&self.tcp, buf, &mut self.got)?,
+            Some(conn) => drive_tls(&self.tcp, conn, buf, &mut self.got)?,
+        };
+        if self.got > MAX_BODY {
+            return Err("answer over 1 MiB".into());
         }
+        Ok(done)
     }
 
     fn interest(&self, key: usize) -> Event {
@@ -246,7 +252,8 @@ impl Open {
     }
 }
 
-/// A group of requests at once, on non-blocking sockets and one poller.
+/// A group of requests at once, on non-blocking sockets and one poller, all done
+/// within [`TIMEOUT`].
 fn group(
     poller: &Poller,
     addr: SocketAddr,
@@ -258,24 +265,25 @@ fn group(
     let mut live: Vec<Option<Open>> = Vec::with_capacity(k);
     for key in 0..k {
         let mut open = Open::start(addr, first + key as u32, tls)?;
-        open.advance(&mut buf, &mut total)?;
+        open.advance(&mut buf)?;
         // SAFETY: the socket stays registered only while `live` owns it (deleted below).
         unsafe { poller.add(&open.tcp, open.interest(key)) }.map_err(io)?;
         live.push(Some(open));
     }
-    let mut left = k;
+    let (mut left, deadline) = (k, Instant::now() + TIMEOUT);
     let mut events = Events::new();
     while left > 0 {
+        let Some(wait) = deadline.checked_duration_since(Instant::now()) else {
+            return Err("no whole answer in time".into());
+        };
         events.clear();
-        poller.wait(&mut events, Some(TIMEOUT)).map_err(io)?;
-        if events.is_empty() {
-            return Err("no answer in time".into());
-        }
+        poller.wait(&mut events, Some(wait)).map_err(io)?;
         for ev in events.iter() {
             let Some(open) = live.get_mut(ev.key).and_then(Option::as_mut) else {
                 continue;
             };
-            if open.advance(&mut buf, &mut total)? {
+            if open.advance(&mut buf)? {
+                total += open.got;
                 poller.delete(&open.tcp).map_err(io)?;
                 live[ev.key] = None;
                 left -= 1;
