@@ -34,7 +34,15 @@ struct Running {
     slot: Arc<Slot>,
     tx: mpsc::Sender<Event>,
     cancel: Arc<AtomicBool>,
-    handle: JoinHandle<()>,
+    /// None when the system refused the thread: the check counts as ended, so the
+    /// next reload tries again.
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    fn ended(&self) -> bool {
+        self.handle.as_ref().is_none_or(JoinHandle::is_finished)
+    }
 }
 
 /// The set of running checks.
@@ -60,7 +68,7 @@ impl Scheduler {
         for loaded in checks {
             let same = old.iter_mut().find(|r| {
                 r.as_ref()
-                    .is_some_and(|r| r.config == loaded.config && !r.handle.is_finished())
+                    .is_some_and(|r| r.config == loaded.config && !r.ended())
             });
             match same.and_then(Option::take) {
                 Some(kept) => self.running.push(kept),
@@ -76,8 +84,8 @@ impl Scheduler {
 
     /// Waits until every scheduling thread has ended (used with `once`).
     pub fn wait(self) {
-        for r in self.running {
-            let _ = r.handle.join();
+        for handle in self.running.into_iter().filter_map(|r| r.handle) {
+            let _ = handle.join();
         }
     }
 
@@ -88,7 +96,7 @@ impl Scheduler {
             r.cancel.store(true, Ordering::Relaxed);
             let _ = r.tx.send(Event::Stop);
         }
-        while Instant::now() < until && self.running.iter().any(|r| !r.handle.is_finished()) {
+        while Instant::now() < until && self.running.iter().any(|r| !r.ended()) {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -112,10 +120,8 @@ fn spawn(store: &Store, loaded: LoadedCheck, once: bool) -> Running {
         .name(name)
         .stack_size(128 << 10)
         .spawn(move || timer.run())
-        .unwrap_or_else(|e| {
-            log::error!("msg=\"cannot start a check thread\" error=\"{e}\"");
-            std::thread::spawn(|| {})
-        });
+        .map_err(|e| refused(&slot, &e))
+        .ok();
     Running {
         config: loaded.config,
         slot,
@@ -123,6 +129,28 @@ fn spawn(store: &Store, loaded: LoadedCheck, once: bool) -> Running {
         cancel,
         handle,
     }
+}
+
+/// Says in the check's slot (and the log) that its thread could not start, so
+/// `sonde_check_up` reads 0 with the reason instead of the check silently not running.
+fn refused(slot: &Slot, e: &std::io::Error) {
+    let meta = &slot.meta;
+    log::error!(
+        "check={} kind={} msg=\"cannot start the check's thread\" error=\"{e}\"",
+        meta.name,
+        meta.kind
+    );
+    slot.publish_kept(Snapshot {
+        started_unix_ms: unix_ms(SystemTime::now()),
+        duration: Duration::ZERO,
+        success: false,
+        error: Some(format!("cannot start the check's thread: {e}")),
+        families: Default::default(),
+        targets: Vec::new(),
+        runs_total: 1,
+        failures_total: 1,
+        last_success_unix_ms: None,
+    });
 }
 
 /// The start-up delay of a check, fixed per name so restarts keep their phase.
@@ -470,6 +498,42 @@ mod tests {
                 .unwrap()
                 .contains("exceeded its timeout of 100ms")
         );
+    }
+
+    #[test]
+    fn a_check_whose_thread_was_refused_reports_why_and_starts_at_the_next_reload() {
+        let store = Store::new();
+        let (check, fake) = loaded("refused", 10_000, 1_000, 0);
+        let slot = store.new_slot(check.config.meta.clone());
+        refused(
+            &slot,
+            &std::io::Error::other("Resource temporarily unavailable"),
+        );
+        let snap = slot.latest().unwrap();
+        assert!(!snap.success);
+        assert_eq!((snap.runs_total, snap.failures_total), (1, 1));
+        assert_eq!(
+            snap.error.as_deref(),
+            Some("cannot start the check's thread: Resource temporarily unavailable")
+        );
+        let (tx, _rx) = mpsc::channel();
+        let mut s = Scheduler {
+            running: vec![Running {
+                config: check.config.clone(),
+                slot,
+                tx,
+                cancel: Arc::new(AtomicBool::new(false)),
+                handle: None,
+            }],
+        };
+        s.reload(&store, vec![check]);
+        let until = Instant::now() + Duration::from_secs(2);
+        while fake.runs.load(Ordering::SeqCst) == 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(fake.runs.load(Ordering::SeqCst), 1);
+        assert!(store.slots()[0].latest().unwrap().success);
+        s.stop(Duration::from_secs(1));
     }
 
     #[test]
