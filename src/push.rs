@@ -16,15 +16,17 @@ pub fn push(gateway: &str, text: &str) -> Result<(), String> {
         gateway.trim_end_matches('/'),
         client::percent_encode(&instance)
     );
+    // The gateway's credentials live in its URL's userinfo: messages never show them.
+    let shown = client::redact_userinfo(&url);
     let agent = client::agent(&TlsSettings::webpki(), &AgentOptions::default())?;
     let request = ureq::http::Request::put(&url)
         .header("Content-Type", "text/plain; version=0.0.4")
         .body(text.as_bytes())
-        .map_err(|e| format!("push to {url}: {e}"))?;
+        .map_err(|e| format!("push to {shown}: {e}"))?;
     let exchange = client::send(&agent, request, PUSH_TIMEOUT);
     let mut response = exchange
         .response
-        .map_err(|e| format!("push to {}", client::describe(&e, &exchange.trace, &url)))?;
+        .map_err(|e| format!("push to {}", client::describe(&e, &exchange.trace, &shown)))?;
     let status = response.status().as_u16();
     if (200..300).contains(&status) {
         return Ok(());
@@ -36,7 +38,7 @@ pub fn push(gateway: &str, text: &str) -> Result<(), String> {
         .read_to_string()
         .unwrap_or_default();
     Err(format!(
-        "push to {url} failed with status {status}: {}",
+        "push to {shown} failed with status {status}: {}",
         body.trim()
     ))
 }

@@ -158,7 +158,8 @@ fn check_push_gateway(url: &str, once: bool) -> Result<(), String> {
         .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
     if valid.is_none() {
         return Err(format!(
-            "--push.gateway {url:?} is not an http:// or https:// URL"
+            "--push.gateway {:?} is not an http:// or https:// URL",
+            crate::net::http::redact_userinfo(url)
         ));
     }
     Ok(())

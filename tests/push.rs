@@ -93,25 +93,79 @@ fn once_pushes_to_a_real_pushgateway() {
     assert_eq!(groups[0]["labels"]["instance"], instance.as_str());
     assert!(groups[0]["sonde_check_success"].is_object(), "{api}");
 
-    // A gateway that is not there: exit 1 and one line saying so.
-    let gone = format!("http://{}", free_addr());
+    // A gateway that is not there: exit 1 and one line saying so, naming the gateway
+    // without the credentials of its URL.
+    let gone = free_addr();
     let out = run(&[
         "--once",
         "-c",
         cfg.to_str().unwrap(),
         "--push.gateway",
-        &gone,
+        &format!("http://bob:hunter2@{gone}"),
     ]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.lines().any(|l| l.starts_with(&format!(
-            "sonde: push to {gone}/metrics/job/sonde/instance/"
+            "sonde: push to http://***@{gone}/metrics/job/sonde/instance/"
         ))),
         "{stderr}"
     );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
     // --push.gateway alone is a usage error.
     assert_eq!(run(&["--push.gateway", &gateway]).status.code(), Some(2));
+}
+
+/// Credentials in the gateway's URL are sent as Basic auth; a gateway that refuses
+/// them gets a message with its status and without the password.
+#[test]
+fn a_refused_push_names_the_gateway_without_its_password() {
+    let gateway = Fixture::start(|_| Reply::status(401, "Unauthorized"));
+    let site = Fixture::start(|_| Reply::status(200, "ok"));
+    let dir = Dir::new();
+    let cfg = dir.write(
+        "sonde.yml",
+        format!(
+            "checks:\n  - name: web\n    kind: http\n    urls: [\"{}\"]\n",
+            site.url("/")
+        ),
+    );
+    let url = gateway.url("").replace("http://", "http://bob:hunter2@");
+    let out = run(&[
+        "--once",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--push.gateway",
+        &url,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("failed with status 401: Unauthorized"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("push to http://***@127.0.0.1:"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    let seen = gateway.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "PUT");
+    // base64("bob:hunter2")
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some("Basic Ym9iOmh1bnRlcjI=")
+    );
+    // A gateway URL sonde refuses is named without its password too.
+    let out = run(&[
+        "--once",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--push.gateway",
+        "ftp://bob:hunter2@h/",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("\"ftp://***@h/\""), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
 }
 
 #[test]

@@ -60,6 +60,8 @@ impl Api {
     /// fragment; a trailing slash is dropped.
     pub fn parse(text: &str) -> Result<Api, String> {
         let trimmed = text.trim_end_matches('/');
+        // Messages name the URL without what looks like credentials.
+        let text = &super::http::redact_userinfo(text);
         let uri: Uri = trimmed
             .parse()
             .map_err(|e| format!("api_url {text:?} is not a URL: {e}"))?;

@@ -540,6 +540,20 @@ pub fn percent_encode(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, NOT_UNRESERVED).to_string()
 }
 
+/// A URL as it may appear in a message: whatever comes before the last `@` ahead of
+/// the query is taken for userinfo and shown as `***`. Meant for URLs that may not
+/// parse, whose password may hold a raw `/`, so it hides too much rather than too
+/// little (`http://h/@scope/pkg` reads `http://***@scope/pkg`).
+pub fn redact_userinfo(text: &str) -> String {
+    let (scheme, rest) = text.split_once("://").unwrap_or(("", text));
+    let before_query = rest.find(['?', '#']).unwrap_or(rest.len());
+    match rest[..before_query].rfind('@') {
+        Some(at) if scheme.is_empty() => format!("***{}", &rest[at..]),
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => text.to_string(),
+    }
+}
+
 /// The `Authorization` value of HTTP Basic authentication.
 pub fn basic_auth(user: &str, password: &str) -> String {
     use base64::Engine as _;
@@ -843,6 +857,19 @@ mod tests {
             .midnight()
             .assume_utc()
             .unix_timestamp()
+    }
+
+    #[test]
+    fn userinfo_is_hidden_in_urls_named_by_messages() {
+        for (text, shown) in [
+            ("http://u:p@h:1/x", "http://***@h:1/x"),
+            ("https://h/health?next=a@b", "https://h/health?next=a@b"),
+            ("http://u:p/q@h/", "http://***@h/"),
+            ("u:p@h", "***@h"),
+            ("http://h:9091", "http://h:9091"),
+        ] {
+            assert_eq!(redact_userinfo(text), shown, "{text}");
+        }
     }
 
     #[test]

@@ -19,18 +19,19 @@ pub struct Target {
 impl Target {
     /// Parses a URL; credentials in the userinfo move to a Basic `Authorization` header.
     pub fn parse(text: &str) -> Result<Target, String> {
+        let shown = client::redact_userinfo(text);
         let uri: Uri = text
             .parse()
-            .map_err(|e| format!("invalid URL {text:?}: {e}"))?;
+            .map_err(|e| format!("invalid URL {shown:?}: {e}"))?;
         match uri.scheme_str() {
             Some("http") | Some("https") => {}
-            _ => return Err(format!("URL {text:?} must start with http:// or https://")),
+            _ => return Err(format!("URL {shown:?} must start with http:// or https://")),
         }
         let authority = uri
             .authority()
-            .ok_or_else(|| format!("URL {text:?} has no host"))?;
+            .ok_or_else(|| format!("URL {shown:?} has no host"))?;
         if authority.host().is_empty() {
-            return Err(format!("URL {text:?} has no host"));
+            return Err(format!("URL {shown:?} has no host"));
         }
         let Some((userinfo, host_port)) = authority.as_str().rsplit_once('@') else {
             return Ok(Target {
@@ -44,7 +45,7 @@ impl Target {
         let clean = format!("{scheme}://{host_port}{path}");
         let uri: Uri = clean
             .parse()
-            .map_err(|e| format!("invalid URL {text:?}: {e}"))?;
+            .map_err(|e| format!("invalid URL {shown:?}: {e}"))?;
         let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
         let decode = |s: &str| {
             percent_encoding::percent_decode_str(s)
@@ -76,6 +77,19 @@ mod tests {
         assert!(t.userinfo_auth.is_none());
         for bad in ["ftp://x/", "example.com", "http://", "http:// x/", ""] {
             assert!(Target::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_url_that_is_refused_is_named_without_its_password() {
+        for (bad, shown) in [
+            ("http://bob:hunter2@[bad", "http://***@[bad"),
+            ("ftp://bob:hunter2@h/", "ftp://***@h/"),
+            ("http://bob:hun/ter2@h x/", "http://***@h x/"),
+        ] {
+            let e = Target::parse(bad).unwrap_err();
+            assert!(!e.contains("hunter2") && !e.contains("ter2"), "{e}");
+            assert!(e.contains(shown), "{e}");
         }
     }
 }
