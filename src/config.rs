@@ -138,18 +138,26 @@ pub fn parse_with(
             ..Problem::plain("the config is empty; it needs a `checks:` list")
         }]);
     }
-    let outline = read_outline(text)?;
-    let mut doc = read_document(text, &outline)?;
+    // Every problem is collected before answering: an operator fixes a config in one
+    // go, not one error per run.
+    let (outline, mut problems) = read_outline(text)?;
+    let (doc, unread) = read_document(text, &outline);
+    problems.extend(unread);
+    let Some(mut doc) = doc else {
+        return Err(problems);
+    };
     let specs = std::mem::take(&mut doc.modules);
     let checks = validate(doc, &outline, flags, base_dir);
     let modules = build_modules(text, specs, base_dir, file);
+    problems.extend(checks.as_ref().err().into_iter().flatten().cloned());
+    problems.extend(modules.as_ref().err().into_iter().flatten().cloned());
     match (checks, modules) {
-        (Ok(checks), Ok(modules)) => Ok(Loaded { checks, modules }),
-        (Err(mut a), Err(b)) => {
-            a.extend(b);
-            Err(a)
+        (Ok(checks), Ok(modules)) if problems.is_empty() => Ok(Loaded { checks, modules }),
+        _ => {
+            // In the order of the file (stable: a line's problems keep their order).
+            problems.sort_by_key(|p| (p.line, p.column));
+            Err(problems)
         }
-        (Err(p), _) | (_, Err(p)) => Err(p),
     }
 }
 
@@ -180,7 +188,9 @@ struct OutlineEntry {
     kind: Option<&'static str>,
 }
 
-fn read_outline(text: &str) -> Result<Vec<OutlineEntry>, Vec<Problem>> {
+/// The checks' names and kinds; `Err` when the text cannot be read at all. A check
+/// without a known kind or a name is a problem, and the other checks are read on.
+fn read_outline(text: &str) -> Result<(Vec<OutlineEntry>, Vec<Problem>), Vec<Problem>> {
     let outline: Outline =
         serde_saphyr::from_str(text).map_err(|e| vec![yaml_problem_in(text, &e, None)])?;
     let checks = match (outline.checks, outline.modules) {
@@ -225,11 +235,7 @@ fn read_outline(text: &str) -> Result<Vec<OutlineEntry>, Vec<Problem>> {
         }
         entries.push(OutlineEntry { start, name, kind });
     }
-    if problems.is_empty() {
-        Ok(entries)
-    } else {
-        Err(problems)
-    }
+    Ok((entries, problems))
 }
 
 fn kind_list() -> String {
@@ -242,7 +248,9 @@ fn kind_list() -> String {
 #[derive(Debug)]
 struct Document {
     global: Global,
-    checks: Vec<CheckDoc>,
+    /// One per check of the outline; `None` for a check that could not be read (its
+    /// problem is reported).
+    checks: Vec<Option<CheckDoc>>,
     modules: Vec<(Spanned<String>, Spanned<ModuleSpec>)>,
     /// `modules:` has at least one module (then `checks:` may be empty).
     has_modules: bool,
@@ -276,24 +284,74 @@ struct CheckDoc {
 #[derive(Clone, Copy)]
 struct Outlined<'a> {
     kinds: &'a [&'static str],
-    current: &'a Cell<Option<usize>>,
+    current: &'a Cell<Part>,
+    skip: &'a Skip,
 }
 
-fn read_document(text: &str, outline: &[OutlineEntry]) -> Result<Document, Vec<Problem>> {
-    // Pass 1 succeeded, so every entry has a kind.
+/// The part of the config the typed pass is reading.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Part {
+    Top,
+    Global,
+    Modules,
+    Check(usize),
+}
+
+/// What the typed pass passes over: checks already found at fault (or of no known
+/// kind), `global:` or `modules:` once found at fault, unknown top-level keys once
+/// one was.
+#[derive(Default)]
+struct Skip {
+    checks: HashSet<usize>,
+    global: bool,
+    modules: bool,
+    /// Top-level keys sonde does not know, once one was reported.
+    unknown_keys: bool,
+}
+
+/// Most problems the typed pass collects (each costs one more reading of the text).
+const MAX_READ_PROBLEMS: usize = 50;
+
+/// The typed pass, repeated until it reads the whole text: each time it fails, the
+/// check at fault (or `global:`, or `modules:`) is passed over the next time, so one
+/// check's unknown key does not hide another's problems. `None` when the text cannot
+/// be read even so.
+fn read_document(text: &str, outline: &[OutlineEntry]) -> (Option<Document>, Vec<Problem>) {
     let kinds: Vec<&'static str> = outline.iter().map(|e| e.kind.unwrap_or("")).collect();
-    let current = Cell::new(None);
-    let seed = Outlined {
-        kinds: &kinds,
-        current: &current,
+    let mut skip = Skip {
+        checks: (0..outline.len())
+            .filter(|&i| outline[i].kind.is_none())
+            .collect(),
+        ..Skip::default()
     };
-    serde_saphyr::with_deserializer_from_str(text, |de| seed.deserialize(de)).map_err(|e| {
-        let check = current
-            .get()
-            .and_then(|i| outline.get(i))
-            .and_then(|o| o.name.as_deref());
-        vec![yaml_problem_in(text, &e, check)]
-    })
+    let mut problems = Vec::new();
+    loop {
+        let current = Cell::new(Part::Top);
+        let seed = Outlined {
+            kinds: &kinds,
+            current: &current,
+            skip: &skip,
+        };
+        let e = match serde_saphyr::with_deserializer_from_str(text, |de| seed.deserialize(de)) {
+            Ok(doc) => return (Some(doc), problems),
+            Err(e) => e,
+        };
+        let at = current.get();
+        let check = match at {
+            Part::Check(i) => outline.get(i).and_then(|o| o.name.as_deref()),
+            _ => None,
+        };
+        problems.push(yaml_problem_in(text, &e, check));
+        let passed_over = match at {
+            Part::Check(i) => skip.checks.insert(i),
+            Part::Global => !std::mem::replace(&mut skip.global, true),
+            Part::Modules => !std::mem::replace(&mut skip.modules, true),
+            Part::Top => !std::mem::replace(&mut skip.unknown_keys, true),
+        };
+        if !passed_over || problems.len() >= MAX_READ_PROBLEMS {
+            return (None, problems);
+        }
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for Outlined<'_> {
@@ -317,13 +375,35 @@ impl<'de> Visitor<'de> for Outlined<'_> {
         let mut global = None;
         let mut checks = None;
         let mut modules = None;
+        let mut has_modules = false;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
-                "global" => global = Some(map.next_value::<Option<Global>>()?.unwrap_or_default()),
+                "global" if self.skip.global => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+                "modules" if self.skip.modules => {
+                    map.next_value::<de::IgnoredAny>()?;
+                    // Its problem is reported: no second one for a missing list.
+                    modules = Some(Vec::new());
+                    has_modules = true;
+                }
+                "global" => {
+                    self.current.set(Part::Global);
+                    global = Some(map.next_value::<Option<Global>>()?.unwrap_or_default());
+                }
                 "checks" => checks = Some(map.next_value_seed(CheckList(self))?),
-                "modules" => modules = Some(map.next_value::<Modules>()?.0),
+                "modules" => {
+                    self.current.set(Part::Modules);
+                    let read = map.next_value::<Modules>()?.0;
+                    has_modules = !read.is_empty();
+                    modules = Some(read);
+                }
+                _ if self.skip.unknown_keys => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
                 other => return Err(de::Error::unknown_field(other, FIELDS)),
             }
+            self.current.set(Part::Top);
         }
         Ok(Document {
             global: global.unwrap_or_default(),
@@ -332,7 +412,7 @@ impl<'de> Visitor<'de> for Outlined<'_> {
                 (None, Some(_)) => Vec::new(),
                 (None, None) => return Err(de::Error::missing_field("checks")),
             },
-            has_modules: modules.as_ref().is_some_and(|m| !m.is_empty()),
+            has_modules,
             modules: modules.unwrap_or_default(),
         })
     }
@@ -374,21 +454,24 @@ impl<'de> Deserialize<'de> for Modules {
 struct CheckList<'a>(Outlined<'a>);
 
 impl<'de> DeserializeSeed<'de> for CheckList<'_> {
-    type Value = Vec<CheckDoc>;
+    type Value = Vec<Option<CheckDoc>>;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Vec<CheckDoc>, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Vec<Option<CheckDoc>>, D::Error> {
         deserializer.deserialize_seq(self)
     }
 }
 
 impl<'de> Visitor<'de> for CheckList<'_> {
-    type Value = Vec<CheckDoc>;
+    type Value = Vec<Option<CheckDoc>>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a list of checks")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<CheckDoc>, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Option<CheckDoc>>, A::Error> {
         let mut out = Vec::new();
         loop {
             let index = out.len();
@@ -401,12 +484,19 @@ impl<'de> Visitor<'de> for CheckList<'_> {
                 }
                 break;
             };
-            self.0.current.set(Some(index));
+            if self.0.skip.checks.contains(&index) {
+                match seq.next_element::<de::IgnoredAny>()? {
+                    Some(_) => out.push(None),
+                    None => break,
+                }
+                continue;
+            }
+            self.0.current.set(Part::Check(index));
             match seq.next_element_seed(OneCheck { kind })? {
-                Some(doc) => out.push(doc),
+                Some(doc) => out.push(Some(doc)),
                 None => break,
             }
-            self.0.current.set(None);
+            self.0.current.set(Part::Top);
         }
         Ok(out)
     }
@@ -473,7 +563,7 @@ fn validate(
     base_dir: &Path,
 ) -> Result<Vec<LoadedCheck>, Vec<Problem>> {
     let mut problems = validate_global(&doc.global);
-    if doc.checks.is_empty() && !doc.has_modules {
+    if outline.is_empty() && !doc.has_modules {
         problems.push(Problem {
             line: 1,
             column: 1,
@@ -483,17 +573,19 @@ fn validate(
     let mut seen = HashSet::new();
     let mut loaded = Vec::new();
     for (check, entry) in doc.checks.into_iter().zip(outline) {
-        let name = entry.name.clone().unwrap_or_default();
-        let Some(kind) = entry.kind.and_then(checks::kind_info) else {
+        // A check that could not be read, or has no kind, has its problem already.
+        let (Some(check), Some(kind)) = (check, entry.kind.and_then(checks::kind_info)) else {
             continue;
         };
+        let name = entry.name.clone().unwrap_or_default();
         let here = |msg: String| Problem::at(entry.start, Some(&name), msg);
-        if !valid_name(&name) {
+        // A missing name has its problem already.
+        if entry.name.is_some() && !valid_name(&name) {
             problems.push(here(format!(
                 "invalid name {name:?}: use letters, digits, _ and -, starting with a letter or _"
             )));
         }
-        if !seen.insert(name.clone()) {
+        if entry.name.is_some() && !seen.insert(name.clone()) {
             problems.push(here(format!("duplicate check name {name:?}")));
         }
         let meta = match schedule(&check.common, &doc.global, flags, kind.default_interval) {
@@ -514,6 +606,7 @@ fn validate(
             base_dir,
             ignored_images: flags.ignored_images,
             shard: flags.shard,
+            at: entry.start,
         };
         match check.spec.build(&ctx) {
             Ok(runner) => loaded.push(LoadedCheck {
@@ -702,7 +795,53 @@ mod tests {
         let p = problems("globl: {}\nchecks: []\n");
         assert!(p[0].starts_with("1:1: unknown field `globl`"), "{p:?}");
         let p = problems("global: {intervl: 5s}\nchecks: []\n");
-        assert!(p[0].contains("unknown field `intervl`"), "{p:?}");
+        assert!(
+            p.iter().any(|p| p.contains("unknown field `intervl`")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn every_check_s_problems_are_reported_in_one_go() {
+        let p = problems(concat!(
+            "global: {intervl: 5s}\n",
+            "globl: 1\n",
+            "checks:\n",
+            "  - name: a\n    kind: http\n    urlz: [http://a/]\n",
+            "  - name: 9b\n    kind: http\n    urls: []\n",
+            "  - name: c\n    kind: htp\n",
+            "  - kind: hwmon\n",
+            "  - name: e\n    kind: hwmon\n    bogus: 1\n",
+            "  - name: f\n    kind: http\n    interval: 5s\n    timeout: 10s\n    urls: [http://f/]\n",
+            "modules:\n  m: {prober: http, timeout: 5x}\n",
+        ));
+        let expected = [
+            "1:10: unknown field `intervl`",
+            "2:1: unknown field `globl`",
+            "6:5: check \"a\": unknown field `urlz`",
+            "7:5: check \"9b\": invalid name \"9b\"",
+            "9:11: check \"9b\": `urls` is empty",
+            "11:11: check \"c\": unknown kind \"htp\"",
+            "12:5: missing key `name`",
+            "15:5: check \"e\": unknown field `bogus`",
+        ];
+        for want in expected {
+            assert!(p.iter().any(|p| p.starts_with(want)), "{want} not in {p:?}");
+        }
+        assert!(
+            p.iter()
+                .any(|p| p.contains("check \"f\"") && p.contains("timeout")),
+            "{p:?}"
+        );
+        let mut sorted = p.clone();
+        sorted.sort_by_key(|p| {
+            let (line, rest) = p.split_once(':').unwrap();
+            (
+                line.parse::<u64>().unwrap(),
+                rest.split_once(':').unwrap().0.parse::<u64>().unwrap(),
+            )
+        });
+        assert_eq!(p, sorted, "in the order of the file");
     }
 
     #[test]
@@ -814,7 +953,7 @@ mod tests {
             );
         }
         let p = problems("global: {timeout: 18446744073709551615}\nchecks: []\n");
-        assert!(p[0].contains("too large"), "{p:?}");
+        assert!(p.iter().any(|p| p.contains("too large")), "{p:?}");
     }
 
     #[test]

@@ -65,24 +65,22 @@ fn run() -> Exit {
         Err(exit) => return exit,
     };
     logger::init(settings.log_level);
-    let loaded = match load_config(&settings) {
-        Ok(c) => c,
-        Err(problems) => {
+    // The web config is read before --config.check answers, so that appending
+    // --config.check to any command line validates everything it names; the problems
+    // of both files are printed together.
+    let loaded = load_config(&settings);
+    let web = match &settings.web_config_file {
+        None => Ok(None),
+        Some(path) => web::security::load(path).map(Some),
+    };
+    let (loaded, web) = match (loaded, web) {
+        (Ok(loaded), Ok(web)) => (loaded, web),
+        (loaded, web) => {
+            let mut problems = loaded.err().unwrap_or_default();
+            problems.extend(web.err());
             print_problems(&problems);
             return Exit::Usage;
         }
-    };
-    // The web config is read before --config.check answers, so that appending
-    // --config.check to any command line validates everything it names.
-    let web = match &settings.web_config_file {
-        None => None,
-        Some(path) => match web::security::load(path) {
-            Ok(w) => Some(w),
-            Err(problem) => {
-                print_problems(&[problem]);
-                return Exit::Usage;
-            }
-        },
     };
     if settings.config_check {
         report_config_check(&settings, &loaded);

@@ -107,6 +107,39 @@ fn each_semantic_problem_is_printed() {
     );
 }
 
+/// An unknown key in one check hides neither another check's problems nor the web
+/// config's: one run of --config.check lists them all, in the order of the file.
+#[test]
+fn one_run_lists_the_problems_of_every_check_and_of_the_web_config() {
+    let dir = Dir::new();
+    let cfg = dir.write(
+        "sonde.yml",
+        "checks:\n  - name: a\n    kind: http\n    urlz: [http://a/]\n  - name: 9b\n    kind: http\n    urls: []\n  - name: c\n    kind: htp\n  - name: d\n    kind: dockerhub\n",
+    );
+    let web = dir.write("web.yml", "basic_auth_userz: {u: x}\n");
+    let (cfg, web) = (cfg.display().to_string(), web.display().to_string());
+    let out = run(&["--config.check", "-c", &cfg, "--web.config.file", &web]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let expected = [
+        format!("sonde: {cfg}:4:5: check \"a\": unknown field `urlz`"),
+        format!("sonde: {cfg}:5:5: check \"9b\": invalid name \"9b\""),
+        format!("sonde: {cfg}:7:11: check \"9b\": `urls` is empty"),
+        format!("sonde: {cfg}:9:11: check \"c\": unknown kind \"htp\""),
+        // No key to blame: located at the check's start.
+        format!("sonde: {cfg}:10:5: check \"d\": list at least one Docker Hub organization"),
+        format!("sonde: {web}:1:1: unknown field `basic_auth_userz`"),
+    ];
+    assert_eq!(lines.len(), expected.len(), "{stderr}");
+    for (line, want) in lines.iter().zip(&expected) {
+        assert!(
+            line.starts_with(want.as_str()),
+            "{line:?} is not {want:?}\n{stderr}"
+        );
+    }
+}
+
 #[test]
 fn a_missing_secret_file_is_a_config_error_without_content() {
     let (code, lines, path) = check(

@@ -343,13 +343,12 @@ fn organizations(
     let own = &spec.own;
     if !some(&own.organizations) && !some(&own.repositories) {
         let message = "list at least one Docker Hub organization in `organizations` or one namespace/name in `repositories`";
-        match own.organizations.as_ref().or(own.repositories.as_ref()) {
-            Some(empty) => problems.push(ctx.problem(empty.referenced, message)),
-            None => problems.push(Problem {
-                check: Some(ctx.meta.name.clone()),
-                ..Problem::plain(message)
-            }),
-        }
+        let at = own
+            .organizations
+            .as_ref()
+            .or(own.repositories.as_ref())
+            .map_or(serde_saphyr::Location::UNKNOWN, |empty| empty.referenced);
+        problems.push(ctx.problem(at, message));
     }
     let Some(list) = &own.organizations else {
         return Vec::new();

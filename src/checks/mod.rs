@@ -197,6 +197,9 @@ pub struct BuildContext<'a> {
     pub ignored_images: &'a [String],
     /// `--shard`: a kind checks only the targets this replica owns (see `shard.rs`).
     pub shard: Shard,
+    /// Where the check (or module) starts in the config: problems that no key of it
+    /// is to blame for are located there.
+    pub at: serde_saphyr::Location,
 }
 
 impl BuildContext<'_> {
@@ -245,8 +248,14 @@ impl BuildContext<'_> {
         }
     }
 
-    /// A problem about this check at a YAML location.
+    /// A problem about this check at a YAML location (the check's start when the
+    /// location is unknown).
     pub fn problem(&self, at: serde_saphyr::Location, message: impl Into<String>) -> Problem {
+        let at = if at == serde_saphyr::Location::UNKNOWN {
+            self.at
+        } else {
+            at
+        };
         Problem::at(at, Some(&self.meta.name), message)
     }
 }

@@ -253,6 +253,7 @@ impl Module {
             ignored_images: &[],
             // /probe targets come from Prometheus, not from a sharded config.
             shard: crate::shard::Shard::WHOLE,
+            at,
         };
         let prober = Prober::build(&spec.probe, &ctx, at, &mut problems);
         let problems: Vec<Problem> = problems
