@@ -536,6 +536,32 @@ fn bad_requests_are_answered_400_in_one_line() {
     );
 }
 
+/// A module without a timeout takes the scrape's from the header; a value too large for
+/// a deadline (1e20 s once aborted sonde) counts as a day, and sonde answers on.
+#[test]
+fn a_huge_scrape_timeout_header_is_capped_not_fatal() {
+    let web = Fixture::start(route);
+    let dir = Dir::new();
+    dir.write("sonde.yml", "modules:\n  http_2xx: {}\n");
+    let sonde = Sonde::start_in(dir, &[]);
+    for huge in ["1e20", "1.7e308", "18446744073709551616"] {
+        let r = request(
+            sonde.addr,
+            "GET",
+            &probe_path("http_2xx", &web.url("/ok")),
+            &[("X-Prometheus-Scrape-Timeout-Seconds", huge)],
+            b"",
+        );
+        assert_eq!(r.status, 200, "{huge}");
+        assert_eq!(
+            samples(&r.text()).get("probe_success"),
+            Some(&1.0),
+            "{huge}"
+        );
+    }
+    assert_eq!(sonde.get("/metrics").status, 200);
+}
+
 /// A blackbox config with one module sonde runs and two it refuses.
 fn refusing_blackbox_yml(dir: &Dir) -> String {
     let bb = dir.write(

@@ -85,6 +85,10 @@ const SCRAPE_TIMEOUT_OFFSET: f64 = 0.5;
 /// blackbox_exporter does).
 const DEFAULT_SCRAPE_TIMEOUT: f64 = 120.0;
 
+/// The longest scrape timeout believed from the header (a day): a larger value, up to
+/// 1e308, is a client's mistake or attack, and would not fit a deadline.
+const MAX_SCRAPE_TIMEOUT: f64 = 86_400.0;
+
 /// The `failure_reason` of a target that is not a URL sonde can probe.
 const INVALID_TARGET: &str = "invalid_target";
 
@@ -309,8 +313,10 @@ impl Module {
         let families = render(&result, failure.as_ref().map(|(r, _)| *r), elapsed);
         let success = failure.is_none();
         log::debug!(
-            "module={:?} target={target:?} msg=\"probe finished\" success={success} duration_seconds={:.3}{}",
+            "module={:?} target={:?} msg=\"probe finished\" success={success} duration_seconds={:.3}{}",
             self.name,
+            // Credentials in the target's userinfo stay out of the log.
+            crate::net::http::redact_userinfo(target),
             elapsed.as_secs_f64(),
             failure
                 .as_ref()
@@ -439,11 +445,13 @@ pub fn redact(path: &[&str], text: &str) -> Option<String> {
 
 /// blackbox_exporter's timeout rule: the scrape's timeout (120 s without the header)
 /// less [`SCRAPE_TIMEOUT_OFFSET`], or the module's timeout when that is shorter; when
-/// the scrape's timeout leaves nothing, the module's (or none at all).
+/// the scrape's timeout leaves nothing, the module's (or none at all). A scrape timeout
+/// over [`MAX_SCRAPE_TIMEOUT`] counts as that.
 pub fn effective_timeout(module: Option<Duration>, scrape_timeout: Option<f64>) -> Duration {
     let scrape = scrape_timeout
         .filter(|t| *t > 0.0 && t.is_finite())
-        .unwrap_or(DEFAULT_SCRAPE_TIMEOUT);
+        .unwrap_or(DEFAULT_SCRAPE_TIMEOUT)
+        .min(MAX_SCRAPE_TIMEOUT);
     let cap = scrape - SCRAPE_TIMEOUT_OFFSET;
     match module {
         Some(m) if m.as_secs_f64() < cap || cap <= 0.0 => m,
@@ -584,6 +592,16 @@ mod tests {
         // Nothing left of the scrape's: the module's, else nothing.
         assert_eq!(effective_timeout(Some(s(3)), Some(0.4)), s(3));
         assert_eq!(effective_timeout(None, Some(0.4)), Duration::ZERO);
+        // A header past a day counts as a day (1e20 s once overflowed Duration and
+        // aborted sonde).
+        for huge in [86_400.0, 1.85e19, 1e20, f64::MAX] {
+            assert_eq!(
+                effective_timeout(None, Some(huge)),
+                ms(86_399_500),
+                "{huge}"
+            );
+            assert_eq!(effective_timeout(Some(s(7)), Some(huge)), s(7), "{huge}");
+        }
     }
 
     #[test]

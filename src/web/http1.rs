@@ -135,8 +135,17 @@ pub fn parse(buf: &[u8]) -> Parsed {
             return Parsed::Reject(501, "chunked request bodies are not supported");
         }
         if name == "content-length" {
-            match value.trim().parse::<usize>() {
-                Ok(n) if content_length.is_none_or(|c| c == n) => content_length = Some(n),
+            // Digits only (RFC 9110): `+3` parses as a usize but a proxy in front may
+            // read it otherwise, and a body boundary two parties disagree on is how
+            // requests are smuggled.
+            let digits = value.trim();
+            let n = digits
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| digits.parse::<usize>().ok())
+                .flatten();
+            match n {
+                Some(n) if content_length.is_none_or(|c| c == n) => content_length = Some(n),
                 _ => return Parsed::Reject(400, "invalid Content-Length"),
             }
         }
@@ -369,6 +378,14 @@ mod tests {
             parse(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
             Parsed::Reject(400, _)
         ));
+        // Digits only: what Rust's integer parsing also takes is refused.
+        for odd in ["+3", "-0", "3 3", "0x3", ""] {
+            let raw = format!("POST / HTTP/1.1\r\nContent-Length: {odd}\r\n\r\nabc");
+            assert!(
+                matches!(parse(raw.as_bytes()), Parsed::Reject(400, _)),
+                "{odd:?}"
+            );
+        }
         let Parsed::Partial { expects_continue } =
             parse(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
         else {
