@@ -50,6 +50,8 @@ enum Next {
     Loop,
     /// Always one more (empty) page.
     Endless,
+    /// Ignores `page_size`: every page lists 60,000 repositories and links to one more.
+    Flood,
 }
 
 #[derive(Clone, Debug)]
@@ -357,14 +359,20 @@ impl HubState {
                 page + 1
             )),
             Next::Loop => Some(this),
-            Next::Endless => Some(link(page + 1)),
+            Next::Endless | Next::Flood => Some(link(page + 1)),
         };
-        let results: Vec<serde_json::Value> = repos
-            .iter()
-            .skip(start)
-            .take(page_size)
-            .map(|r| repository_json(r, name, ns.private))
-            .collect();
+        let results: Vec<serde_json::Value> = if ns.next == Next::Flood {
+            (0..60_000)
+                .map(|i| serde_json::json!({"name": format!("p{page}-{i}"), "pull_count": 1}))
+                .collect()
+        } else {
+            repos
+                .iter()
+                .skip(start)
+                .take(page_size)
+                .map(|r| repository_json(r, name, ns.private))
+                .collect()
+        };
         if page == 1
             && let Some(change) = ns.after_page_1.take()
         {
@@ -1210,19 +1218,20 @@ fn a_private_organization_without_valid_credentials_fails_clearly() {
 }
 
 #[test]
-fn next_links_off_the_api_host_and_endless_listings_are_not_followed() {
+fn next_links_off_the_api_host_and_endless_or_flooding_listings_are_not_followed() {
     let hub = Hub::start();
     for (name, next) in [
         ("foreign", Next::Foreign),
         ("looping", Next::Loop),
         ("endless", Next::Endless),
+        ("flood", Next::Flood),
     ] {
         hub.add(name, many(150, 1_700_000_000.0));
         hub.namespace(name, |ns| ns.next = next);
     }
     let dir = Dir::new();
     let config = format!(
-        "checks:\n  - name: hub\n    kind: dockerhub\n    timeout: 60s\n    api_url: {}\n    organizations: [foreign, looping, endless]\n",
+        "checks:\n  - name: hub\n    kind: dockerhub\n    timeout: 60s\n    api_url: {}\n    organizations: [foreign, looping, endless, flood]\n",
         hub.api_url()
     );
     let (code, m, stderr) = once(&dir, &config);
@@ -1240,6 +1249,11 @@ fn next_links_off_the_api_host_and_endless_listings_are_not_followed() {
     assert_eq!(hub.listings("looping").len(), 1);
     assert!(stderr.contains("more than 1000 pages"), "{stderr}");
     assert_eq!(hub.listings("endless").len(), 1000);
+    assert!(
+        stderr.contains("more than 100000 repositories by page 2 (60000 on it, 100 asked for)"),
+        "{stderr}"
+    );
+    assert_eq!(hub.listings("flood").len(), 2);
     assert!(!m.has("sonde_dockerhub_pulls_total"));
     assert_eq!(m.value(&success("hub")), Some(0.0));
 }

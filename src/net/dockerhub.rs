@@ -41,6 +41,10 @@ const PAGE_SIZE: u32 = 100;
 /// Pages read per namespace before the listing is declared broken (100 000
 /// repositories), so a `next` link that never ends cannot keep a run busy forever.
 pub const MAX_PAGES: usize = 1000;
+/// Repositories listed per namespace before the listing is declared broken: what
+/// [`MAX_PAGES`] full pages hold, so an API that ignores `page_size` (200,000 entries
+/// in one 8 MiB page) cannot grow a run's memory past it either.
+pub const MAX_REPOSITORIES: usize = MAX_PAGES * PAGE_SIZE as usize;
 /// Largest response body read; a page of 100 repositories is about 100 KiB.
 const BODY_LIMIT: u64 = 8 << 20;
 /// Largest token file read, as for every other secret file.
@@ -369,6 +373,12 @@ impl Session<'_> {
                     self.client.check,
                     page.skipped
                 );
+            }
+            if listing.repositories.len() + page.repositories.len() > MAX_REPOSITORIES {
+                return Err(ListError::Failed(format!(
+                    "more than {MAX_REPOSITORIES} repositories by page {pages} ({} on it, {PAGE_SIZE} asked for); listing abandoned",
+                    page.repositories.len()
+                )));
             }
             let older_seen = keep_new(page.repositories, since, &mut names, &mut listing);
             let Some(next) = page.next.filter(|_| !older_seen) else {
