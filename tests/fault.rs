@@ -447,6 +447,42 @@ fn a_thousand_connections_do_not_stall_scrapes() {
     drop(held);
 }
 
+/// 80 clients ask for a 3,000-target `/api/v1/targets` (1.2 MB, built per request) and
+/// never read: scrapes and health checks have workers of their own and are answered
+/// at once, not after the backlog (once, minutes of it).
+#[test]
+fn a_burst_of_large_json_requests_does_not_stall_scrapes() {
+    let _one = flood_lock();
+    let urls: Vec<String> = (0..3000)
+        .map(|i| format!("\"http://127.0.0.1:9/u{i}\""))
+        .collect();
+    let sonde = Sonde::start(&format!(
+        "checks:\n  - name: many\n    kind: http\n    interval: 1h\n    timeout: 30s\n    urls: [{}]\n",
+        urls.join(", ")
+    ));
+    sonde.wait_metrics(30, |m| {
+        m.value("sonde_check_runs_total{check=\"many\",kind=\"http\"}") == Some(1.0)
+    });
+    let ask = "GET /api/v1/targets HTTP/1.1\r\nHost: sonde\r\n\r\n";
+    let held: Vec<TcpStream> = (0..80)
+        .map(|_| {
+            let mut s = TcpStream::connect(sonde.addr).unwrap();
+            s.write_all(ask.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    for path in ["/metrics", "/-/ready", "/metrics", "/-/healthy", "/metrics"] {
+        let started = Instant::now();
+        let r = request(sonde.addr, "GET", path, &[], b"");
+        let took = started.elapsed();
+        println!("{path} during the burst: {} in {took:?}", r.status);
+        assert_eq!(r.status, 200, "{path}");
+        assert!(took < Duration::from_secs(2), "{path} took {took:?}");
+    }
+    drop(held);
+}
+
 /// Item 4: over TLS, a 20,000-byte body, 400 pipelined requests and a 40 KB header all
 /// get their answers, as on plain HTTP.
 #[test]

@@ -98,6 +98,18 @@ pub enum Parsed {
     Reject(u16, &'static str),
 }
 
+/// A Content-Length: digits only (RFC 9110). `+3` parses as a usize, but a proxy in
+/// front may read it otherwise, and a body boundary two parties disagree on is how
+/// requests are smuggled.
+fn decimal(value: &str) -> Option<usize> {
+    let digits = value.trim();
+    if digits.bytes().all(|b| b.is_ascii_digit()) {
+        digits.parse().ok()
+    } else {
+        None
+    }
+}
+
 /// Tries to parse one request from the front of `buf`.
 pub fn parse(buf: &[u8]) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -135,16 +147,7 @@ pub fn parse(buf: &[u8]) -> Parsed {
             return Parsed::Reject(501, "chunked request bodies are not supported");
         }
         if name == "content-length" {
-            // Digits only (RFC 9110): `+3` parses as a usize but a proxy in front may
-            // read it otherwise, and a body boundary two parties disagree on is how
-            // requests are smuggled.
-            let digits = value.trim();
-            let n = digits
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-                .then(|| digits.parse::<usize>().ok())
-                .flatten();
-            match n {
+            match decimal(value) {
                 Some(n) if content_length.is_none_or(|c| c == n) => content_length = Some(n),
                 _ => return Parsed::Reject(400, "invalid Content-Length"),
             }

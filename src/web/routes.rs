@@ -60,6 +60,15 @@ impl Handler for App {
         Answer::Now(self.handle(req))
     }
 
+    /// Scrapes of the metrics and of `/probe`, and the health checks an orchestrator
+    /// restarts sonde on, have workers of their own: a burst of status-page or JSON
+    /// requests (a 3,000-target `/api/v1/targets` is 7 MB) must not hold them up.
+    fn urgent(&self, req: &Request) -> bool {
+        let path = req.path.as_str();
+        path == self.telemetry_path
+            || matches!(path, "/probe" | "/-/healthy" | "/-/ready" | "/healthcheck")
+    }
+
     fn handle(&self, req: &Request) -> Response {
         let path = req.path.as_str();
         let read_only = matches!(req.method.as_str(), "GET" | "HEAD");

@@ -63,6 +63,12 @@ pub trait Handler: Send + Sync + 'static {
     fn answer(&self, request: &Request) -> Answer {
         Answer::Now(self.handle(request))
     }
+
+    /// A scrape (or a health check): answered by workers of its own, so it never waits
+    /// behind pages and JSON that take long to build.
+    fn urgent(&self, _request: &Request) -> bool {
+        false
+    }
 }
 
 /// How a request is answered.
@@ -77,8 +83,10 @@ pub enum Answer {
 /// Limits of the server.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Worker threads answering requests.
+    /// Worker threads answering requests other than scrapes.
     pub workers: usize,
+    /// Worker threads answering scrapes ([`Handler::urgent`]) only.
+    pub scrape_workers: usize,
     /// Threads verifying passwords with bcrypt.
     pub verifiers: usize,
     /// Passwords waiting for a verifier at most; more are answered 503 at once.
@@ -98,7 +106,8 @@ impl Default for Limits {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Limits {
-            workers: 4,
+            workers: 2,
+            scrape_workers: 2,
             // bcrypt keeps a core busy: leave the others to serving.
             verifiers: (cores / 2).max(1),
             verify_queue: 8,
@@ -145,24 +154,26 @@ impl Server {
         // SAFETY: the listener is deleted from the poller before it is dropped (end of `run`).
         unsafe { poller.add(&listener, Event::readable(LISTENER))? };
         let stop = Arc::new(AtomicBool::new(false));
-        let (job_tx, job_rx) = mpsc::channel::<Job>();
+        let (scrape_tx, scrape_rx) = mpsc::channel::<Job>();
+        let (other_tx, other_rx) = mpsc::channel::<Job>();
         let (check_tx, check_rx) = mpsc::sync_channel::<Check>(limits.verify_queue);
         let (done_tx, done_rx) = mpsc::channel::<Done>();
         let back = Back {
             done: done_tx,
             poller: Arc::clone(&poller),
         };
-        let job_rx = Arc::new(Mutex::new(job_rx));
-        for i in 0..limits.workers.max(1) {
-            let jobs = Arc::clone(&job_rx);
-            let back = back.clone();
-            let handler = Arc::clone(&handler);
-            std::thread::Builder::new()
-                .name(format!("sonde-web-{i}"))
-                // gzip's compressor state lives on the stack while it runs.
-                .stack_size(2 << 20)
-                .spawn(move || work(&jobs, &back, handler.as_ref()))?;
+        let lanes = [
+            ("sonde-scrape", limits.scrape_workers, scrape_rx),
+            ("sonde-web", limits.workers, other_rx),
+        ];
+        for (name, workers, rx) in lanes {
+            spawn_workers(name, workers, rx, &back, &handler, limits.request_timeout)?;
         }
+        let job_tx = Jobs {
+            scrape: scrape_tx,
+            other: other_tx,
+            handler,
+        };
         let check_rx = Arc::new(Mutex::new(check_rx));
         for i in 0..limits.verifiers.max(1) {
             let checks = Arc::clone(&check_rx);
@@ -218,6 +229,29 @@ impl Server {
     }
 }
 
+/// Starts `count` workers named `name-i` on the queue `rx`.
+fn spawn_workers(
+    name: &str,
+    count: usize,
+    rx: mpsc::Receiver<Job>,
+    back: &Back,
+    handler: &Arc<dyn Handler>,
+    stale: Duration,
+) -> io::Result<()> {
+    let rx = Arc::new(Mutex::new(rx));
+    for i in 0..count.max(1) {
+        let jobs = Arc::clone(&rx);
+        let back = back.clone();
+        let handler = Arc::clone(handler);
+        std::thread::Builder::new()
+            .name(format!("{name}-{i}"))
+            // gzip's compressor state lives on the stack while it runs.
+            .stack_size(2 << 20)
+            .spawn(move || work(&jobs, &back, handler.as_ref(), stale))?;
+    }
+    Ok(())
+}
+
 /// The poller key of the listening socket (polling reserves `usize::MAX`).
 const LISTENER: usize = usize::MAX - 1;
 
@@ -227,6 +261,29 @@ struct Job {
     id: u64,
     request: Request,
     settings: Arc<WebSettings>,
+    /// When it was complete: a job that waited longer than the request timeout is
+    /// answered 503 without being run (its client has most likely given up).
+    queued: Instant,
+}
+
+/// The workers' two queues: scrapes, and the rest.
+#[derive(Clone)]
+struct Jobs {
+    scrape: mpsc::Sender<Job>,
+    other: mpsc::Sender<Job>,
+    handler: Arc<dyn Handler>,
+}
+
+impl Jobs {
+    /// Queues `job` on its lane; false once the workers are gone.
+    fn send(&self, job: Job) -> bool {
+        let lane = if self.handler.urgent(&job.request) {
+            &self.scrape
+        } else {
+            &self.other
+        };
+        lane.send(job).is_ok()
+    }
 }
 
 /// A request whose credentials need bcrypt first.
@@ -276,12 +333,30 @@ fn unauthorized(settings: &WebSettings) -> Response {
     )
 }
 
-/// A worker: runs the handler for each job; slow work goes to a thread of its own.
-fn work(jobs: &Mutex<mpsc::Receiver<Job>>, back: &Back, handler: &dyn Handler) {
+/// A worker: runs the handler for each job; slow work goes to a thread of its own. A
+/// job that waited in the queue longer than `stale` gets 503 at once: a burst of
+/// requests for large pages is then at most `stale` of work, not minutes of answers to
+/// clients long gone.
+fn work(jobs: &Mutex<mpsc::Receiver<Job>>, back: &Back, handler: &dyn Handler, stale: Duration) {
     loop {
         let job = lock(jobs).recv();
         let Ok(job) = job else { return };
-        let response = match handler.answer(&job.request) {
+        let waited = job.queued.elapsed();
+        let answer = if waited > stale {
+            Answer::Now(
+                Response::text(
+                    503,
+                    format!(
+                        "the server is busy: this request waited {} ms for a worker",
+                        waited.as_millis()
+                    ),
+                )
+                .with_header("Retry-After", "1"),
+            )
+        } else {
+            handler.answer(&job.request)
+        };
+        let response = match answer {
             Answer::Now(response) => response,
             Answer::Later(slow) => match later(job.index, job.id, &job.settings, back, slow) {
                 Ok(()) => continue,
@@ -328,12 +403,7 @@ fn later(
 }
 
 /// A verifier: bcrypt, then the job goes on to a worker or is answered 401.
-fn verify(
-    checks: &Mutex<mpsc::Receiver<Check>>,
-    jobs: &mpsc::Sender<Job>,
-    back: &Back,
-    security: &Security,
-) {
+fn verify(checks: &Mutex<mpsc::Receiver<Check>>, jobs: &Jobs, back: &Back, security: &Security) {
     lower_priority();
     loop {
         let check = lock(checks).recv();
@@ -341,7 +411,7 @@ fn verify(
             return;
         };
         if security.auth.verify(&verification) {
-            if jobs.send(job).is_err() {
+            if !jobs.send(job) {
                 return;
             }
         } else {
@@ -417,7 +487,7 @@ struct Loop {
     free: Vec<usize>,
     open: usize,
     next_id: u64,
-    jobs: mpsc::Sender<Job>,
+    jobs: Jobs,
     checks: mpsc::SyncSender<Check>,
     done: mpsc::Receiver<Done>,
     /// Answers held back until their time (slowed-down sources).
@@ -743,10 +813,11 @@ impl Loop {
             id,
             request,
             settings,
+            queued: Instant::now(),
         };
         match gate {
             Gate::Pass => {
-                if self.jobs.send(job).is_err() {
+                if !self.jobs.send(job) {
                     self.close(index);
                 }
             }
@@ -937,4 +1008,65 @@ fn is_exhaustion(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers with the path; counts what it ran.
+    struct Echo(std::sync::atomic::AtomicUsize);
+
+    impl Handler for Echo {
+        fn handle(&self, request: &Request) -> Response {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Response::text(200, request.path.clone())
+        }
+    }
+
+    fn job(id: u64, path: &str, waited: Duration, settings: &Arc<WebSettings>) -> Job {
+        Job {
+            index: 0,
+            id,
+            request: Request {
+                method: "GET".into(),
+                path: path.into(),
+                query: String::new(),
+                headers: Vec::new(),
+                keep_alive: true,
+                body: Vec::new(),
+            },
+            settings: Arc::clone(settings),
+            queued: Instant::now().checked_sub(waited).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_job_that_waited_past_the_request_timeout_is_answered_503_without_running() {
+        let settings = Security::new(None, None).current();
+        let (tx, rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel();
+        let back = Back {
+            done: done_tx,
+            poller: Arc::new(Poller::new().unwrap()),
+        };
+        tx.send(job(
+            1,
+            "/api/v1/targets",
+            Duration::from_secs(11),
+            &settings,
+        ))
+        .unwrap();
+        tx.send(job(2, "/api/v1/targets", Duration::from_secs(9), &settings))
+            .unwrap();
+        drop(tx);
+        let echo = Echo(Default::default());
+        work(&Mutex::new(rx), &back, &echo, Duration::from_secs(10));
+        let done: Vec<(u64, u16)> = done_rx
+            .try_iter()
+            .map(|d| (d.id, d.response.status))
+            .collect();
+        assert_eq!(done, [(1, 503), (2, 200)]);
+        assert_eq!(echo.0.load(Ordering::SeqCst), 1, "the stale job never ran");
+    }
 }
