@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::http1::Request;
 use crate::exposition::{REVISION, VERSION};
@@ -744,64 +744,154 @@ fn cert_days(out: &mut String, not_after: i64, now: f64) {
 }
 
 /// `/api/v1/targets`: every selected check with its targets and their histories
-/// (oldest first); `Err` names an unknown `?check=`.
-pub fn json(store: &Store, query: &Query, now_unix_ms: u64) -> Result<Value, String> {
+/// (oldest first), as JSON text; `Err` names an unknown `?check=`.
+///
+/// Written straight from the snapshots through borrowed structs: building a
+/// `serde_json::Value` first cost about 20 times the answer's size (3,000 targets with
+/// their histories: a 10 MB answer took 0.8 s and 240 MB of memory).
+pub fn json(store: &Store, query: &Query, now_unix_ms: u64) -> Result<Vec<u8>, String> {
     let slots = store.slots();
+    let selected = select(&slots, query)?;
     let now = now_unix_ms as f64 / 1000.0;
-    let mut out = Vec::new();
-    for slot in select(&slots, query)? {
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(b"{\"checks\":[");
+    for (n, slot) in selected.into_iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
         let c = Checked::of(slot);
-        let targets: Vec<Value> = c
-            .targets()
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| query.wants(t.state()))
-            .map(|(i, t)| target_json(t, c.view.history(i), now))
-            .collect();
         let snap = c.view.snapshot.as_ref();
-        out.push(json!({
-            "name": slot.meta.name,
-            "kind": slot.meta.kind,
-            "last_run": snap.map(|s| rfc3339_millis(s.started_unix_ms)),
-            "success": snap.map(|s| s.success),
-            "targets": targets,
-        }));
+        let check = CheckJson {
+            kind: slot.meta.kind,
+            last_run: snap.map(|s| rfc3339_millis(s.started_unix_ms)),
+            name: &slot.meta.name,
+            success: snap.map(|s| s.success),
+            targets: TargetsJson {
+                checked: &c,
+                query,
+                now,
+            },
+        };
+        serde_json::to_writer(&mut out, &check).map_err(|e| e.to_string())?;
     }
-    Ok(json!({"status": "ok", "checks": out}))
+    out.extend_from_slice(b"],\"status\":\"ok\"}");
+    Ok(out)
 }
 
-fn target_json(t: &TargetReport, h: Option<&History>, now: f64) -> Value {
-    let history: Vec<Value> = h
-        .into_iter()
-        .flat_map(History::points)
-        .map(|p| {
-            json!({
-                "time": rfc3339_millis(u64::from(p.unix_secs) * 1000),
-                "state": if p.up { "up" } else { "down" },
-                "value": p.value,
-            })
-        })
-        .collect();
-    let reading = t
-        .reading
-        .as_ref()
-        .map(|r| json!({"value": r.value, "max": r.max, "crit": r.crit, "unit": r.unit}));
-    json!({
-        "target": t.target,
-        "state": t.state().as_str(),
-        "status": t.status,
-        "status_code": t.status_code,
-        "duration_seconds": t.duration_ms.map(|ms| ms / 1000.0),
-        "error": t.error,
-        "cause": t.cause,
-        "detail": t.detail,
-        "cert_not_after": t.cert_not_after.map(|s| rfc3339_millis(u64::try_from(s).unwrap_or(0) * 1000)),
-        "cert_days_left": t.cert_not_after.map(|s| ((s as f64 - now) / 86_400.0 * 100.0).round() / 100.0),
-        "reading": reading,
-        "pulls": t.pulls,
-        "value_unit": if t.duration_ms.is_some() { Some("ms") } else { t.reading.as_ref().map(|r| r.unit) },
-        "history": history,
-    })
+/// One check of `/api/v1/targets` (keys in alphabetical order, as they always were).
+#[derive(Serialize)]
+struct CheckJson<'a> {
+    kind: &'a str,
+    last_run: Option<String>,
+    name: &'a str,
+    success: Option<bool>,
+    targets: TargetsJson<'a>,
+}
+
+/// The selected targets of a check, serialized one by one.
+struct TargetsJson<'a> {
+    checked: &'a Checked<'a>,
+    query: &'a Query,
+    now: f64,
+}
+
+impl Serialize for TargetsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let c = self.checked;
+        serializer.collect_seq(
+            c.targets()
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| self.query.wants(t.state()))
+                .map(|(i, t)| TargetJson::of(t, c.view.history(i), self.now)),
+        )
+    }
+}
+
+#[derive(Serialize)]
+struct TargetJson<'a> {
+    cause: Option<&'a str>,
+    cert_days_left: Option<f64>,
+    cert_not_after: Option<String>,
+    detail: Option<&'a str>,
+    duration_seconds: Option<f64>,
+    error: Option<&'a str>,
+    history: HistoryJson<'a>,
+    pulls: Option<f64>,
+    reading: Option<ReadingJson<'a>>,
+    state: &'a str,
+    status: Option<&'a str>,
+    status_code: u16,
+    target: &'a str,
+    value_unit: Option<&'a str>,
+}
+
+impl<'a> TargetJson<'a> {
+    fn of(t: &'a TargetReport, h: Option<&'a History>, now: f64) -> TargetJson<'a> {
+        let not_after_ms = |s: i64| u64::try_from(s).unwrap_or(0).saturating_mul(1000);
+        TargetJson {
+            cause: t.cause.as_deref(),
+            cert_days_left: t
+                .cert_not_after
+                .map(|s| ((s as f64 - now) / 86_400.0 * 100.0).round() / 100.0),
+            cert_not_after: t.cert_not_after.map(|s| rfc3339_millis(not_after_ms(s))),
+            detail: t.detail.as_deref(),
+            duration_seconds: t.duration_ms.map(|ms| ms / 1000.0),
+            error: t.error,
+            history: HistoryJson(h),
+            pulls: t.pulls,
+            reading: t.reading.as_ref().map(|r| ReadingJson {
+                crit: r.crit,
+                max: r.max,
+                unit: r.unit,
+                value: r.value,
+            }),
+            state: t.state().as_str(),
+            status: t.status,
+            status_code: t.status_code,
+            target: &t.target,
+            value_unit: if t.duration_ms.is_some() {
+                Some("ms")
+            } else {
+                t.reading.as_ref().map(|r| r.unit)
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ReadingJson<'a> {
+    crit: Option<f64>,
+    max: Option<f64>,
+    unit: &'a str,
+    value: f64,
+}
+
+/// A target's history, oldest first.
+struct HistoryJson<'a>(Option<&'a History>);
+
+impl Serialize for HistoryJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            self.0
+                .into_iter()
+                .flat_map(History::points)
+                .map(|p| PointJson {
+                    state: if p.up { "up" } else { "down" },
+                    time: rfc3339_millis(u64::from(p.unix_secs) * 1000),
+                    value: p.value,
+                }),
+        )
+    }
+}
+
+/// A point of a history. Its value is kept as an f32 and written as one: `1.236`, not
+/// the `1.2359999418258667` it becomes as an f64.
+#[derive(Serialize)]
+struct PointJson {
+    state: &'static str,
+    time: String,
+    value: Option<f32>,
 }
 
 /// Writes `text` HTML-escaped: safe in element content and in quoted attributes.

@@ -283,10 +283,9 @@ impl App {
             Err(e) => return Response::json(400, &json!({"status": "error", "error": e})),
         };
         match page::json(&self.store, &query, unix_ms(SystemTime::now())) {
-            Ok(body) => {
-                let mut text = body.to_string();
-                text.push('\n');
-                let (bytes, gzipped) = gzip_if_accepted(req, text.into_bytes());
+            Ok(mut body) => {
+                body.push(b'\n');
+                let (bytes, gzipped) = gzip_if_accepted(req, body);
                 let response = Response::new(200, "application/json", bytes)
                     .with_header("Vary", "Accept-Encoding");
                 if gzipped {
