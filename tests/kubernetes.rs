@@ -1831,3 +1831,65 @@ fn without_the_watch_verb_each_run_lists_and_the_rule_is_named() {
         "{log:?}"
     );
 }
+
+/// An API server that pages forever (the same `continue` token each time, or a new
+/// one on every page) or floods a page is not followed forever: the list fails with a
+/// reason after two pages, after 1000, or at a page of more items than asked for.
+#[test]
+fn lists_that_page_forever_or_flood_a_page_are_abandoned() {
+    for (mode, expect, pages) in [
+        (
+            "same",
+            "repeats an earlier continue token; listing abandoned",
+            2,
+        ),
+        ("new", "more than 1000 pages; listing abandoned", 1000),
+        ("flood", "more than 1000 items on a page (500 asked for)", 1),
+    ] {
+        let served = AtomicUsize::new(0);
+        let api = Fixture::start(move |_| {
+            let n = served.fetch_add(1, Ordering::SeqCst);
+            let items: Vec<Value> = match mode {
+                "flood" => (0..1001)
+                    .map(|i| json!({"metadata": {"name": format!("d{i}"), "namespace": "ns"}}))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let token = match mode {
+                "same" => "same".to_string(),
+                _ => format!("t{n}"),
+            };
+            let page = json!({"kind": "List", "metadata": {"continue": token, "resourceVersion": "7"}, "items": items});
+            images::json(200, &page.to_string())
+        });
+        let dir = Dir::new();
+        dir.write("token", "t0k3n");
+        let path = dir.write(
+            "sonde.yml",
+            format!(
+                "checks:\n  - name: pager\n    kind: kubernetes_images\n    timeout: 60s\n    api_server: {}\n    bearer_token_file: token\n",
+                api.url("")
+            ),
+        );
+        let out = common::run(&["--once", "--config.file", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(expect),
+            "{mode}: {expect:?} not in:\n{stderr}"
+        );
+        // A failed list is tried again after 2 s, 4 s, ...: a few lists of at most
+        // `pages` pages each, never an endless one.
+        let seen = api.seen();
+        let mut per_resource: std::collections::HashMap<String, usize> = Default::default();
+        for r in &seen {
+            *per_resource
+                .entry(r.path.split('?').next().unwrap_or("").to_string())
+                .or_default() += 1;
+        }
+        assert!(
+            per_resource.values().all(|n| *n <= 4 * pages),
+            "{mode}: {per_resource:?}"
+        );
+    }
+}

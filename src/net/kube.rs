@@ -11,13 +11,16 @@
 //! objects mean is `objects.rs`'s business, pull secrets `secrets.rs`'s. A 403 is logged
 //! with the RBAC rule that is missing.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::Value;
 use serde_saphyr::Location;
 use ureq::http::{Method, Request};
@@ -47,6 +50,11 @@ const LIST_BODY_LIMIT: u64 = 64 << 20;
 const OBJECT_BODY_LIMIT: u64 = 4 << 20;
 /// Times a list restarts after 410 Gone before it gives up.
 const MAX_LIST_RESTARTS: usize = 3;
+/// Pages of one list at most (500 000 objects).
+const MAX_LIST_PAGES: usize = 1000;
+/// Items on one page at most: the API server sends at most `limit`, so more is not
+/// an API server.
+const MAX_PAGE_ITEMS: usize = 2 * PAGE_SIZE;
 /// Largest error body read from a watch request that was refused.
 const STATUS_BODY_LIMIT: u64 = 64 << 10;
 
@@ -211,7 +219,7 @@ pub struct Client {
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("base", &self.base)
+            .field("base", &client::redact_userinfo(&self.base))
             .field("token", &self.token)
             .finish_non_exhaustive()
     }
@@ -524,7 +532,7 @@ impl Client {
     /// Why a request got no answer. The API server's client certificate comes from a
     /// kubeconfig, not from the `tls` keys (those are the registries').
     fn describe(&self, e: &ureq::Error, trace: &client::Trace) -> String {
-        client::describe(e, trace, &self.base).replace(
+        client::describe(e, trace, &client::redact_userinfo(&self.base)).replace(
             "set tls.cert_file and tls.key_file",
             "give the kubeconfig's user a client-certificate and client-key",
         )
@@ -544,6 +552,13 @@ impl Client {
         limit: u64,
         deadline: Instant,
     ) -> Result<T, ApiError> {
+        let body = self.get_bytes(path, limit, deadline)?;
+        serde_json::from_slice(&body).map_err(|e| ApiError::Decode(decode_error(&e)))
+    }
+
+    /// The body of a 200 to GET `path`, at most `limit` bytes; a 401 re-reads the
+    /// token and tries once more.
+    fn get_bytes(&self, path: &str, limit: u64, deadline: Instant) -> Result<Vec<u8>, ApiError> {
         let token = self.current_token();
         match self.attempt(path, token.as_deref(), limit, deadline) {
             Err(ApiError::Status { code: 401, message }) => {
@@ -557,13 +572,13 @@ impl Client {
         }
     }
 
-    fn attempt<T: DeserializeOwned>(
+    fn attempt(
         &self,
         path: &str,
         token: Option<&str>,
         limit: u64,
         deadline: Instant,
-    ) -> Result<T, ApiError> {
+    ) -> Result<Vec<u8>, ApiError> {
         let budget = deadline.saturating_duration_since(Instant::now());
         if budget.is_zero() {
             return Err(ApiError::Transport("no time left in the run".into()));
@@ -602,7 +617,7 @@ impl Client {
                 message: status_message(&body),
             });
         }
-        serde_json::from_slice(&body).map_err(|e| ApiError::Decode(e.to_string()))
+        Ok(body)
     }
 
     /// Opens a watch (`path` with its query) with `agent`: the body of a 200, read as it
@@ -684,46 +699,40 @@ impl Client {
     /// Lists `resource`, following `continue` tokens, each page within `page_timeout`:
     /// every object decoded, and the list's `resourceVersion` (to watch from). A list
     /// whose continue token expired (410) starts again, at most 3 times. An object
-    /// `decode` refuses is skipped (and logged), not the list.
+    /// `decode` refuses is skipped (and logged), not the list. A list ends with an
+    /// error when `stopped` says so, past [`MAX_LIST_PAGES`] pages, or when a
+    /// `continue` token comes back: an API server that pages forever cannot fill the
+    /// memory or outlive the check.
     #[allow(clippy::type_complexity)]
     pub fn list_all<T>(
         &self,
         resource: &Resource,
         decode: &dyn Fn(Value) -> Result<(ObjectKey, Option<T>), String>,
         page_timeout: Duration,
+        stopped: &dyn Fn() -> bool,
     ) -> Result<(Vec<(ObjectKey, Option<T>)>, String), ApiError> {
         let mut restarts = 0;
         'list: loop {
             let mut items = Vec::new();
             let mut token = String::new();
+            let mut tokens = HashSet::new();
+            let mut page = 0;
             loop {
-                let mut url = format!("{}?limit={PAGE_SIZE}", resource.path);
-                if let Some(selector) = &resource.selector {
-                    url.push_str("&labelSelector=");
-                    url.push_str(&client::percent_encode(selector));
+                page += 1;
+                if stopped() {
+                    return Err(ApiError::Transport("the check was stopped".into()));
                 }
-                if !token.is_empty() {
-                    url.push_str("&continue=");
-                    url.push_str(&client::percent_encode(&token));
+                if page > MAX_LIST_PAGES {
+                    return Err(ApiError::Decode(format!(
+                        "more than {MAX_LIST_PAGES} pages; listing abandoned"
+                    )));
                 }
+                let url = page_url(resource, &token);
                 let deadline = Instant::now() + page_timeout;
-                match self.get::<ListPage>(&url, LIST_BODY_LIMIT, deadline) {
-                    Ok(page) => {
-                        for object in page.items {
-                            match decode(object) {
-                                Ok(item) => items.push(item),
-                                Err(e) => log::debug!(
-                                    "check={} msg=\"object skipped\" resource={} error={e:?}",
-                                    self.check,
-                                    resource.resource
-                                ),
-                            }
-                        }
-                        token = page.metadata.continue_token;
-                        if token.is_empty() {
-                            return Ok((items, page.metadata.resource_version));
-                        }
-                    }
+                let meta = match self.get_bytes(&url, LIST_BODY_LIMIT, deadline) {
+                    Ok(body) => read_page(&body, decode, &mut items).map_err(|e| {
+                        ApiError::Decode(format!("page {page} of {}: {e}", resource.resource))
+                    })?,
                     Err(ApiError::Status { code: 410, .. })
                         if !token.is_empty() && restarts < MAX_LIST_RESTARTS =>
                     {
@@ -736,6 +745,23 @@ impl Client {
                         continue 'list;
                     }
                     Err(e) => return Err(e),
+                };
+                for skipped in meta.skipped {
+                    log::debug!(
+                        "check={} msg=\"object skipped\" resource={} error={skipped:?}",
+                        self.check,
+                        resource.resource
+                    );
+                }
+                token = meta.continue_token;
+                if token.is_empty() {
+                    return Ok((items, meta.resource_version));
+                }
+                if !tokens.insert(token.clone()) {
+                    return Err(ApiError::Decode(format!(
+                        "page {page} of {} repeats an earlier continue token; listing abandoned",
+                        resource.resource
+                    )));
                 }
             }
         }
@@ -761,26 +787,171 @@ impl Client {
     }
 }
 
-/// One page of a list: its items as JSON (each decoded by the caller) and the list's
-/// metadata.
-#[derive(Deserialize)]
-struct ListPage {
-    #[serde(default, deserialize_with = "objects::nullable")]
-    metadata: ListMeta,
-    #[serde(default, deserialize_with = "objects::nullable")]
-    items: Vec<Value>,
+/// The URL of a list's page: the first, or the one `token` continues from.
+fn page_url(resource: &Resource, token: &str) -> String {
+    let mut url = format!("{}?limit={PAGE_SIZE}", resource.path);
+    if let Some(selector) = &resource.selector {
+        url.push_str("&labelSelector=");
+        url.push_str(&client::percent_encode(selector));
+    }
+    if !token.is_empty() {
+        url.push_str("&continue=");
+        url.push_str(&client::percent_encode(token));
+    }
+    url
 }
 
-#[derive(Default, Deserialize)]
-struct ListMeta {
-    #[serde(default, rename = "continue", deserialize_with = "objects::nullable")]
+/// What a page says besides its items.
+#[derive(Default)]
+struct PageMeta {
     continue_token: String,
-    #[serde(
-        default,
-        rename = "resourceVersion",
-        deserialize_with = "objects::nullable"
-    )]
     resource_version: String,
+    /// Why objects were skipped.
+    skipped: Vec<String>,
+    /// The page held more than [`MAX_PAGE_ITEMS`] items.
+    flooded: bool,
+}
+
+/// Reads one page of a list, decoding each item as it is parsed, so a page costs its
+/// bytes and one object's JSON tree at a time (a tree is about 16 times its text: a
+/// 64 MiB page read whole was a gigabyte). More than [`MAX_PAGE_ITEMS`] items on a
+/// page is an error.
+#[allow(clippy::type_complexity)]
+fn read_page<T>(
+    body: &[u8],
+    decode: &dyn Fn(Value) -> Result<(ObjectKey, Option<T>), String>,
+    items: &mut Vec<(ObjectKey, Option<T>)>,
+) -> Result<PageMeta, String> {
+    let mut meta = PageMeta::default();
+    let seed = PageSeed {
+        decode,
+        items,
+        meta: &mut meta,
+    };
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let read = seed.deserialize(&mut de).and_then(|()| de.end());
+    match read {
+        Err(_) if meta.flooded => Err(format!(
+            "more than {MAX_PAGE_ITEMS} items on a page ({PAGE_SIZE} asked for)"
+        )),
+        Err(e) => Err(decode_error(&e)),
+        Ok(()) => Ok(meta),
+    }
+}
+
+#[allow(clippy::type_complexity)]
+struct PageSeed<'a, T> {
+    decode: &'a dyn Fn(Value) -> Result<(ObjectKey, Option<T>), String>,
+    items: &'a mut Vec<(ObjectKey, Option<T>)>,
+    meta: &'a mut PageMeta,
+}
+
+impl<'de, T> DeserializeSeed<'de> for PageSeed<'_, T> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, T> Visitor<'de> for PageSeed<'_, T> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list (an object with metadata and items)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        #[derive(Default, Deserialize)]
+        struct ListMeta {
+            #[serde(default, rename = "continue", deserialize_with = "objects::nullable")]
+            continue_token: String,
+            #[serde(
+                default,
+                rename = "resourceVersion",
+                deserialize_with = "objects::nullable"
+            )]
+            resource_version: String,
+        }
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "metadata" => {
+                    let m = map.next_value::<Option<ListMeta>>()?.unwrap_or_default();
+                    self.meta.continue_token = m.continue_token;
+                    self.meta.resource_version = m.resource_version;
+                }
+                "items" => map.next_value_seed(ItemsSeed {
+                    decode: self.decode,
+                    items: &mut *self.items,
+                    meta: &mut *self.meta,
+                })?,
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[allow(clippy::type_complexity)]
+struct ItemsSeed<'a, T> {
+    decode: &'a dyn Fn(Value) -> Result<(ObjectKey, Option<T>), String>,
+    items: &'a mut Vec<(ObjectKey, Option<T>)>,
+    meta: &'a mut PageMeta,
+}
+
+impl<'de, T> DeserializeSeed<'de> for ItemsSeed<'_, T> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, T> Visitor<'de> for ItemsSeed<'_, T> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of objects")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut count = 0;
+        while let Some(object) = seq.next_element::<Value>()? {
+            count += 1;
+            if count > MAX_PAGE_ITEMS {
+                self.meta.flooded = true;
+                return Err(de::Error::custom("too many items"));
+            }
+            match (self.decode)(object) {
+                Ok(item) => self.items.push(item),
+                Err(e) => self.meta.skipped.push(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A decoding error without the value it refused: serde quotes it (`invalid type:
+/// string "...", expected a map`), and in a Secret that value is a credential.
+fn decode_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match (e.classify(), text.split_once(", expected ")) {
+        (serde_json::error::Category::Data, Some((_, expected))) => {
+            format!("an unexpected value, expected {expected}")
+        }
+        (serde_json::error::Category::Data, None) => format!(
+            "an unexpected value at line {} column {}",
+            e.line(),
+            e.column()
+        ),
+        _ => text,
+    }
 }
 
 /// The `message` of a Kubernetes `Status` body, shortened.
@@ -803,6 +974,41 @@ mod proptests;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoding_errors_never_quote_the_value_they_refused() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Secret {
+            data: std::collections::BTreeMap<String, String>,
+            #[serde(default)]
+            count: u8,
+        }
+        for (body, said) in [
+            (
+                r#"{"data": "SECRETPASS"}"#,
+                "an unexpected value, expected a map",
+            ),
+            (
+                r#"{"data": {}, "count": 4242}"#,
+                "an unexpected value, expected u8",
+            ),
+            (
+                r#"{"data": 12345678}"#,
+                "an unexpected value, expected a map",
+            ),
+        ] {
+            let e = serde_json::from_str::<Secret>(body).unwrap_err();
+            let text = decode_error(&e);
+            assert!(text.starts_with(said), "{body}: {text}");
+            for secret in ["SECRETPASS", "4242", "12345678"] {
+                assert!(!text.contains(secret), "{body}: {text}");
+            }
+        }
+        // Syntax errors name no value and are kept as they are.
+        let e = serde_json::from_str::<Secret>("{").unwrap_err();
+        assert_eq!(decode_error(&e), e.to_string());
+    }
 
     #[test]
     fn rbac_rules_read_like_a_cluster_role() {

@@ -34,8 +34,10 @@ use super::objects::ObjectKey;
 use super::{ApiError, Client};
 use crate::sync::{lock, wait_timeout};
 
-/// Largest watch event read (an object's JSON; etcd stores at most 1.5 MB per object).
-const EVENT_LIMIT: usize = 8 << 20;
+/// Largest watch event read: an object's JSON (etcd stores at most 1.5 MB per object,
+/// as protobuf), as large as a single object read with GET. An event becomes a JSON
+/// tree of about 16 times its size while it is decoded.
+const EVENT_LIMIT: usize = super::OBJECT_BODY_LIMIT as usize;
 /// Shortest and longest `timeoutSeconds` asked for, as client-go's reflector picks it
 /// (between 5 and 10 minutes), so streams of many reflectors do not all end together.
 const WATCH_SECONDS: (u64, u64) = (300, 600);
@@ -314,65 +316,71 @@ impl<T: Clone + Send + 'static> Shared<T> {
                 continue;
             }
             failures = 0;
-            if lock(&self.store).polling {
-                if self.wait_for_a_run() {
-                    return;
-                }
-                continue;
+            let stopped = if lock(&self.store).polling {
+                self.wait_for_a_run()
+            } else {
+                self.watch_until_a_list_is_due()
+            };
+            if stopped {
+                return;
             }
-            loop {
-                if self.stop.is_set() {
-                    return;
+        }
+    }
+
+    /// Watches from the last list until the watch says to list again; true when
+    /// stopped meanwhile.
+    fn watch_until_a_list_is_due(&self) -> bool {
+        loop {
+            if self.stop.is_set() {
+                return true;
+            }
+            let started = Instant::now();
+            // A stream that ends (or expires) as soon as it starts, as from a proxy that
+            // closes it or a server that answers every fresh watch 410, must not turn
+            // into a stream of requests.
+            let brief = || {
+                started.elapsed() < Duration::from_secs(1)
+                    && self.stop.sleep(Duration::from_secs(1))
+            };
+            match self.watch() {
+                Ended::Closed => {
+                    if brief() {
+                        return true;
+                    }
                 }
-                let started = Instant::now();
-                match self.watch() {
-                    Ended::Closed => {
-                        // A stream that ends as soon as it starts (a proxy that closes
-                        // it) must not turn into a stream of requests.
-                        if started.elapsed() < Duration::from_secs(1)
-                            && self.stop.sleep(Duration::from_secs(1))
-                        {
-                            return;
-                        }
-                        continue;
+                Ended::Forbidden(message) => {
+                    log::error!(
+                        "check={} msg=\"forbidden (403): sonde may not watch {} in {}; add the verb to the ClusterRole bound to its service account (until then each run lists them)\" rule=\"{}\" api_message={message:?}",
+                        self.client.check,
+                        self.resource.resource,
+                        self.resource.scope,
+                        super::rbac_rule(self.resource.group, self.resource.resource, "watch"),
+                    );
+                    lock(&self.store).polling = true;
+                    return false;
+                }
+                Ended::Gone => {
+                    log::info!(
+                        "check={} msg=\"the watch's resourceVersion expired (410); listing {} again\" scope={:?}",
+                        self.client.check,
+                        self.resource.resource,
+                        self.resource.scope
+                    );
+                    return brief();
+                }
+                Ended::Broken(why) => {
+                    if self.stop.is_set() {
+                        return true;
                     }
-                    Ended::Forbidden(message) => {
-                        log::error!(
-                            "check={} msg=\"forbidden (403): sonde may not watch {} in {}; add the verb to the ClusterRole bound to its service account (until then each run lists them)\" rule=\"{}\" api_message={message:?}",
-                            self.client.check,
-                            self.resource.resource,
-                            self.resource.scope,
-                            super::rbac_rule(self.resource.group, self.resource.resource, "watch"),
-                        );
-                        lock(&self.store).polling = true;
-                        break;
-                    }
-                    Ended::Gone => {
-                        log::info!(
-                            "check={} msg=\"the watch's resourceVersion expired (410); listing {} again\" scope={:?}",
-                            self.client.check,
-                            self.resource.resource,
-                            self.resource.scope
-                        );
-                        break;
-                    }
-                    Ended::Broken(why) => {
-                        if self.stop.is_set() {
-                            return;
-                        }
-                        log::warn!(
-                            "check={} msg=\"watch of {} broken; listing again\" scope={:?} error={why:?}",
-                            self.client.check,
-                            self.resource.resource,
-                            self.resource.scope
-                        );
-                        // A server that breaks every stream at once must not be
-                        // listed in a tight loop.
-                        if self.stop.sleep(Duration::from_secs(1)) {
-                            return;
-                        }
-                        break;
-                    }
+                    log::warn!(
+                        "check={} msg=\"watch of {} broken; listing again\" scope={:?} error={why:?}",
+                        self.client.check,
+                        self.resource.resource,
+                        self.resource.scope
+                    );
+                    // A server that breaks every stream at once must not be listed in a
+                    // tight loop.
+                    return self.stop.sleep(Duration::from_secs(1));
                 }
             }
         }
@@ -396,7 +404,9 @@ impl<T: Clone + Send + 'static> Shared<T> {
         let decode = |object: Value| (self.decode)(object);
         let listed = self
             .client
-            .list_all(&self.resource, &decode, self.page_timeout);
+            .list_all(&self.resource, &decode, self.page_timeout, &|| {
+                self.stop.is_set()
+            });
         // Logged before a run waiting for this list can read its error (a list cut
         // short by the check going away is no news).
         if let Err(e) = &listed
