@@ -55,6 +55,17 @@ const MAX_WORKERS: usize = 32;
 const TOKEN_BODY_LIMIT: u64 = 1 << 20;
 /// Largest manifest read by the GET fallback.
 const MANIFEST_BODY_LIMIT: u64 = 4 << 20;
+/// Tokens cached per check at most (one per repository and credential): expired ones
+/// are dropped first, then those expiring soonest, so a workload list that keeps naming
+/// new repositories cannot grow the cache without end.
+const MAX_CACHED_TOKENS: usize = 4096;
+/// Longest token taken: a request carries it in a header, and the request head must
+/// fit the 16 KiB output buffer.
+const MAX_TOKEN_BYTES: usize = 8 << 10;
+/// Registry hosts remembered per check at most (retry counts, 429 blocks, Basic
+/// challenges); past it a new host is still asked, its retries counted under
+/// `other`, so invented host names cannot grow the series without end.
+const MAX_HOSTS: usize = 1024;
 /// Lifetime of a token whose response has no `expires_in` (distribution's token spec).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// Wait after a 429 without a usable `Retry-After`.
@@ -780,12 +791,23 @@ impl RegistryClient {
         with_tried(chosen, &others)
     }
 
+    /// The key `host`'s retries are counted under: itself, or `other` once
+    /// [`MAX_HOSTS`] hosts are counted.
+    fn count_retries(&self, host: &str, add: u64) {
+        let mut retried = lock(&self.retried);
+        let key = host.to_ascii_lowercase();
+        let key = if retried.contains_key(&key) || retried.len() < MAX_HOSTS {
+            key
+        } else {
+            "other".to_string()
+        };
+        *retried.entry(key).or_insert(0) += add;
+    }
+
     /// Checks one image at one host.
     fn check_at(&self, image: &ImageRef, source: &Source, deadline: Instant) -> Outcome {
         let host = source.host.clone();
-        lock(&self.retried)
-            .entry(host.to_ascii_lowercase())
-            .or_insert(0);
+        self.count_retries(&host, 0);
         if let Some(blocked) = self.still_blocked(&host) {
             return blocked;
         }
@@ -839,7 +861,7 @@ impl RegistryClient {
             if Instant::now() + wait >= deadline {
                 return result;
             }
-            *lock(&self.retried).entry(host_key.to_string()).or_insert(0) += 1;
+            self.count_retries(host_key, 1);
             std::thread::sleep(wait);
             tries += 1;
         }
@@ -970,7 +992,7 @@ impl RegistryClient {
                 Err(outcome) => return Next::Done(outcome),
             };
             a.authorization = Some(format!("Bearer {}", token.token));
-            lock(&self.tokens).insert(a.token_key.clone(), token);
+            cache_token(&mut lock(&self.tokens), a.token_key.clone(), token);
             return Next::Retry;
         }
         if answer.challenges.contains(&Challenge::Basic) && !a.tried_basic {
@@ -984,7 +1006,11 @@ impl RegistryClient {
                 ));
             };
             a.tried_basic = true;
-            lock(&self.basic_hosts).insert(a.host_key.clone());
+            let mut basic = lock(&self.basic_hosts);
+            if basic.len() < MAX_HOSTS {
+                basic.insert(a.host_key.clone());
+            }
+            drop(basic);
             a.authorization = Some(c.basic());
             return Next::Retry;
         }
@@ -1001,7 +1027,13 @@ impl RegistryClient {
         let wait = retry_after
             .unwrap_or(DEFAULT_RETRY_AFTER)
             .min(MAX_RETRY_AFTER);
-        lock(&self.blocked).insert(host_key.to_string(), Instant::now() + wait);
+        let now = Instant::now();
+        let mut blocked = lock(&self.blocked);
+        blocked.retain(|_, until| *until > now);
+        if blocked.len() < MAX_HOSTS || blocked.contains_key(host_key) {
+            blocked.insert(host_key.to_string(), now + wait);
+        }
+        drop(blocked);
         wait
     }
 
@@ -1202,6 +1234,24 @@ impl RegistryClient {
     }
 }
 
+/// Caches `token` under `key`, within [`MAX_CACHED_TOKENS`]: expired tokens go first,
+/// then the one that expires soonest.
+fn cache_token(tokens: &mut HashMap<TokenKey, CachedToken>, key: TokenKey, token: CachedToken) {
+    if tokens.len() >= MAX_CACHED_TOKENS && !tokens.contains_key(&key) {
+        let now = Instant::now();
+        tokens.retain(|_, t| t.valid_until > now);
+        if tokens.len() >= MAX_CACHED_TOKENS
+            && let Some(soonest) = tokens
+                .iter()
+                .min_by_key(|(_, t)| t.valid_until)
+                .map(|(k, _)| k.clone())
+        {
+            tokens.remove(&soonest);
+        }
+    }
+    tokens.insert(key, token);
+}
+
 /// Reads a token response: `token` or `access_token`, `expires_in` (default 60 s).
 fn parse_token(body: &[u8]) -> Result<CachedToken, String> {
     #[derive(Deserialize)]
@@ -1222,6 +1272,12 @@ fn parse_token(body: &[u8]) -> Result<CachedToken, String> {
         .ok_or("the response has no token")?;
     if !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err("the token has characters a header cannot carry".into());
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(format!(
+            "the token is {} bytes, more than a request header takes ({MAX_TOKEN_BYTES})",
+            token.len()
+        ));
     }
     let lifetime = parsed
         .expires_in
@@ -1565,6 +1621,56 @@ mod tests {
         assert!(parse_token(br#"{"token":""}"#).is_err());
         assert!(parse_token(br#"{"token":"a b"}"#).is_err());
         assert!(parse_token(b"<html>").is_err());
+        // A token no request header can carry is refused, not cached.
+        let huge = format!(r#"{{"token":"{}"}}"#, "a".repeat(MAX_TOKEN_BYTES + 1));
+        let e = parse_token(huge.as_bytes()).unwrap_err();
+        assert!(e.contains("more than a request header takes"), "{e}");
+        let fits = format!(r#"{{"token":"{}"}}"#, "a".repeat(MAX_TOKEN_BYTES));
+        assert!(parse_token(fits.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn the_token_cache_is_bounded_dropping_expired_then_soonest_to_expire() {
+        let key = |i: usize| TokenKey {
+            host: "r.example".into(),
+            scope: format!("repository:p{i}:pull"),
+            credential: None,
+        };
+        let now = Instant::now();
+        let token = |secs: u64| CachedToken {
+            token: "t".into(),
+            valid_until: now + Duration::from_secs(secs),
+        };
+        let mut tokens = HashMap::new();
+        for i in 0..MAX_CACHED_TOKENS {
+            cache_token(&mut tokens, key(i), token(100 + i as u64));
+        }
+        assert_eq!(tokens.len(), MAX_CACHED_TOKENS);
+        cache_token(&mut tokens, key(MAX_CACHED_TOKENS), token(10_000));
+        assert_eq!(tokens.len(), MAX_CACHED_TOKENS);
+        assert!(!tokens.contains_key(&key(0)), "the soonest to expire went");
+        assert!(tokens.contains_key(&key(MAX_CACHED_TOKENS)));
+        // Expired tokens go first, all of them.
+        for i in 0..10 {
+            tokens.get_mut(&key(100 + i)).unwrap().valid_until = now;
+        }
+        cache_token(&mut tokens, key(MAX_CACHED_TOKENS + 1), token(10_000));
+        assert_eq!(tokens.len(), MAX_CACHED_TOKENS - 9);
+        assert!(tokens.contains_key(&key(1)));
+    }
+
+    #[test]
+    fn retries_are_counted_for_at_most_max_hosts_then_as_other() {
+        let agent = ureq::Agent::new_with_defaults();
+        let client = RegistryClient::new(agent, HashSet::new(), 1, Duration::from_secs(1), 0);
+        for i in 0..MAX_HOSTS + 50 {
+            client.count_retries(&format!("r{i}.example"), 1);
+        }
+        client.count_retries("R0.example", 1);
+        let counted = client.retries_by_host();
+        assert_eq!(counted.len(), MAX_HOSTS + 1);
+        assert!(counted.contains(&("other".to_string(), 50)), "{counted:?}");
+        assert!(counted.contains(&("r0.example".to_string(), 2)));
     }
 
     #[test]
