@@ -55,6 +55,10 @@ const MAX_WORKERS: usize = 32;
 const TOKEN_BODY_LIMIT: u64 = 1 << 20;
 /// Largest manifest read by the GET fallback.
 const MANIFEST_BODY_LIMIT: u64 = 4 << 20;
+/// Entries read from one docker config at most: each image's lookup scans them, for
+/// every workload that uses the config (a 40,000-entry pull secret shared by 2,000
+/// workloads kept a run busy for 30 s).
+const MAX_KEYRING_ENTRIES: usize = 1000;
 /// Tokens cached per check at most (one per repository and credential): expired ones
 /// are dropped first, then those expiring soonest, so a workload list that keeps naming
 /// new repositories cannot grow the cache without end.
@@ -235,7 +239,15 @@ impl Keyring {
         }
         let mut keyring = Keyring::default();
         let mut skipped = Vec::new();
-        for (key, entry) in auths.into_iter().flatten() {
+        let count = auths.map_or(0, serde_json::Map::len);
+        let auths = auths.into_iter().flatten();
+        if count > MAX_KEYRING_ENTRIES {
+            skipped.push(format!(
+                "{} entries past the first {MAX_KEYRING_ENTRIES} (a docker config with {count} registries is not one)",
+                count - MAX_KEYRING_ENTRIES
+            ));
+        }
+        for (key, entry) in auths.take(MAX_KEYRING_ENTRIES) {
             let credential = match credential_of(entry) {
                 Ok(c) => c,
                 Err(why) => {
@@ -1587,6 +1599,18 @@ mod tests {
         assert!(Keyring::parse(b"[1]", false).is_err());
         assert!(Keyring::parse(b"{\"auths\": 3}", false).is_err());
         assert!(Keyring::parse(b"{}", false).unwrap().0.entries.is_empty());
+        // At most MAX_KEYRING_ENTRIES entries are read; the rest are named as skipped.
+        let many: Vec<String> = (0..MAX_KEYRING_ENTRIES + 5)
+            .map(|i| format!(r#""r{i:05}.example": {{"username": "u", "password": "p"}}"#))
+            .collect();
+        let json = format!(r#"{{"auths": {{{}}}}}"#, many.join(","));
+        let (k, skipped) = Keyring::parse(json.as_bytes(), false).unwrap();
+        assert_eq!(k.entries.len(), MAX_KEYRING_ENTRIES);
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert!(
+            skipped[0].starts_with("5 entries past the first 1000"),
+            "{skipped:?}"
+        );
     }
 
     #[test]

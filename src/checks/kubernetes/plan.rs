@@ -4,6 +4,7 @@
 //! `docker_config_file`), folded into one job per distinct image and credential.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::checks::registry::RegistrySetup;
@@ -88,7 +89,7 @@ impl Planner {
         let mut job_index: HashMap<Job, usize> = HashMap::new();
         for (wi, w) in workloads.iter().enumerate() {
             // Fetched for the first image that needs it, at most once per workload.
-            let mut keyring: Option<Keyring> = None;
+            let mut keyring: Option<Arc<Keyring>> = None;
             for (ci, (_, image)) in w.containers.iter().enumerate() {
                 let Some(parsed) = self.unless_ignored(image) else {
                     continue;
@@ -106,7 +107,7 @@ impl Planner {
                         if self.use_pull_secrets {
                             secrets.keyring_for(w)
                         } else {
-                            Keyring::default()
+                            Arc::new(Keyring::default())
                         }
                     });
                     let keyring: &Keyring = keyring;

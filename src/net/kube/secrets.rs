@@ -4,6 +4,7 @@
 //! run; a 403 is logged once with the RBAC rule that is missing.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::objects::{SecretObject, ServiceAccount, Workload, reference_names};
@@ -18,7 +19,7 @@ pub struct PullSecrets<'a> {
     deadline: Instant,
     secrets: HashMap<(String, String), Option<Keyring>>,
     service_accounts: HashMap<(String, String), Vec<String>>,
-    merged: HashMap<(String, Vec<String>), Keyring>,
+    merged: HashMap<(String, Vec<String>), Arc<Keyring>>,
     logged: HashSet<String>,
 }
 
@@ -54,7 +55,9 @@ impl<'a> PullSecrets<'a> {
 
     /// The credentials a workload's pods get: its pull secrets, else its service
     /// account's.
-    pub fn keyring_for(&mut self, w: &Workload) -> Keyring {
+    /// Shared, not copied: a keyring of a large pull secret used by thousands of
+    /// workloads was once cloned for each.
+    pub fn keyring_for(&mut self, w: &Workload) -> Arc<Keyring> {
         let names = if w.pull_secrets.is_empty() {
             self.service_account_secrets(&w.namespace, &w.service_account)
         } else {
@@ -62,7 +65,7 @@ impl<'a> PullSecrets<'a> {
         };
         let key = (w.namespace.clone(), names);
         if let Some(k) = self.merged.get(&key) {
-            return k.clone();
+            return Arc::clone(k);
         }
         let mut keyring = Keyring::default();
         for name in &key.1 {
@@ -70,7 +73,8 @@ impl<'a> PullSecrets<'a> {
                 keyring.extend(&k);
             }
         }
-        self.merged.insert(key, keyring.clone());
+        let keyring = Arc::new(keyring);
+        self.merged.insert(key, Arc::clone(&keyring));
         keyring
     }
 
