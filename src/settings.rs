@@ -155,7 +155,12 @@ fn check_push_gateway(url: &str, once: bool) -> Result<(), String> {
     let valid = url
         .parse::<ureq::http::Uri>()
         .ok()
-        .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+        .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
+        // `:99999` parses, as no port at all: it would go to port 80.
+        .filter(|u| {
+            u.authority()
+                .is_some_and(|a| crate::net::http::port_in_range(a.as_str()))
+        });
     if valid.is_none() {
         return Err(format!(
             "--push.gateway {:?} is not an http:// or https:// URL",

@@ -140,6 +140,22 @@ fn one_run_lists_the_problems_of_every_check_and_of_the_web_config() {
     }
 }
 
+/// URLs sonde refuses are named without the password of their userinfo, whichever key
+/// they are in.
+#[test]
+fn refused_urls_are_named_without_their_password() {
+    let (code, lines, _) = check(concat!(
+        "checks:\n",
+        "  - name: h\n    kind: http\n    urls: [\"ftp://u:PW1@127.0.0.1:9/\"]\n",
+        "  - name: d\n    kind: dockerhub\n    organizations: [o]\n    api_url: \"ftp://u:PW2@127.0.0.1:9\"\n",
+        "  - name: k\n    kind: kubernetes_images\n    api_server: \"ftp://u:PW3@127.0.0.1:9\"\n",
+    ));
+    assert_eq!(code, Some(2));
+    let all = lines.join("\n");
+    assert_eq!(all.matches("://***@127.0.0.1:9").count(), 3, "{all}");
+    assert!(!all.contains("PW"), "{all}");
+}
+
 #[test]
 fn a_missing_secret_file_is_a_config_error_without_content() {
     let (code, lines, path) = check(

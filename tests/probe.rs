@@ -537,7 +537,7 @@ fn bad_requests_are_answered_400_in_one_line() {
 }
 
 /// A module without a timeout takes the scrape's from the header; a value too large for
-/// a deadline (1e20 s once aborted sonde) counts as a day, and sonde answers on.
+/// a deadline (1e20 s once aborted sonde) counts as ten minutes, and sonde answers on.
 #[test]
 fn a_huge_scrape_timeout_header_is_capped_not_fatal() {
     let web = Fixture::start(route);

@@ -154,6 +154,15 @@ fn a_refused_push_names_the_gateway_without_its_password() {
         seen[0].header("authorization"),
         Some("Basic Ym9iOmh1bnRlcjI=")
     );
+    // A port past 65535 is refused, not taken for none (port 80).
+    let out = run(&[
+        "--once",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--push.gateway",
+        "http://127.0.0.1:99999",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
     // A gateway URL sonde refuses is named without its password too.
     let out = run(&[
         "--once",

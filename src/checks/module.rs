@@ -85,9 +85,11 @@ const SCRAPE_TIMEOUT_OFFSET: f64 = 0.5;
 /// blackbox_exporter does).
 const DEFAULT_SCRAPE_TIMEOUT: f64 = 120.0;
 
-/// The longest scrape timeout believed from the header (a day): a larger value, up to
-/// 1e308, is a client's mistake or attack, and would not fit a deadline.
-const MAX_SCRAPE_TIMEOUT: f64 = 86_400.0;
+/// The longest scrape timeout believed from the header (ten minutes): a probe is not
+/// cancelled when its client goes away, so a larger value (up to 1e308, which once
+/// overflowed a deadline and aborted sonde) would let a few requests hold every probe
+/// slot for that long.
+const MAX_SCRAPE_TIMEOUT: f64 = 600.0;
 
 /// The `failure_reason` of a target that is not a URL sonde can probe.
 const INVALID_TARGET: &str = "invalid_target";
@@ -592,14 +594,10 @@ mod tests {
         // Nothing left of the scrape's: the module's, else nothing.
         assert_eq!(effective_timeout(Some(s(3)), Some(0.4)), s(3));
         assert_eq!(effective_timeout(None, Some(0.4)), Duration::ZERO);
-        // A header past a day counts as a day (1e20 s once overflowed Duration and
-        // aborted sonde).
-        for huge in [86_400.0, 1.85e19, 1e20, f64::MAX] {
-            assert_eq!(
-                effective_timeout(None, Some(huge)),
-                ms(86_399_500),
-                "{huge}"
-            );
+        // A header past ten minutes counts as ten minutes (1e20 s once overflowed
+        // Duration and aborted sonde).
+        for huge in [600.0, 86_400.0, 1.85e19, 1e20, f64::MAX] {
+            assert_eq!(effective_timeout(None, Some(huge)), ms(599_500), "{huge}");
             assert_eq!(effective_timeout(Some(s(7)), Some(huge)), s(7), "{huge}");
         }
     }

@@ -554,6 +554,19 @@ pub fn redact_userinfo(text: &str) -> String {
     }
 }
 
+/// Whether the port an authority names, if any, is a port: the `http` crate reads
+/// `host:99999` as a host without a port, which would mean port 80 or 443.
+pub fn port_in_range(authority: &str) -> bool {
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let after_ipv6 = host_port
+        .rsplit_once(']')
+        .map_or(host_port, |(_, rest)| rest);
+    match after_ipv6.rsplit_once(':') {
+        Some((_, port)) => port.is_empty() || port.parse::<u16>().is_ok(),
+        None => true,
+    }
+}
+
 /// The `Authorization` value of HTTP Basic authentication.
 pub fn basic_auth(user: &str, password: &str) -> String {
     use base64::Engine as _;
@@ -857,6 +870,24 @@ mod tests {
             .midnight()
             .assume_utc()
             .unix_timestamp()
+    }
+
+    #[test]
+    fn ports_past_65535_are_not_ports() {
+        for ok in [
+            "h",
+            "h:1",
+            "h:65535",
+            "u:p@h:443",
+            "[::1]:9090",
+            "[::1]",
+            "h:",
+        ] {
+            assert!(port_in_range(ok), "{ok}");
+        }
+        for bad in ["h:65536", "h:99999", "u:p@h:99999", "[::1]:70000", "h:8x"] {
+            assert!(!port_in_range(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -270,7 +270,7 @@ fn server(key: Option<&Spanned<String>>, problems: &mut Problems) -> Option<Stri
             s.referenced,
             format!(
                 "api_server {:?} must be an http:// or https:// URL, e.g. https://10.0.0.1:6443",
-                s.value
+                client::redact_userinfo(&s.value)
             ),
         );
     }

@@ -33,6 +33,10 @@ impl Target {
         if authority.host().is_empty() {
             return Err(format!("URL {shown:?} has no host"));
         }
+        // `:99999` parses, as no port at all: the probe would go to the default port.
+        if !client::port_in_range(authority.as_str()) {
+            return Err(format!("URL {shown:?} has a port outside 0-65535"));
+        }
         let Some((userinfo, host_port)) = authority.as_str().rsplit_once('@') else {
             return Ok(Target {
                 label: text.to_string(),
@@ -75,7 +79,14 @@ mod tests {
         let t = Target::parse("http://example.com").unwrap();
         assert_eq!(t.label, "http://example.com");
         assert!(t.userinfo_auth.is_none());
-        for bad in ["ftp://x/", "example.com", "http://", "http:// x/", ""] {
+        for bad in [
+            "ftp://x/",
+            "example.com",
+            "http://",
+            "http:// x/",
+            "",
+            "http://h:99999/",
+        ] {
             assert!(Target::parse(bad).is_err(), "{bad:?}");
         }
     }
