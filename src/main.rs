@@ -310,6 +310,7 @@ fn serve(settings: &Settings, loaded: Loaded, security: Arc<web::security::Secur
             Box::new(ModuleRunner(Arc::clone(&modules))),
             settings.probe_concurrency,
         )),
+        targets_cache: Default::default(),
     };
     let server = match web::server::Server::start(
         listener,

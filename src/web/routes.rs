@@ -1,7 +1,7 @@
 //! The HTTP endpoints: what each path answers, from the store and the exposition.
 
 use std::io::Write;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Map, Value, json};
@@ -13,6 +13,7 @@ use super::server::{Answer, Handler};
 use crate::exposition::BodySource;
 use crate::exposition::{CONTENT_TYPE, Exposition};
 use crate::store::Store;
+use crate::sync::lock;
 use crate::units::{rfc3339_millis, unix_ms};
 
 /// Paths that are endpoints of their own; the telemetry path may not take one.
@@ -49,6 +50,37 @@ pub struct App {
     pub lifecycle: bool,
     /// `/probe`: its runner, pool and counters.
     pub probes: Arc<Probes>,
+    /// The last `/api/v1/targets` answer, shared by every request that asks the same
+    /// of the same snapshots (see [`TargetsKey`]).
+    pub targets_cache: Mutex<Option<(TargetsKey, Arc<SharedBody>)>>,
+}
+
+/// What an `/api/v1/targets` answer depends on: the store's generation, the query,
+/// the encoding, and the minute (`cert_days_left` counts from now).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetsKey {
+    generation: u64,
+    query: Query,
+    gzip: bool,
+    minute: u64,
+}
+
+/// A body built once and sent to many clients without a copy each.
+#[derive(Debug)]
+pub struct SharedBody(Vec<u8>);
+
+impl BodySource for SharedBody {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn write_to(&self, out: &mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()> {
+        out(&self.0)
+    }
+
+    fn chunk_at(&self, offset: usize) -> &[u8] {
+        self.0.get(offset..).unwrap_or_default()
+    }
 }
 
 impl Handler for App {
@@ -282,19 +314,39 @@ impl App {
             Ok(q) => q,
             Err(e) => return Response::json(400, &json!({"status": "error", "error": e})),
         };
-        match page::json(&self.store, &query, unix_ms(SystemTime::now())) {
-            Ok(mut body) => {
-                body.push(b'\n');
-                let (bytes, gzipped) = gzip_if_accepted(req, body);
-                let response = Response::new(200, "application/json", bytes)
-                    .with_header("Vary", "Accept-Encoding");
-                if gzipped {
-                    response.with_header("Content-Encoding", "gzip")
-                } else {
-                    response
+        // Built once per snapshot generation, query, encoding and minute, and shared:
+        // 400 clients that never read a 6.6 MB answer held a copy each (1.1 GB).
+        let now = unix_ms(SystemTime::now());
+        let mut key = TargetsKey {
+            generation: self.store.generation(),
+            query: query.clone(),
+            gzip: req.accepts_gzip(),
+            minute: now / 60_000,
+        };
+        let cached = lock(&self.targets_cache)
+            .as_ref()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, body)| Arc::clone(body));
+        let body = match cached {
+            Some(body) => body,
+            None => match page::json(&self.store, &query, now) {
+                Ok(mut body) => {
+                    body.push(b'\n');
+                    let (bytes, gzipped) = gzip_if_accepted(req, body);
+                    key.gzip = gzipped;
+                    let body = Arc::new(SharedBody(bytes));
+                    *lock(&self.targets_cache) = Some((key.clone(), Arc::clone(&body)));
+                    body
                 }
-            }
-            Err(e) => Response::json(404, &json!({"status": "error", "error": e})),
+                Err(e) => return Response::json(404, &json!({"status": "error", "error": e})),
+            },
+        };
+        let response = Response::streamed(200, "application/json", body)
+            .with_header("Vary", "Accept-Encoding");
+        if key.gzip {
+            response.with_header("Content-Encoding", "gzip")
+        } else {
+            response
         }
     }
 }
