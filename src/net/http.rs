@@ -82,7 +82,7 @@ pub struct UrlText(pub String);
 
 impl fmt::Debug for UrlText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", proxy::without_userinfo(&self.0))
+        write!(f, "{:?}", redact_userinfo(&self.0))
     }
 }
 

@@ -41,7 +41,7 @@ enum Password {
 impl Proxy {
     /// Parses `http://[user[:password]@]host[:port][/]`; a missing scheme means http.
     fn parse(text: &str) -> Result<Proxy, String> {
-        let named = without_userinfo(text);
+        let named = super::redact_userinfo(text);
         let full = if text.contains("://") {
             text.to_string()
         } else {
@@ -125,21 +125,6 @@ pub(super) fn authority(host: &str, port: u16) -> String {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
-    }
-}
-
-/// A URL with its userinfo removed, for messages about it.
-pub(super) fn without_userinfo(text: &str) -> String {
-    let (scheme, rest) = match text.split_once("://") {
-        Some((s, r)) => (Some(s), r),
-        None => (None, text),
-    };
-    let end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(end);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    match scheme {
-        Some(s) => format!("{s}://{host}{path}"),
-        None => format!("{host}{path}"),
     }
 }
 
@@ -449,9 +434,5 @@ mod tests {
         let e = Proxy::parse("socks5://proxy:1080").unwrap_err();
         assert!(e.contains("socks5://"), "{e}");
         assert!(Proxy::parse("http://proxy:3128/path").is_err());
-        assert_eq!(
-            without_userinfo("http://u:p@h:1/x"),
-            "http://h:1/x".to_string()
-        );
     }
 }
